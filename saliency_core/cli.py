@@ -1,0 +1,45 @@
+"""``python -m saliency_core``: each subcommand lives beside the code it drives and registers
+itself through a ``register(subparsers)`` function listed here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import SaliencyError
+
+# Modules that contribute subcommands; each exposes register(subparsers).
+SUBCOMMAND_MODULES = (
+    "saliency_core.models.cli",  # models, fetch, train-bundled
+    "saliency_core.explain_cli",  # explain
+    "saliency_core.sanity",  # sanity
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m saliency_core",
+        description="Gradient saliency from the command line: list and fetch models, explain "
+        "an image or a sentence, run the sanity checks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SaliencyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,236 @@
+"""The one hot path: gradients of a target score with respect to many input points.
+
+Integrated Gradients asks for gradients along a path, SmoothGrad at noisy copies, their
+combination at noisy paths; all of them describe their points lazily and hand them here. This
+module alone decides chunk sizes, device placement, out-of-memory retries, cancellation and
+progress, so those concerns are solved once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import CancelledError, SaliencyError, TargetError
+
+# Default memory budget for one chunk's autograd state. CPU RAM is not measurable per
+# allocation, so the budget is enforced by estimating the bytes autograd saves per point.
+DEFAULT_CPU_BUDGET = 2 * 1024**3
+MAX_CHUNK = {"cpu": 64, "cuda": 512, "mps": 128}
+
+_saved_bytes_per_point: dict = {}
+_model_locks: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def model_lock(module: nn.Module | None) -> threading.RLock:
+    """One lock per shared model.
+
+    Hooks live on modules shared by every browser session; registering one while another
+    thread iterates the same hook dictionary in its forward pass can corrupt that iteration,
+    so computations on one model are serialised. A dummy lock serves callables without module.
+    """
+    if module is None:
+        return threading.RLock()
+    with _locks_guard:
+        lock = _model_locks.get(module)
+        if lock is None:
+            lock = _model_locks[module] = threading.RLock()
+        return lock
+
+
+def logits_of(output) -> torch.Tensor:
+    """Hugging Face output objects, dicts, tuples and plain tensors all yield their logits."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, Mapping):
+        if isinstance(output.get("logits"), torch.Tensor):
+            return output["logits"]
+        for value in output.values():
+            if isinstance(value, torch.Tensor):
+                return value
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise SaliencyError(
+        f"the model returned {type(output).__name__}; expected logits as a tensor, a dict or "
+        "an object with .logits"
+    )
+
+
+def module_device(module: nn.Module | None) -> torch.device:
+    if module is not None:
+        for tensor in module.parameters():
+            return tensor.device
+        for tensor in module.buffers():
+            return tensor.device
+    return torch.device("cpu")
+
+
+@dataclass
+class Stats:
+    """What the engine did, reported in explanation metadata."""
+
+    passes: int = 0  # points that went through forward + input backward
+    forwards: int = 0  # points that went through forward only
+    chunks: int = 0
+    chunk_size: int = 0
+    oom_retries: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Options:
+    """Engine options every method accepts besides its own hyperparameters."""
+
+    batch_size: int | None = None
+    progress: Callable[[int, int], None] | None = None
+    cancel: object = None  # threading.Event or callable returning True to stop
+    memory_budget: int | None = None  # bytes of autograd state per chunk
+
+    def cancelled(self) -> bool:
+        c = self.cancel
+        if c is None:
+            return False
+        if hasattr(c, "is_set"):
+            return bool(c.is_set())
+        return bool(c())
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _budget(device: torch.device, options: Options) -> int:
+    if options.memory_budget:
+        return options.memory_budget
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.6)
+    return DEFAULT_CPU_BUDGET
+
+
+def check_targets(targets: torch.Tensor, num_classes: int) -> None:
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        bad = int(targets.max()) if int(targets.max()) >= num_classes else int(targets.min())
+        raise TargetError(f"target class {bad} is out of range: the model has {num_classes} outputs (0..{num_classes - 1})")
+
+
+def _score(logits: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if logits.dim() != 2:
+        logits = logits.reshape(logits.shape[0], -1)
+    if targets is None:
+        targets = logits.detach().argmax(dim=1)
+    else:
+        check_targets(targets, logits.shape[1])
+    return logits.gather(1, targets[:, None]).squeeze(1), targets
+
+
+class GradientStream:
+    """Evaluates d score[target] / d point for ``total`` points described lazily.
+
+    ``make_chunk(start, stop)`` returns the points (detached, on the model's device) and their
+    targets (None = each point's own argmax); ``consume(start, stop, grads, scores, targets)``
+    folds the result into the method's accumulators, so no more than one chunk of points and
+    gradients exists at a time.
+    """
+
+    def __init__(self, forward: Callable, device: torch.device, options: Options, stats: Stats,
+                 cache_key=None):
+        self.forward = forward
+        self.device = device
+        self.options = options
+        self.stats = stats
+        self.cache_key = cache_key
+
+    def run(self, total: int, make_chunk: Callable, consume: Callable) -> None:
+        chunk = self.options.batch_size or self._chunk_for(self._bytes_per_point(make_chunk))
+        start = 0
+        self._report(0, total)
+        while start < total:
+            if self.options.cancelled():
+                raise CancelledError("stopped on request")
+            stop = min(total, start + chunk)
+            try:
+                self._one_chunk(start, stop, make_chunk, consume)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
+                if not _is_oom(exc):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if stop - start == 1:
+                    raise SaliencyError(
+                        "out of memory even for a single point; use a smaller input or the CPU"
+                    ) from exc
+                chunk = max(1, (stop - start) // 2)
+                self.stats.oom_retries += 1
+                continue
+            self.stats.chunk_size = max(self.stats.chunk_size, stop - start)
+            start = stop
+            self._report(start, total)
+
+    def _bytes_per_point(self, make_chunk) -> int:
+        """Autograd state one point keeps alive, measured once per model and input shape by
+        a one-point forward pass whose saved tensors are counted (then discarded)."""
+        points, targets = make_chunk(0, 1)
+        key = (self.cache_key, tuple(points.shape[1:]), points.dtype, self.device.type)
+        if key not in _saved_bytes_per_point:
+            saved = [0]
+
+            def pack(t):
+                saved[0] += t.numel() * t.element_size()
+                return t
+
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                logits_of(self.forward(points.detach().requires_grad_(True)))
+            self.stats.forwards += 1
+            # Saved activations plus the point, its gradient and transient buffers.
+            per_point = saved[0] + 4 * points[0].numel() * points.element_size()
+            _saved_bytes_per_point[key] = int(per_point * 1.5)
+        return _saved_bytes_per_point[key]
+
+    def _report(self, done: int, total: int) -> None:
+        if self.options.progress is not None:
+            self.options.progress(done, total)
+
+    def _chunk_for(self, per_point: int) -> int:
+        budget = _budget(self.device, self.options)
+        limit = MAX_CHUNK.get(self.device.type, 64)
+        return int(max(1, min(limit, budget // max(1, per_point))))
+
+    def _one_chunk(self, start, stop, make_chunk, consume):
+        points, targets = make_chunk(start, stop)
+        points = points.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = logits_of(self.forward(points))
+            scores, targets = _score(logits, targets)
+            # Only the input gradient is asked for: autograd then skips every parameter
+            # gradient, which is what keeps a pass at the floor cost.
+            (grads,) = torch.autograd.grad(scores.sum(), points)
+        self.stats.passes += stop - start
+        self.stats.chunks += 1
+        consume(start, stop, grads.detach(), scores.detach(), targets)
+
+
+def forward_no_grad(forward: Callable, points: torch.Tensor, stats: Stats, chunk: int = 64) -> torch.Tensor:
+    """Logits at points without building a graph (targets, baselines, f(x))."""
+    outs = []
+    with torch.no_grad():
+        for i in range(0, points.shape[0], chunk):
+            outs.append(logits_of(forward(points[i:i + chunk])).reshape(min(chunk, points.shape[0] - i), -1))
+    stats.forwards += points.shape[0]
+    return torch.cat(outs) if outs else torch.empty(0)

@@ -1,0 +1,41 @@
+"""Errors raised by saliency_core.
+
+Every error a user can trigger with a bad choice is a ``SaliencyError`` (a ``ValueError``), so
+callers such as the app can show its message instead of a traceback.
+"""
+
+
+class SaliencyError(ValueError):
+    """A problem the user can fix by changing an input, a parameter or a choice."""
+
+
+class UnknownMethodError(SaliencyError):
+    pass
+
+
+class ParameterError(SaliencyError):
+    pass
+
+
+class TargetError(SaliencyError):
+    pass
+
+
+class LayerError(SaliencyError):
+    pass
+
+
+class InputShapeError(SaliencyError):
+    pass
+
+
+class MethodNotApplicableError(SaliencyError):
+    """The method cannot run on this model (e.g. guided backprop on a GELU transformer)."""
+
+
+class ModelUnavailableError(SaliencyError):
+    """Weights are missing locally and cannot be fetched; the message names the fix."""
+
+
+class CancelledError(SaliencyError):
+    """The caller asked to stop a long computation."""

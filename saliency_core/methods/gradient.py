@@ -1,0 +1,51 @@
+"""Vanilla gradient (Simonyan et al. 2013) and gradient x input."""
+
+from __future__ import annotations
+
+import torch
+
+from ..specs import MethodSpec
+from .base import Context
+
+GRADIENT = MethodSpec(
+    name="gradient",
+    label="Vanilla gradient",
+    description="Sensitivity of the target score to each input value: d f_c / d x.",
+    family="input",
+    text=True,
+    reference="Simonyan et al. 2013",
+)
+
+GRADIENT_X_INPUT = MethodSpec(
+    name="gradient_x_input",
+    label="Gradient × input",
+    description="Gradient times input: a first-order estimate of each value's contribution.",
+    family="input",
+    text=True,
+    reference="Shrikumar et al. 2016",
+)
+
+
+def input_gradients(ctx: Context, x: torch.Tensor, targets, forward=None) -> torch.Tensor:
+    """d score / d x at each input, one model pass per input, batched by the engine."""
+    grads = torch.empty_like(x)
+    resolved = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+
+    def make(start, stop):
+        return x[start:stop], None if targets is None else targets[start:stop]
+
+    def consume(start, stop, g, _scores, t):
+        grads[start:stop] = g
+        resolved[start:stop] = t
+
+    ctx.stream(forward).run(x.shape[0], make, consume)
+    ctx.meta["targets"] = resolved
+    return grads
+
+
+def gradient(ctx: Context, x, targets, params):
+    return input_gradients(ctx, x, targets)
+
+
+def gradient_x_input(ctx: Context, x, targets, params):
+    return input_gradients(ctx, x, targets) * x

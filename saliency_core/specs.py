@@ -1,0 +1,108 @@
+"""Method specifications: each hyperparameter is declared once, here-shaped, and every page,
+the CLI and parameter validation are generated from these declarations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # "int", "float", "bool", "choice", "layer", "method"
+    default: Any
+    help: str
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    text_choices: tuple = ()  # choices offered for text models, when they differ
+    label: str = ""
+    advanced: bool = False
+
+    def choices_for(self, kind: str = "image") -> tuple:
+        return self.text_choices if (kind == "text" and self.text_choices) else self.choices
+
+    def validate(self, value: Any, kind: str = "image") -> Any:
+        """Return the value coerced to this parameter's type, or raise ParameterError."""
+        if self.type == "int":
+            if isinstance(value, bool) or not _is_integral(value):
+                raise ParameterError(f"{self.name} must be an integer, got {value!r}")
+            value = int(value)
+            self._check_range(value)
+        elif self.type == "float":
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ParameterError(f"{self.name} must be a number, got {value!r}") from None
+            if value != value:  # NaN
+                raise ParameterError(f"{self.name} must be a number, got NaN")
+            self._check_range(value)
+        elif self.type == "bool":
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+                value = value.lower() in ("true", "1")
+            if not isinstance(value, bool):
+                raise ParameterError(f"{self.name} must be true or false, got {value!r}")
+        elif self.type in ("choice", "method"):
+            allowed = self.choices_for(kind)
+            if self.name == "baseline" and not isinstance(value, str):
+                return value  # a tensor baseline given from code
+            if value not in allowed:
+                raise ParameterError(
+                    f"{self.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
+                )
+        elif self.type == "layer":
+            if value is not None and not isinstance(value, str):
+                raise ParameterError(f"{self.name} must be a module path such as 'layer4'")
+        return value
+
+    def _check_range(self, value):
+        lo, hi = self.min, self.max
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ParameterError(f"{self.name}={value} is out of range; allowed: [{lo}, {hi}]")
+
+
+def _is_integral(value) -> bool:
+    try:
+        return float(value) == int(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    label: str
+    description: str
+    family: str  # "input" (same shape as the input) or "cam" (a map over the image)
+    params: tuple[Param, ...] = ()
+    text: bool = False  # applies to text models (attribution in embedding space)
+    needs_relu: bool = False
+    reference: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.params}
+
+    def validate(self, params: dict, kind: str = "image") -> dict:
+        """Fill defaults and check every value; unknown names are an error, not ignored."""
+        known = {p.name for p in self.params}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ParameterError(
+                f"{self.name} has no parameter {', '.join(unknown)}; "
+                f"its parameters are: {', '.join(sorted(known)) or 'none'}"
+            )
+        out = {}
+        for p in self.params:
+            out[p.name] = p.validate(params.get(p.name, p.default), kind)
+        return out
