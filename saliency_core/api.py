@@ -10,10 +10,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import methods as registry
 from .baselines import image_baseline
-from .engine import Options, Stats, check_targets, forward_no_grad, model_lock, module_device
-from .errors import InputShapeError, MethodNotApplicableError, SaliencyError, TargetError
+from .engine import (
+    Options,
+    Stats,
+    check_targets,
+    forward_no_grad,
+    model_lock,
+    module_device,
+)
+from .errors import (
+    InputShapeError,
+    MethodNotApplicableError,
+    SaliencyError,
+    TargetError,
+)
+from .methods import get as method_entry
 from .methods.base import Context
 from .methods.smoothgrad import smooth
 
@@ -52,12 +64,12 @@ def split_params(method: str, params: dict, kind: str):
     options = Options(**{k: params.pop(k) for k in ENGINE_OPTIONS if k in params})
     if options.batch_size is not None and (not isinstance(options.batch_size, int) or options.batch_size < 1):
         raise SaliencyError(f"batch_size must be a positive integer or None, got {options.batch_size!r}")
-    spec = registry.get(method).spec
+    spec = method_entry(method).spec
     if method != "smoothgrad":
         return spec.validate(params, kind), None, options
     own = {k: v for k, v in params.items() if k in {p.name for p in spec.params}}
     p = spec.validate(own, kind)
-    base = registry.get(p["base"]).spec
+    base = method_entry(p["base"]).spec
     rest = {k: v for k, v in params.items() if k not in own}
     return p, base.validate(rest, kind), options
 
@@ -98,9 +110,9 @@ def check_inputs(inputs, family: str, kind: str = "image") -> None:
 
 
 def compute(ctx: Context, method: str, x: torch.Tensor, targets, p: dict, base_p: dict | None):
-    m = registry.get(method)
+    m = method_entry(method)
     if method == "smoothgrad":
-        return smooth(registry.get(p["base"]).compute, ctx, x, targets, p, base_p)
+        return smooth(method_entry(p["base"]).compute, ctx, x, targets, p, base_p)
     return m.compute(ctx, x, targets, p)
 
 
@@ -116,7 +128,7 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
     """Shared body of attribute/explain/attribute_text. Returns (attribution, ctx, logits)."""
     fn, module, facts = unwrap_model(model)
     kind = kind or facts["kind"] or "image"
-    spec = registry.get(method).spec
+    spec = method_entry(method).spec
     if (spec.family == "cam" or method == "guided_gradcam") and kind == "text":
         raise MethodNotApplicableError(f"{method} maps image layers; for text use gradient, gradient_x_input, integrated_gradients or smoothgrad")
     check_inputs(inputs, spec.family, kind)
@@ -133,7 +145,7 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
     start = time.perf_counter()
     with model_lock(module):
         logits = None
-        if want_logits or (not registry.get(method).at_input and isinstance(target, str)):
+        if want_logits or (not method_entry(method).at_input and isinstance(target, str)):
             logits = forward_no_grad(forward, x, ctx.stats)
         targets = resolve_targets(target, x.shape[0], device, (lambda: logits) if logits is not None else None)
         if targets is not None and logits is not None:

@@ -36,7 +36,7 @@ def _first_tensor(output):
 def token_grid(num_tokens: int) -> tuple[int, int] | None:
     """(leading non-patch tokens, grid side) for a square patch grid, e.g. 197 -> (1, 14)."""
     side = math.isqrt(num_tokens)
-    for extra in range(0, 9):
+    for extra in range(9):
         side = math.isqrt(num_tokens - extra)
         if side > 1 and side * side == num_tokens - extra:
             return extra, side

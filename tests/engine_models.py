@@ -1,6 +1,5 @@
 """Small deterministic models shared by the engine tests."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,7 +77,11 @@ TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "good", "bad", 
 
 def make_tiny_text_model(folder):
     """A 2-layer BERT classifier and its WordPiece tokenizer, written to ``folder``."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+    )
 
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(TINY_VOCAB)})
     tokenizer.save_pretrained(folder)
@@ -88,7 +91,3 @@ def make_tiny_text_model(folder):
                         max_position_embeddings=64)
     return BertForSequenceClassification(config).eval(), tokenizer
 
-
-@pytest.fixture(scope="session")
-def tiny_text_model(tmp_path_factory):
-    return make_tiny_text_model(tmp_path_factory.mktemp("tinybert"))

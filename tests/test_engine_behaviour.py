@@ -5,6 +5,14 @@ import threading
 
 import pytest
 import torch
+from engine_models import (
+    images,
+    make_tiny_text_model,
+    max_rel_diff,
+    small_cnn,
+    tiny_swin,
+    tiny_vit,
+)
 from torch import nn
 
 import saliency_core as sc
@@ -17,7 +25,12 @@ from saliency_core.errors import (
     TargetError,
     UnknownMethodError,
 )
-from engine_models import images, max_rel_diff, small_cnn, tiny_swin, tiny_text_model, tiny_vit  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def tiny_text_model(tmp_path_factory):
+    return make_tiny_text_model(tmp_path_factory.mktemp("tinybert"))
+
 
 ALL_METHODS = [s.name for s in sc.methods()]
 FAST_PARAMS = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}}
@@ -148,7 +161,7 @@ def test_two_threads_share_one_model():
         try:
             for _ in range(3):
                 results[method] = sc.attribute(model, x, method, target=1)
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - any failure in a thread is reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(m,)) for m in expected]

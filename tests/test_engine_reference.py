@@ -12,10 +12,22 @@ from captum.attr import (
     LayerGradCam,
     Saliency,
 )
+from engine_models import (
+    FunctionalCNN,
+    images,
+    make_tiny_text_model,
+    max_rel_diff,
+    small_cnn,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_text_model(tmp_path_factory):
+    return make_tiny_text_model(tmp_path_factory.mktemp("tinybert"))
+
 
 import saliency_core as sc
 from saliency_core.baselines import image_baseline
-from engine_models import FunctionalCNN, images, max_rel_diff, small_cnn, tiny_text_model  # noqa: F401
 
 TOL = 1e-5
 TARGETS = torch.tensor([1, 3])

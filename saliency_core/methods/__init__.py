@@ -47,3 +47,4 @@ def get(name: str) -> Method:
 
 def specs() -> list[MethodSpec]:
     return [m.spec for m in REGISTRY.values()]
+
