@@ -1,0 +1,44 @@
+# The workbench as a container: the same app and settings that `make run` serves.
+#   docker build -t saliency-workbench .
+#   docker build --build-arg PREFETCH_MODELS="resnet50" -t saliency-workbench .
+#   docker run --rm -p 8501:8501 saliency-workbench
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    SALIENCY_CACHE=/app/models_cache
+
+# The app writes to the model cache (fetch) and its share store at run time, so /app belongs
+# to the unprivileged user that runs it.
+RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin workbench \
+    && mkdir -p /app/models_cache /app/share_store \
+    && chown -R workbench:workbench /app
+WORKDIR /app
+
+# Dependencies first: this layer is the slow one and survives changes to the code.
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY --chown=workbench:workbench .streamlit/ .streamlit/
+COPY --chown=workbench:workbench saliency_core/ saliency_core/
+COPY --chown=workbench:workbench models_cache/bundled/ models_cache/bundled/
+COPY --chown=workbench:workbench pages/ pages/
+COPY --chown=workbench:workbench app.py ./
+
+USER workbench
+
+# Optional: bake downloaded weights into the image, e.g. PREFETCH_MODELS="resnet50 vgg16".
+ARG PREFETCH_MODELS=""
+RUN if [ -n "$PREFETCH_MODELS" ]; then python -m saliency_core fetch $PREFETCH_MODELS; fi
+
+# Like `make run`: serve only what is in the image, never reach for a model hub at run time.
+ENV HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1
+
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4).status != 200)"]
+
+CMD ["python", "-m", "streamlit", "run", "app.py", "--server.port", "8501", "--server.address", "0.0.0.0", "--server.headless", "true"]

@@ -1,0 +1,81 @@
+# The two commands a newcomer needs are `make run` and `make test`; everything else is for
+# contributors. Every target builds the virtualenv on demand and is quick once it exists.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# python3.11 is the supported interpreter; fall back to python3 where it has another name.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+DEVICE ?= cpu
+BENCH_ARGS ?=
+MODELS ?=
+PYTEST_ARGS ?=
+CHROMIUM ?= /usr/bin/chromium
+SALIENCY_CACHE ?= models_cache
+export SALIENCY_CACHE CHROMIUM
+
+# Stamps record which requirements the venv was last installed from, so pip only runs when
+# a requirements file changed (or after a failed install, which leaves the stamp untouched).
+REQ_STAMP := $(VENV)/.req-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
+
+.PHONY: help run test bench train-bundled fetch lint venv dev-venv browser-deps
+
+help:
+	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
+	@echo "make test    run the whole test suite (installs dev requirements and chromium if needed)"
+	@echo "make fetch MODELS=\"resnet50 ...\"   download model weights into \$$SALIENCY_CACHE"
+	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(REQ_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@ $(REQ_STAMP)
+
+venv: $(REQ_STAMP)
+dev-venv: $(DEV_STAMP)
+
+# Offline on purpose: the app must work from the bundled and already fetched weights alone.
+run: $(REQ_STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+# Browser tests need Debian's chromium (Playwright's own browser downloads are not used).
+# As root we install it; otherwise the browser tests skip and say why.
+browser-deps:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian chromium for the browser tests"; \
+		apt-get update -qq < /dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium < /dev/null; \
+	else \
+		echo "NOTE: $(CHROMIUM) is missing and we are not root: browser tests will be skipped"; \
+		echo "      (install it with: sudo apt-get install chromium)"; \
+	fi
+
+# pytest exits 5 when it collected nothing: a suite that ran no test is a failure, not a pass.
+test: $(DEV_STAMP) browser-deps
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; \
+	exit $$rc
+
+bench: $(DEV_STAMP)
+	$(PY) -m benchmarks --device $(DEVICE) $(BENCH_ARGS)
+
+train-bundled: $(REQ_STAMP)
+	$(PY) -m saliency_core train-bundled
+
+fetch: $(REQ_STAMP)
+	@if [ -z "$(MODELS)" ]; then echo 'usage: make fetch MODELS="resnet50 ..."'; exit 2; fi
+	$(PY) -m saliency_core fetch $(MODELS)
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .

@@ -1,0 +1,137 @@
+"""No Docker engine here, so the Dockerfile is checked by reading it: everything it copies
+exists, and it serves the same app, port and health check as `make run`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+
+import pytest
+from browser import REPO_ROOT
+
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs with line continuations joined and comments dropped."""
+    joined, current = [], ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):  # a comment inside a continued instruction
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        joined.append(current + line)
+        current = ""
+    assert not current, "Dockerfile ends inside a continued line"
+    result = []
+    for line in joined:
+        keyword, _, args = line.partition(" ")
+        result.append((keyword.upper(), args.strip()))
+    return result
+
+
+def words(args: str) -> list[str]:
+    """Exec-form (JSON array) or shell-form arguments as a list of words."""
+    if args.startswith("["):
+        return json.loads(args)
+    return shlex.split(args)
+
+
+def of(keyword: str) -> list[str]:
+    return [args for key, args in instructions() if key == keyword]
+
+
+def streamlit_invocation(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """From a command line, the words from `streamlit` to the script and its --server options."""
+    start = next(i for i, word in enumerate(argv) if word.endswith("streamlit"))
+    run = argv[start + 1 : start + 3]
+    options = {}
+    rest = argv[start + 3 :]
+    for i, word in enumerate(rest):
+        if word.startswith("--") and "=" in word:
+            key, value = word[2:].split("=", 1)
+            options[key] = value
+        elif word.startswith("--") and i + 1 < len(rest):
+            options[word[2:]] = rest[i + 1]
+    return run, options
+
+
+def test_base_image_is_python_311_slim():
+    assert of("FROM")[0].split()[0] == "python:3.11-slim"
+
+
+def test_every_copied_path_exists():
+    missing = []
+    for args in of("COPY") + of("ADD"):
+        parts = [w for w in words(args) if not w.startswith("--")]
+        if any(w.startswith("--from") for w in words(args)):
+            continue  # copies from another build stage, not from the repository
+        for source in parts[:-1]:
+            if not (REPO_ROOT / source).exists():
+                missing.append(source)
+    assert not missing, f"Dockerfile copies paths the repository lacks: {missing}"
+
+
+def test_image_contains_every_top_level_part_of_the_app():
+    copied = {w.rstrip("/") for args in of("COPY") for w in words(args)[:-1]}
+    needed = {"app.py", "pages", "saliency_core", ".streamlit", "models_cache/bundled"}
+    assert needed <= copied, f"not copied into the image: {sorted(needed - copied)}"
+
+
+def test_runs_as_a_non_root_user():
+    users = of("USER")
+    assert users, "no USER instruction: the app would run as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+
+
+def test_exposes_the_port_and_checks_health():
+    assert "8501" in " ".join(of("EXPOSE")).split()
+    (healthcheck,) = of("HEALTHCHECK")
+    assert "localhost:8501/_stcore/health" in healthcheck
+    assert "curl" not in healthcheck, "python:3.11-slim has no curl"
+
+
+def test_prefetch_build_argument_drives_the_fetch_command():
+    assert any(arg.split("=")[0] == "PREFETCH_MODELS" for arg in of("ARG"))
+    assert any("saliency_core fetch $PREFETCH_MODELS" in run for run in of("RUN"))
+
+
+def make_run_command() -> list[str]:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    # -n prints the recipe without running it; the streamlit line is the one `make run` starts.
+    output = subprocess.run(
+        ["make", "-n", "run"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    lines = [line for line in output.splitlines() if re.search(r"streamlit run", line)]
+    assert len(lines) == 1, output
+    return shlex.split(lines[0])
+
+
+def test_cmd_starts_the_same_app_as_make_run():
+    (cmd,) = of("CMD")
+    docker_run, docker_options = streamlit_invocation(words(cmd))
+    make_run, make_options = streamlit_invocation(make_run_command())
+
+    assert docker_run == make_run == ["run", "app.py"]
+    assert docker_options["server.port"] == make_options["server.port"] == "8501"
+    # In a container the app must listen beyond the container's own loopback.
+    assert docker_options["server.address"] == "0.0.0.0"
+
+
+def test_image_is_offline_at_run_time_like_make_run():
+    env = " ".join(of("ENV"))
+    assert "HF_HUB_OFFLINE=1" in env
+    assert "HF_HUB_OFFLINE=1" in " ".join(make_run_command())
+
+
+def test_dockerignore_keeps_local_state_out_but_bundled_weights_in():
+    rules = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "models_cache/*", "!models_cache/bundled", "tests/output"} <= set(rules)
