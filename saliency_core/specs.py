@@ -22,9 +22,13 @@ class Param:
     text_choices: tuple = ()  # choices offered for text models, when they differ
     label: str = ""
     advanced: bool = False
+    text_default: Any = None  # default for text models, when it differs
 
     def choices_for(self, kind: str = "image") -> tuple:
         return self.text_choices if (kind == "text" and self.text_choices) else self.choices
+
+    def default_for(self, kind: str = "image") -> Any:
+        return self.text_default if (kind == "text" and self.text_default is not None) else self.default
 
     def validate(self, value: Any, kind: str = "image") -> Any:
         """Return the value coerced to this parameter's type, or raise ParameterError."""
@@ -90,8 +94,8 @@ class MethodSpec:
                 return p
         raise KeyError(name)
 
-    def defaults(self) -> dict:
-        return {p.name: p.default for p in self.params}
+    def defaults(self, kind: str = "image") -> dict:
+        return {p.name: p.default_for(kind) for p in self.params}
 
     def validate(self, params: dict, kind: str = "image") -> dict:
         """Fill defaults and check every value; unknown names are an error, not ignored."""
@@ -104,5 +108,5 @@ class MethodSpec:
             )
         out = {}
         for p in self.params:
-            out[p.name] = p.validate(params.get(p.name, p.default), kind)
+            out[p.name] = p.validate(params.get(p.name, p.default_for(kind)), kind)
         return out

@@ -322,3 +322,11 @@ def test_text_methods_and_baselines(tiny_text_model):
         sc.attribute_text(model, tok, "   ", "gradient")
     long = sc.attribute_text(model, tok, "the film " * 40, "gradient", max_length=16)
     assert long.metadata["truncated"] and len(long.tokens) == 16
+
+
+def test_text_models_get_a_text_baseline_by_default(tiny_text_model):
+    model, tok = tiny_text_model
+    spec = sc.get_method("integrated_gradients")
+    assert spec.defaults("text")["baseline"] == "pad" and spec.defaults()["baseline"] == "black"
+    r = sc.attribute_text(model, tok, "the film was great", "integrated_gradients", steps=4)
+    assert r.metadata["params"]["baseline"] == "pad"

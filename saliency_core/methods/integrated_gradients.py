@@ -16,7 +16,7 @@ TEXT_BASELINES = ("pad", "mask", "unk", "zeros")
 IG_PARAMS = (
     Param("steps", "int", 50, "Number of gradient evaluations along the path.", min=2, max=1024, step=1, label="Steps"),
     Param("baseline", "choice", "black", "The reference input the path starts from.",
-          choices=IMAGE_BASELINES, text_choices=TEXT_BASELINES, label="Baseline"),
+          choices=IMAGE_BASELINES, text_choices=TEXT_BASELINES, text_default="pad", label="Baseline"),
     Param("quadrature", "choice", "gauss_legendre",
           "Rule for the path integral; Gauss-Legendre converges fastest on smooth paths, "
           "left/right/trapezoid grids nest when steps double.",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,9 @@ class LoadedModel:
         """Module paths usable by CAM methods with their output shapes, best first."""
         from ..layers import candidate_layers
 
-        return candidate_layers(self.model, self.example_input(), preferred=self.default_layer)
+        return candidate_layers(
+            self.model, self.example_input(), preferred=self.default_layer
+        )
 
     def example_input(self) -> torch.Tensor:
         h, w = self.input_size or (224, 224)

@@ -1,0 +1,231 @@
+"""Loaders for the models that ship with the project (``models_cache/bundled``).
+
+Each model is ``<name>.safetensors`` plus a JSON card ``<name>.json`` written by
+``python -m saliency_core train-bundled`` (saliency_core/bundled/train.py); the card holds the
+architecture parameters needed to rebuild the module, so loading needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from ..errors import ModelUnavailableError, SaliencyError
+from .base import LoadedModel
+from .cache import BUNDLED_DIR
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    kind: str
+    description: str
+
+
+BUNDLED_MODELS = {
+    spec.name: spec
+    for spec in [
+        BundledModel(
+            "shapes-cnn",
+            "image",
+            "Small CNN classifying procedural shapes; masks give ground truth",
+        ),
+        BundledModel(
+            "shapes-cnn-watermark",
+            "image",
+            "Same CNN trained where a corner watermark always gives away the class (a shortcut)",
+        ),
+        BundledModel(
+            "shapes-cnn-random-labels",
+            "image",
+            "Same CNN trained on shuffled labels, for the data randomization sanity test",
+        ),
+        BundledModel(
+            "minilm-sentiment",
+            "text",
+            "all-MiniLM-L6-v2 encoder with a sentiment head trained on review sentences",
+        ),
+    ]
+}
+
+
+def weights_path(name: str, directory: Path | None = None) -> Path:
+    return (directory or BUNDLED_DIR) / f"{name}.safetensors"
+
+
+def card_path(name: str, directory: Path | None = None) -> Path:
+    return (directory or BUNDLED_DIR) / f"{name}.json"
+
+
+def is_present(name: str, directory: Path | None = None) -> bool:
+    return (
+        weights_path(name, directory).is_file() and card_path(name, directory).is_file()
+    )
+
+
+def size_bytes(name: str, directory: Path | None = None) -> int | None:
+    path = weights_path(name, directory)
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    if BUNDLED_MODELS[name].kind == "text":  # the encoder is part of what runs
+        from ..bundled.minilm import encoder_dir
+
+        try:
+            size += (encoder_dir() / "model.safetensors").stat().st_size
+        except (ModelUnavailableError, OSError):
+            pass
+    return size
+
+
+def read_card(name: str, directory: Path | None = None) -> dict:
+    return json.loads(card_path(name, directory).read_text())
+
+
+def load(name: str, device: torch.device, directory: Path | None = None) -> LoadedModel:
+    if not is_present(name, directory):
+        raise ModelUnavailableError(
+            f"The bundled model {name} is missing from {directory or BUNDLED_DIR} (its "
+            f".safetensors and .json should be in the repository). Regenerate it with: "
+            f"python -m saliency_core train-bundled --only {name}"
+        )
+    card = read_card(name, directory)
+    state = load_file(str(weights_path(name, directory)))
+    if BUNDLED_MODELS[name].kind == "text":
+        return _load_sentiment(name, card, state, device)
+    return _load_shapes_cnn(name, card, state, device)
+
+
+def _load_shapes_cnn(
+    name: str, card: dict, state: dict, device: torch.device
+) -> LoadedModel:
+    from PIL import Image
+
+    from ..bundled.shapes_cnn import ShapesCNN
+
+    arch = card["architecture"]
+    labels = list(card["labels"])
+    model = ShapesCNN(num_classes=len(labels), widths=tuple(arch["widths"]))
+    model.load_state_dict(state)
+    model = model.to(device).eval()
+    height, width = card["data"]["image_size"], card["data"]["image_size"]
+    mean, std = list(arch["normalization"]["mean"]), list(arch["normalization"]["std"])
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+
+    def preprocess(image) -> torch.Tensor:
+        image = image.convert("RGB")
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.BILINEAR)
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
+        x = pixels.permute(2, 0, 1).unsqueeze(0)
+        return ((x - mean_t) / std_t).to(device)
+
+    return LoadedModel(
+        name=name,
+        kind="image",
+        model=model,
+        labels=labels,
+        preprocess=preprocess,
+        normalization=(mean, std),
+        input_size=(height, width),
+        default_layer=arch["default_layer"],
+        source="bundled",
+        card=card,
+    )
+
+
+def _load_sentiment(
+    name: str, card: dict, state: dict, device: torch.device
+) -> LoadedModel:
+    from ..bundled.minilm import MeanPooledClassifier, load_encoder
+
+    encoder, tokenizer = load_encoder()
+    labels = list(card["labels"])
+    model = MeanPooledClassifier(encoder, labels)
+    model.head.load_state_dict(
+        {key.removeprefix("head."): value for key, value in state.items()}
+    )
+    return LoadedModel(
+        name=name,
+        kind="text",
+        model=model.to(device).eval(),
+        labels=labels,
+        tokenizer=tokenizer,
+        source="bundled",
+        card=card,
+    )
+
+
+def load_zero_shot(
+    labels: list[str],
+    device: str | torch.device | None = None,
+    template: str | None = None,
+) -> LoadedModel:
+    """The MiniLM encoder as a zero-shot classifier over class names the user types.
+
+    The encoder is the one already loaded for minilm-sentiment (shared, never changed); the
+    model is registered as ``minilm-zero-shot: a | b | c`` so later calls get the same one.
+    """
+    from ..bundled.minilm import (
+        ZERO_SHOT_SCALE,
+        ZERO_SHOT_TEMPLATE,
+        zero_shot_classifier,
+    )
+    from . import registry
+
+    labels = [str(label).strip() for label in labels]
+    if (
+        len(labels) < 2
+        or any(not label for label in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise SaliencyError("Name at least two classes, all different and none empty.")
+    if len(labels) > 50:
+        raise SaliencyError("Name at most 50 classes.")
+    template = template or ZERO_SHOT_TEMPLATE
+    if template.count("{}") != 1:
+        raise SaliencyError(
+            "The template must contain {} exactly once, where a class name goes."
+        )
+    suffix = "" if template == ZERO_SHOT_TEMPLATE else f" ({template})"
+    name = f"minilm-zero-shot: {' | '.join(labels)}{suffix}"
+
+    def factory(target: torch.device) -> LoadedModel:
+        base = registry.load_model("minilm-sentiment", target)
+        model = zero_shot_classifier(
+            base.model.encoder, base.tokenizer, labels, template
+        )
+        card = {
+            "name": name,
+            "task": "text",
+            "labels": labels,
+            "zero_shot": {
+                "template": template,
+                "scale": ZERO_SHOT_SCALE,
+            },
+            "encoder": base.card.get("architecture", {}).get("encoder"),
+        }
+        return LoadedModel(
+            name=name,
+            kind="text",
+            model=model,
+            labels=labels,
+            tokenizer=base.tokenizer,
+            source="bundled",
+            card=card,
+        )
+
+    if not registry.is_registered(
+        name
+    ):  # registering again would drop the shared instance
+        info = registry.ModelInfo(
+            name, "text", "bundled", True, 0, "MiniLM zero-shot over user-named classes"
+        )
+        registry.register_uploaded(info, factory)
+    return registry.load_model(name, device)

@@ -1,0 +1,273 @@
+"""Bring your own model: uploaded safetensors weights for a zoo architecture, or a Hugging Face
+text classifier folder that the server's configuration allows.
+
+Uploads are parsed only by ``safetensors`` (plain tensors, nothing executed or unpickled) and
+checked against the architecture before loading, so a wrong file gets a short list of what does
+not fit instead of a traceback. Folders are read with ``local_files_only`` and without remote
+code, and only inside folders listed in ``SALIENCY_HF_ALLOWLIST`` (separated by commas or the
+platform's path separator).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import operator
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_safetensors_bytes
+
+from ..errors import SaliencyError
+from . import hf_text, registry, torchvision_zoo
+from .cache import folder_size
+
+ALLOWLIST_ENV = "SALIENCY_HF_ALLOWLIST"
+FOLDER_PREFIX = "folder:"
+_MAX_LISTED = 4  # mismatches named in a message; the rest are counted
+
+
+def load_uploaded_weights(
+    arch: str,
+    data: bytes,
+    num_classes: int,
+    labels: list[str] | None = None,
+    name: str | None = None,
+    device: str | torch.device | None = None,
+):
+    """Build ``arch`` with ``num_classes`` outputs from safetensors ``data`` and register it.
+
+    Returns the LoadedModel (what ``load_model(name, device)`` returns from now on). The default
+    name is derived from the architecture and the file's hash, so the same upload twice is the
+    same model. Preprocessing is the architecture's official ImageNet one.
+    """
+    if arch not in torchvision_zoo.ARCHITECTURES:
+        raise SaliencyError(
+            f"Uploads must be for one of: {', '.join(torchvision_zoo.ARCHITECTURES)} "
+            f"(got {arch!r})."
+        )
+    num_classes = _checked_class_count(num_classes)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SaliencyError("Upload the weights file's bytes.")
+    data = bytes(data)
+    labels = _checked_labels(labels, num_classes)
+    digest = hashlib.sha256(data).hexdigest()[:10]
+    name = (name or "").strip() or f"{arch}-upload-{digest}"
+    if name in registry.builtin_names() or name.startswith(FOLDER_PREFIX):
+        raise SaliencyError(
+            f"{name!r} is taken by a built-in model; choose another name."
+        )
+
+    state = _read_safetensors(data)
+    state = torchvision_zoo.rename_legacy_keys(arch, _strip_wrapper_prefix(state))
+    model = torchvision_zoo.build_architecture(arch, num_classes)
+    problems = _mismatches(model, state)
+    if problems:
+        raise SaliencyError(
+            f"The file does not fit {arch} with {num_classes} classes: {'; '.join(problems)}."
+        )
+    model.load_state_dict(state)
+    model.eval()
+    del state
+
+    card = {"architecture": arch, "num_classes": num_classes, "sha256_prefix": digest}
+
+    def factory(target: torch.device):
+        instance = model if target.type == "cpu" else copy.deepcopy(model).to(target)
+        return torchvision_zoo.image_loaded_model(
+            name, arch, instance, labels, "uploaded", card
+        )
+
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    info = registry.ModelInfo(
+        name,
+        "image",
+        "uploaded",
+        True,
+        size,
+        f"Uploaded weights for {arch}, {num_classes} classes",
+    )
+    registry.register_uploaded(info, factory)
+    return registry.load_model(name, device)
+
+
+def parse_labels(data: bytes | str) -> list[str]:
+    """Class names from a labels file: a JSON list, a JSON {index: name} object, or one per line."""
+    text = (
+        data.decode("utf-8-sig", errors="replace") if isinstance(data, bytes) else data
+    )
+    labels = _parse_labels_text(text)
+    if not labels:
+        raise SaliencyError("The labels file holds no class names.")
+    return labels
+
+
+def _parse_labels_text(text: str) -> list[str]:
+    stripped = text.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            parsed = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise SaliencyError(
+                f"The labels file looks like JSON but is not valid: {exc}"
+            ) from exc
+        if isinstance(parsed, dict):
+            try:
+                items = sorted((int(key), str(value)) for key, value in parsed.items())
+            except ValueError as exc:
+                raise SaliencyError(
+                    "A JSON labels object needs integer keys (class indices)."
+                ) from exc
+            if [index for index, _ in items] != list(range(len(items))):
+                raise SaliencyError(
+                    "A JSON labels object must cover indices 0, 1, 2, ... without gaps."
+                )
+            return [value for _, value in items]
+        if isinstance(parsed, list):
+            return [str(item) for item in parsed]
+        raise SaliencyError("A JSON labels file must hold a list or an object.")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def allowed_roots() -> list[Path]:
+    raw = os.environ.get(ALLOWLIST_ENV, "")
+    parts = [p.strip() for chunk in raw.split(",") for p in chunk.split(os.pathsep)]
+    return [Path(p).expanduser().resolve() for p in parts if p]
+
+
+def allowed_folders() -> dict[str, Path]:
+    """Model folders the configuration allows, by name (``folder:<directory name>``).
+
+    An allow-list entry is a model folder itself (it has config.json) or a folder whose direct
+    subfolders are model folders.
+    """
+    found: dict[str, Path] = {}
+    for root in allowed_roots():
+        if (root / "config.json").is_file():
+            candidates = [root]
+        elif root.is_dir():
+            candidates = sorted(
+                p for p in root.iterdir() if (p / "config.json").is_file()
+            )
+        else:
+            candidates = []
+        for folder in candidates:
+            name, n = FOLDER_PREFIX + folder.name, 2
+            while name in found and found[name] != folder:
+                name, n = f"{FOLDER_PREFIX}{folder.name}~{n}", n + 1
+            found[name] = folder
+    return found
+
+
+def allowed_folder_infos() -> list:
+    return [
+        registry.ModelInfo(
+            name,
+            "text",
+            "uploaded",
+            True,
+            folder_size(folder),
+            f"Hugging Face folder {folder}",
+        )
+        for name, folder in allowed_folders().items()
+    ]
+
+
+def load_hf_folder(folder: str | Path, device: str | torch.device | None = None):
+    """Load an allow-listed Hugging Face text classifier folder; returns its LoadedModel."""
+    resolved = Path(folder).expanduser().resolve()
+    for name, allowed in allowed_folders().items():
+        if allowed == resolved:
+            return registry.load_model(name, device)
+    roots = allowed_roots()
+    if not roots:
+        raise SaliencyError(
+            f"Loading model folders from the server is switched off; list allowed folders in "
+            f"{ALLOWLIST_ENV}."
+        )
+    raise SaliencyError(
+        f"{folder} is not an allowed model folder. Allowed: "
+        f"{', '.join(str(p) for p in roots)} (set by {ALLOWLIST_ENV}; a folder must hold "
+        "config.json, or be a direct subfolder of a listed folder)."
+    )
+
+
+def _checked_class_count(num_classes) -> int:
+    try:
+        if isinstance(num_classes, bool):
+            raise TypeError
+        count = operator.index(
+            num_classes
+        )  # any integer type, no silent float rounding
+    except TypeError:
+        count = 0
+    if count < 1:
+        raise SaliencyError(
+            f"The number of classes must be a positive integer, got {num_classes!r}."
+        )
+    return count
+
+
+def _checked_labels(labels, num_classes: int) -> list[str]:
+    if labels is None:
+        return [f"class {i}" for i in range(num_classes)]
+    labels = [str(label) for label in labels]
+    if len(labels) != num_classes:
+        raise SaliencyError(
+            f"The labels list has {len(labels)} names but the model has {num_classes} classes."
+        )
+    return labels
+
+
+def _read_safetensors(data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        state = load_safetensors_bytes(data)
+    # The parser raises its own error types for every malformed file.
+    except Exception as exc:
+        raise SaliencyError(
+            "This is not a readable safetensors file (save weights with "
+            "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')): "
+            f"{hf_text.first_line(exc)}"
+        ) from exc
+    if not state:
+        raise SaliencyError("The safetensors file holds no tensors.")
+    return state
+
+
+def _strip_wrapper_prefix(state: dict) -> dict:
+    """Weights saved from DataParallel / torch.compile wrappers carry a prefix on every key."""
+    for prefix in ("module.", "_orig_mod."):
+        if all(key.startswith(prefix) for key in state):
+            return {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
+def _mismatches(model: torch.nn.Module, state: dict) -> list[str]:
+    expected = model.state_dict()
+    # BatchNorm fills in a missing step counter itself; files without it are fine.
+    missing = [
+        k for k in expected if k not in state and not k.endswith("num_batches_tracked")
+    ]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        f"{k} is {list(state[k].shape)} in the file, {list(expected[k].shape)} in the model"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    problems = []
+    for label, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", wrong_shape),
+    ):
+        if items:
+            shown = ", ".join(items[:_MAX_LISTED])
+            more = (
+                f" and {len(items) - _MAX_LISTED} more"
+                if len(items) > _MAX_LISTED
+                else ""
+            )
+            problems.append(f"{len(items)} {label} ({shown}{more})")
+    return problems

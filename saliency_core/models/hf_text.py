@@ -1,0 +1,174 @@
+"""Hugging Face sequence classifiers: the zoo's text models and allow-listed local folders.
+
+Loading is always ``local_files_only=True`` (and never runs code shipped with a model), so a
+missing model fails at once with a message naming the fetch command instead of waiting on a
+network that may not exist. ``fetch`` is the only path that downloads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelUnavailableError, SaliencyError
+from .base import LoadedModel
+from .cache import fetch_command, hf_hub_dir
+
+
+@dataclass(frozen=True)
+class HubTextModel:
+    name: str  # what users type; the repository id where it is unambiguous
+    repo_id: str
+    description: str
+    # For checkpoints whose config only says LABEL_0, LABEL_1...
+    labels: tuple[str, ...] | None = None
+
+
+HUB_MODELS = {
+    spec.name: spec
+    for spec in [
+        HubTextModel(
+            "distilbert-base-uncased-finetuned-sst-2-english",
+            "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+            "DistilBERT fine-tuned on SST-2 movie review sentiment (negative/positive)",
+        ),
+        HubTextModel(
+            "textattack/bert-base-uncased-SST-2",
+            "textattack/bert-base-uncased-SST-2",
+            "BERT-base fine-tuned on SST-2 by TextAttack (negative/positive)",
+            labels=("negative", "positive"),
+        ),
+        HubTextModel(
+            "cardiffnlp/twitter-roberta-base-sentiment-latest",
+            "cardiffnlp/twitter-roberta-base-sentiment-latest",
+            "RoBERTa-base trained on tweets, 3-way sentiment (negative/neutral/positive)",
+        ),
+    ]
+}
+
+
+def repo_cache_dir(repo_id: str) -> Path:
+    return hf_hub_dir() / ("models--" + repo_id.replace("/", "--"))
+
+
+def snapshot_dir(repo_id: str) -> Path | None:
+    """The cached snapshot that ``main`` points to, if it holds a config."""
+    repo_dir = repo_cache_dir(repo_id)
+    ref = repo_dir / "refs" / "main"
+    candidates = []
+    if ref.is_file():
+        candidates.append(repo_dir / "snapshots" / ref.read_text().strip())
+    candidates += (
+        sorted((repo_dir / "snapshots").glob("*"))
+        if (repo_dir / "snapshots").is_dir()
+        else []
+    )
+    for candidate in candidates:
+        if (candidate / "config.json").is_file():
+            return candidate
+    return None
+
+
+def is_present(spec: HubTextModel) -> bool:
+    return snapshot_dir(spec.repo_id) is not None
+
+
+def size_bytes(spec: HubTextModel) -> int | None:
+    repo_dir = repo_cache_dir(spec.repo_id)
+    files = [p for p in (repo_dir / "blobs").glob("*") if p.is_file()]
+    if (
+        not files
+    ):  # no blob store (copies instead of links): measure the snapshot itself
+        snapshot = snapshot_dir(spec.repo_id)
+        files = [p for p in snapshot.rglob("*") if p.is_file()] if snapshot else []
+    return sum(p.stat().st_size for p in files) or None
+
+
+def labels_from_config(config, override: tuple[str, ...] | None = None) -> list[str]:
+    count = int(config.num_labels)
+    if override is not None and len(override) == count:
+        return list(override)
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    return [id2label.get(i, f"LABEL_{i}") for i in range(count)]
+
+
+def text_loaded_model(
+    name: str, model, tokenizer, labels: list[str], source: str, card: dict
+) -> LoadedModel:
+    return LoadedModel(
+        name=name,
+        kind="text",
+        model=model.eval(),
+        labels=labels,
+        tokenizer=tokenizer,
+        source=source,
+        card=card,
+    )
+
+
+def load_classifier(location: str | Path, cache_dir: Path | None, device: torch.device):
+    """(model, tokenizer) from a hub id in ``cache_dir`` or from a folder, offline only."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs = {"local_files_only": True, "trust_remote_code": False}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(str(location), **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(str(location), **kwargs)
+    return model.to(device).eval(), tokenizer
+
+
+def load(name: str, device: torch.device) -> LoadedModel:
+    spec = HUB_MODELS[name]
+    if not is_present(spec):
+        raise ModelUnavailableError(
+            f"{name} is not in the local cache ({repo_cache_dir(spec.repo_id)}). On a machine "
+            f"with internet access run: {fetch_command(name)}"
+        )
+    try:
+        model, tokenizer = load_classifier(spec.repo_id, hf_hub_dir(), device)
+    # Partial download: config present, weights or tokenizer missing.
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"{name} is only partly in the local cache ({first_line(exc)}). Run: "
+            f"{fetch_command(name)}"
+        ) from exc
+    labels = labels_from_config(model.config, spec.labels)
+    card = {"repo_id": spec.repo_id, "description": spec.description}
+    return text_loaded_model(name, model, tokenizer, labels, "zoo", card)
+
+
+def load_folder(name: str, folder: Path, device: torch.device) -> LoadedModel:
+    try:
+        model, tokenizer = load_classifier(folder, None, device)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SaliencyError(
+            f"{folder} is not a usable Hugging Face text classifier folder: {first_line(exc)}"
+        ) from exc
+    labels = labels_from_config(model.config)
+    card = {
+        "folder": str(folder),
+        "architecture": list(model.config.architectures or []),
+    }
+    return text_loaded_model(name, model, tokenizer, labels, "uploaded", card)
+
+
+def fetch(name: str) -> Path:
+    """Download model and tokenizer into the cache with transformers' own downloader."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    spec = HUB_MODELS[name]
+    cache_dir = str(hf_hub_dir())
+    AutoModelForSequenceClassification.from_pretrained(
+        spec.repo_id, cache_dir=cache_dir
+    )
+    AutoTokenizer.from_pretrained(spec.repo_id, cache_dir=cache_dir)
+    return repo_cache_dir(spec.repo_id)
+
+
+def first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return re.sub(r"\s+", " ", text[0])[:300] if text else exc.__class__.__name__

@@ -1,0 +1,171 @@
+"""One catalogue over every model source, and the shared in-process cache of loaded models.
+
+A loaded model is built once per (name, device) and then shared: the app serves many browser
+sessions from one process, and attribution code never changes a model, so sharing is safe and
+saves memory. A lock per key makes concurrent first requests wait for one load instead of each
+loading their own copy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ModelUnavailableError
+from . import bundled, hf_text, torchvision_zoo
+from .base import LoadedModel
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    task: str  # "image" or "text"
+    source: str  # "bundled", "zoo" or "uploaded"
+    present: bool  # weights are on this machine; load_model works without a network
+    # Bytes on disk when present; for absent zoo models the expected download size if known.
+    size_bytes: int | None
+    description: str
+
+
+# Models registered at run time (uploads, allow-listed folders): name -> (info, factory).
+_uploaded: dict[str, tuple[ModelInfo, Callable[[torch.device], LoadedModel]]] = {}
+_loaded: dict[tuple[str, str], LoadedModel] = {}
+_key_locks: dict[tuple[str, str], threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` picks the GPU when there is one."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def builtin_names() -> list[str]:
+    return [
+        *bundled.BUNDLED_MODELS,
+        *torchvision_zoo.ARCHITECTURES,
+        *hf_text.HUB_MODELS,
+    ]
+
+
+def available_models() -> list[ModelInfo]:
+    """Bundled models first (they always work offline), then the zoo, then user models."""
+    from . import byo
+
+    infos = [
+        ModelInfo(
+            spec.name,
+            spec.kind,
+            "bundled",
+            bundled.is_present(spec.name),
+            bundled.size_bytes(spec.name),
+            spec.description,
+        )
+        for spec in bundled.BUNDLED_MODELS.values()
+    ]
+    infos += [
+        ModelInfo(
+            arch.name,
+            "image",
+            "zoo",
+            torchvision_zoo.is_present(arch.name),
+            torchvision_zoo.size_bytes(arch.name),
+            f"{arch.description}, ImageNet-1k (torchvision)",
+        )
+        for arch in torchvision_zoo.ARCHITECTURES.values()
+    ]
+    infos += [
+        ModelInfo(
+            spec.name,
+            "text",
+            "zoo",
+            hf_text.is_present(spec),
+            hf_text.size_bytes(spec),
+            f"{spec.description} (Hugging Face)",
+        )
+        for spec in hf_text.HUB_MODELS.values()
+    ]
+    with _registry_lock:
+        uploaded = [info for info, _ in _uploaded.values()]
+    listed = {info.name for info in uploaded}
+    uploaded += [info for info in byo.allowed_folder_infos() if info.name not in listed]
+    return infos + uploaded
+
+
+def register_uploaded(
+    info: ModelInfo, factory: Callable[[torch.device], LoadedModel]
+) -> None:
+    """Make ``load_model(info.name)`` build through ``factory``; replaces an earlier upload."""
+    with _registry_lock:
+        _uploaded[info.name] = (info, factory)
+        for key in [key for key in _loaded if key[0] == info.name]:
+            del _loaded[key]
+
+
+def is_registered(name: str) -> bool:
+    with _registry_lock:
+        return name in _uploaded
+
+
+def unregister_uploaded(name: str) -> None:
+    """Remove a run-time model (e.g. a user discarding an upload) and its loaded instances."""
+    with _registry_lock:
+        _uploaded.pop(name, None)
+        for key in [key for key in _loaded if key[0] == name]:
+            del _loaded[key]
+
+
+def forget_loaded() -> None:
+    """Drop the shared instances (tests; or after weights on disk changed)."""
+    with _registry_lock:
+        _loaded.clear()
+
+
+def load_model(name: str, device: str | torch.device | None = None) -> LoadedModel:
+    """The shared LoadedModel for ``name`` on ``device``, loading it on first use.
+
+    Never downloads: missing weights raise ModelUnavailableError naming the fetch command.
+    """
+    resolved = resolve_device(device)
+    key = (name, str(resolved))
+    with _registry_lock:
+        if key in _loaded:
+            return _loaded[key]
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:
+        with _registry_lock:
+            if key in _loaded:  # another thread finished the same load while we waited
+                return _loaded[key]
+        loaded = _build(name, resolved)
+        with _registry_lock:
+            _loaded[key] = loaded
+        return loaded
+
+
+def _build(name: str, device: torch.device) -> LoadedModel:
+    from . import byo
+
+    with _registry_lock:
+        entry = _uploaded.get(name)
+    if entry is not None:
+        return entry[1](device)
+    if name in bundled.BUNDLED_MODELS:
+        return bundled.load(name, device)
+    if name in torchvision_zoo.ARCHITECTURES:
+        return torchvision_zoo.load(name, device)
+    if name in hf_text.HUB_MODELS:
+        return hf_text.load(name, device)
+    folder = byo.allowed_folders().get(name)
+    if folder is not None:
+        return hf_text.load_folder(name, folder, device)
+    raise ModelUnavailableError(
+        f"There is no model called {name!r}. Known models: {', '.join(builtin_names())}"
+        " (and uploaded ones, listed by: python -m saliency_core models)."
+    )
