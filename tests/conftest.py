@@ -72,6 +72,8 @@ def app_server():
         "SALIENCY_CACHE": str(REPO_ROOT / "models_cache"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
+        # Uploads made by browser tests stay in the test output, not in the repository.
+        "SALIENCY_SHARE_DIR": str(REPO_ROOT / "tests" / "output" / "share_store"),
     }
     with serve_streamlit("app.py", cwd=REPO_ROOT, log_path=SERVER_LOG, env=env) as base_url:
         yield base_url

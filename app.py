@@ -1,0 +1,27 @@
+"""Streamlit entry point: page config and navigation over the pages in pages/."""
+
+from pathlib import Path
+
+import streamlit as st
+
+st.set_page_config(page_title="Saliency workbench", page_icon="🔍", layout="wide")
+
+HERE = Path(__file__).resolve().parent
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/image.py", title="Image", icon=":material/image:", url_path="image"),
+    st.Page("pages/text.py", title="Text", icon=":material/notes:", url_path="text"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:", url_path="compare"),
+]
+# The sanity-check page is written separately; list it once it exists.
+if (HERE / "pages" / "sanity.py").exists():
+    pages.append(st.Page("pages/sanity.py", title="Sanity checks", icon=":material/rule:",
+                         url_path="sanity"))
+pages += [
+    st.Page("pages/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
+    st.Page("pages/guide.py", title="Guide", icon=":material/menu_book:", url_path="guide"),
+]
+# Less empty space above each page's title: the navigation bar already sits at the top.
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3rem;}</style>")
+st.navigation(pages, position="top").run()

@@ -1,0 +1,264 @@
+"""Compare page: one input, several methods (and optionally two models) side by side, with the
+time each took and a faithfulness scoreboard."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import saliency_core
+from saliency_core.errors import SaliencyError
+from workbench import compute, display, progress, session
+from workbench.inputs import default_sample, input_picker, restore_input
+from workbench.models import (
+    candidate_layers,
+    default_device,
+    default_model,
+    devices,
+    get_model,
+    usable_models,
+)
+from workbench.navigation import ensure_app_navigation
+from workbench.share import ShareStore
+from workbench.widgets import (
+    ensure,
+    method_params,
+    restore_method_params,
+    select,
+    url_method_params,
+)
+
+ensure_app_navigation()
+
+P = "compare"
+METHODS = {spec.name: spec for spec in saliency_core.methods()}
+DEFAULT_METHODS = ["gradient", "integrated_gradients", "smoothgrad", "gradcam", "guided_backprop"]
+SCALES = {"per-map": "Per map (each map uses its own range)",
+          "shared": "Shared (one range for all maps)"}
+PER_ROW = 5
+# Scoring perturbs the input dozens of times per method: automatic only for small inputs.
+AUTO_SCORE_PIXELS = 128 * 128
+
+st.title("Compare methods")
+st.caption("The same input explained by several methods, and optionally by two models. Maps "
+           "that disagree are a reason to look closer; the scoreboard measures which ones the "
+           "model's behaviour supports.")
+
+store = ShareStore()
+names = usable_models("image")
+if not names:
+    st.error("No image model is available: the bundled models are missing from "
+             "models_cache/bundled. Regenerate them with `python -m saliency_core train-bundled`.")
+    st.stop()
+
+reader = session.reader_for_visit(P, widget_key=f"{P}.model")
+if reader is not None:
+    model0 = reader.choice("model", names, default_model("image", names))
+    st.session_state[f"{P}.model"] = model0
+    second = reader.choice("model2", ["", *names], "")
+    st.session_state[f"{P}.two"] = bool(second)
+    if second:
+        st.session_state[f"{P}.model2"] = second
+    st.session_state[f"{P}.device"] = reader.choice("device", devices(), default_device())
+    restore_input(reader, P, store, default_sample(model0))
+    chosen = DEFAULT_METHODS
+    if "methods" in reader:
+        listed = [m for m in reader.params["methods"].split(",") if m]
+        unknown = [m for m in listed if m not in METHODS]
+        if unknown:
+            reader.problems.append(f"The link names unknown methods ({', '.join(unknown)}); "
+                                   "they were left out.")
+        chosen = [m for m in listed if m in METHODS] or DEFAULT_METHODS
+    st.session_state[f"{P}.methods"] = chosen
+    try:
+        layer_paths = [path for path, _ in candidate_layers(model0, st.session_state[f"{P}.device"])]
+    except SaliencyError:
+        layer_paths = None
+    for name in chosen:
+        restore_method_params(reader, METHODS[name], P, "image", layer_paths,
+                              saliency_core.get_method, url_prefix=f"{name}.",
+                              base_url_prefix=f"{name}.b.")
+    st.session_state[f"{P}.target_raw"] = reader.params.get("target", "predicted")
+    st.session_state[f"{P}.scale"] = reader.choice("scale", list(SCALES), "per-map")
+    if "score" in reader:
+        st.session_state[f"{P}.score"] = reader.flag("score", True)
+    display.restore_display(reader, P)
+    session.keep_problems(P, reader.problems)
+
+with st.sidebar:
+    st.header("Input")
+    current, input_error = input_picker(P, store, default_sample(st.session_state.get(f"{P}.model")))
+    st.header("Models")
+    model_name = select("Model", names, f"{P}.model", default_model("image", names))
+    ensure(f"{P}.two", False)
+    two = st.toggle("Compare with a second model", key=f"{P}.two",
+                    disabled=len(names) < 2)
+    others = [n for n in names if n != model_name]
+    model2 = select("Second model", others, f"{P}.model2", others[0]) if two and others else None
+    device = select("Device", devices(), f"{P}.device", default_device())
+
+try:
+    models = {model_name: get_model(model_name, device)}
+    if model2:
+        models[model2] = get_model(model2, device)
+    layers = dict(candidate_layers(model_name, device))
+except SaliencyError as exc:
+    st.error(str(exc))
+    st.stop()
+loaded = models[model_name]
+
+with st.sidebar:
+    st.header("Methods")
+    ensure(f"{P}.methods", DEFAULT_METHODS)
+    chosen = st.multiselect("Methods", list(METHODS), key=f"{P}.methods",
+                            format_func=lambda n: METHODS[n].label)
+    target = session.target_widget(P, loaded.labels)
+    params_by_method = {}
+    if chosen:
+        st.subheader("Method settings")
+        tabs = st.tabs([METHODS[n].label for n in chosen])
+        for tab, name in zip(tabs, chosen):
+            with tab:
+                params_by_method[name] = method_params(METHODS[name], P, "image", layers,
+                                                       loaded.default_layer,
+                                                       saliency_core.get_method)
+
+for problem in session.problems(P):
+    st.warning(problem)
+if input_error:
+    st.error(input_error)
+if current is None:
+    if not input_error:
+        st.info("Upload an image or pick a sample in the sidebar.")
+    st.stop()
+if not chosen:
+    st.info("Pick at least one method in the sidebar.")
+    st.stop()
+
+options = display.display_options(P)
+c_scale, c_score = st.columns([2, 1])
+with c_scale:
+    scale_mode = select("Colour scale", list(SCALES), f"{P}.scale", "per-map",
+                        widget=st.radio, format_func=SCALES.get, horizontal=True,
+                        help="Shared puts every map on one range: magnitudes become comparable "
+                        "across maps, but methods with small values (raw gradients) fade.")
+with c_score:
+    small = (loaded.input_size or (224, 224))[0] * (loaded.input_size or (224, 224))[1] <= AUTO_SCORE_PIXELS
+    ensure(f"{P}.score", small)
+    score = st.toggle("Score the methods", key=f"{P}.score",
+                      help="Deletion and insertion curves (and, for shapes with known masks, "
+                      "localisation) for each map; costs extra model passes.")
+
+digest = compute.pixels_digest(current.pixels)
+runs: dict[str, dict] = {}  # model -> {method: (key, result)}
+failures: dict[tuple[str, str], str] = {}
+stopped = False
+total = len(models) * len(chosen)
+done = 0
+status_area = st.container()
+for mname, mloaded in models.items():
+    x = mloaded.preprocess(current.image)
+    runs[mname] = {}
+    # The class to explain: the picked one for the first model; the second model explains the
+    # same index only when it has the same classes, else its own prediction.
+    mtarget = target if (mname == model_name or mloaded.labels == loaded.labels) else "predicted"
+    for name in chosen:
+        done += 1
+        params = dict(params_by_method[name])
+        if mname != model_name and "layer" in params:
+            params["layer"] = None  # layer names belong to the first model
+        key = compute.image_key(mname, device, digest, name, params, mtarget)
+        if progress.was_stopped(key):
+            stopped = True
+            continue
+        try:
+            with status_area, progress.Progress(
+                    f"{METHODS[name].label} on {mname} ({done} of {total})", key,
+                    f"{P}.stop.{mname}.{name}") as bar:
+                result = compute.explain_image(mloaded, device, x, digest, name, params, mtarget,
+                                               progress=bar)
+            runs[mname][name] = (key, result)
+        except SaliencyError as exc:
+            failures[(mname, name)] = str(exc)
+if stopped:
+    with status_area:
+        progress.stopped_notice("compare", key=f"{P}.rerun")
+
+maps = {}
+for mname, mruns in runs.items():
+    view = models[mname].unpreprocess(models[mname].preprocess(current.image))
+    for name, (_, result) in mruns.items():
+        maps[(mname, name)] = (view, display.aggregate(result.attribution, options))
+shared = None
+if scale_mode == "shared" and maps:
+    from saliency_core import render
+
+    shared = max(render.clip_value(raw, options.sign, options.clip) for _, raw in maps.values())
+
+for mname, mloaded in models.items():
+    mruns = runs[mname]
+    first = next(iter(mruns.values()), None)
+    if first is not None:
+        r = first[1]
+        st.subheader(f"{mname}: predicts {mloaded.labels[r.predicted]} "
+                     f"({r.probabilities[r.predicted]:.1%}); explaining "
+                     f"{mloaded.labels[r.target]}")
+    else:
+        st.subheader(mname)
+    for row_start in range(0, len(chosen), PER_ROW):
+        row = chosen[row_start:row_start + PER_ROW]
+        cols = st.columns(PER_ROW)
+        for col, name in zip(cols, row):
+            with col:
+                if (mname, name) in failures:
+                    st.error(f"{METHODS[name].label}: {failures[(mname, name)]}")
+                    continue
+                if name not in mruns:
+                    st.caption(f"{METHODS[name].label}: stopped")
+                    continue
+                view, _raw = maps[(mname, name)]
+                result = mruns[name][1]
+                rendered = display.render_map(result.attribution, view, options, scale=shared)
+                st.image(display.enlarge(rendered.overlay, 200), width="stretch", output_format="PNG")
+                st.caption(f"**{METHODS[name].label}** · {result.metadata.get('time_s', 0):.2f} s"
+                           f" · {result.metadata.get('passes', 0)} passes")
+
+if score and runs.get(model_name):
+    st.subheader("Scoreboard")
+    st.caption("Deletion: the target's probability as the most salient pixels are removed first "
+               "(area under the curve, lower is better). Insertion: as they are added back to a "
+               "blurred image (higher is better). With a known object mask (shapes samples), "
+               "pointing game and the share of positive attribution inside the mask (higher is "
+               "better). Rank 1 is best overall.")
+    for mname, mloaded in models.items():
+        if not runs.get(mname):
+            continue
+        x = mloaded.preprocess(current.image)
+        mask = current.mask
+        if mask is not None and tuple(mask.shape) != tuple(x.shape[-2:]):
+            mask = None  # the model resized the image; the mask no longer lines up
+        first = next(iter(runs[mname].values()))[1]
+        labelled = {METHODS[n].label: kr for n, kr in runs[mname].items()}
+        score_key = f"score:{mname}:{digest}"
+        if progress.was_stopped(score_key):
+            progress.stopped_notice(score_key, key=f"{P}.rescore.{mname}")
+            continue
+        try:
+            with progress.Progress(f"Scoring on {mname}", score_key,
+                                   f"{P}.stop.score.{mname}") as bar:
+                board = compute.scoreboard(mloaded, device, x, digest, labelled, first.target,
+                                           mask, progress=bar)
+        except SaliencyError as exc:
+            st.error(f"Scoring failed: {exc}")
+            continue
+        if len(models) > 1:
+            st.markdown(f"**{mname}**")
+        st.dataframe(display.scoreboard_rows(board.rows), hide_index=True, width="stretch")
+
+settings = {"model": model_name, "model2": model2, "device": device, "input": current.source,
+            "methods": ",".join(chosen), "target": target, "scale": scale_mode, "score": score,
+            **options.as_url()}
+for name in chosen:
+    settings.update(url_method_params(METHODS[name], params_by_method[name], f"{name}.",
+                                      f"{name}.b.", get_spec=saliency_core.get_method))
+encoded = session.publish(P, settings)
+session.share_box(encoded, uploaded=current.source.startswith("upload:"))

@@ -1,0 +1,186 @@
+"""Image page: one picture, one model, one method -> original | heatmap | overlay."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import saliency_core
+from saliency_core.errors import SaliencyError
+from workbench import compute, display, export, progress, session
+from workbench.inputs import default_sample, input_picker, restore_input
+from workbench.models import (
+    candidate_layers,
+    default_device,
+    default_model,
+    devices,
+    get_model,
+    usable_models,
+)
+from workbench.navigation import ensure_app_navigation
+from workbench.share import ShareStore
+from workbench.widgets import (
+    method_params,
+    restore_method_params,
+    select,
+    url_method_params,
+)
+
+ensure_app_navigation()
+
+P = "image"
+METHODS = {spec.name: spec for spec in saliency_core.methods()}
+DEFAULT_METHOD = "integrated_gradients"
+
+st.title("Image saliency")
+st.caption("Which pixels made the model decide what it decided? Pick an input, a model and a "
+           "method; the map updates as you go.")
+
+store = ShareStore()
+names = usable_models("image")
+if not names:
+    st.error("No image model is available: the bundled models are missing from "
+             "models_cache/bundled. Regenerate them with `python -m saliency_core train-bundled`.")
+    st.stop()
+
+# ---- settings from a shared link (or from this session's last visit), applied once ----------
+reader = session.reader_for_visit(P, widget_key=f"{P}.model")
+if reader is not None:
+    model0 = reader.choice("model", names, default_model("image", names))
+    st.session_state[f"{P}.model"] = model0
+    st.session_state[f"{P}.device"] = reader.choice("device", devices(), default_device())
+    restore_input(reader, P, store, default_sample(model0))
+    method0 = reader.choice("method", list(METHODS), DEFAULT_METHOD)
+    st.session_state[f"{P}.method"] = method0
+    try:
+        layer_paths = [path for path, _ in candidate_layers(model0, st.session_state[f"{P}.device"])]
+    except SaliencyError:
+        layer_paths = None
+    restore_method_params(reader, METHODS[method0], P, "image", layer_paths, saliency_core.get_method)
+    st.session_state[f"{P}.target_raw"] = reader.params.get("target", "predicted")
+    display.restore_display(reader, P)
+    session.keep_problems(P, reader.problems)
+
+# ---- sidebar: input, model, method, target ---------------------------------------------------
+with st.sidebar:
+    st.header("Input")
+    current, upload_error = input_picker(P, store, default_sample(st.session_state.get(f"{P}.model")))
+
+    st.header("Model")
+    model_name = select("Model", names, f"{P}.model", default_model("image", names))
+    device = select("Device", devices(), f"{P}.device", default_device(),
+                    help="Where the model runs; a GPU appears here when the server has one.")
+
+try:
+    loaded = get_model(model_name, device)
+    layers = dict(candidate_layers(model_name, device))
+except SaliencyError as exc:
+    st.error(str(exc))
+    st.stop()
+
+with st.sidebar:
+    st.header("Method")
+    method = select("Method", list(METHODS), f"{P}.method", DEFAULT_METHOD,
+                    format_func=lambda n: METHODS[n].label)
+    spec = METHODS[method]
+    st.caption(spec.description)
+    params = method_params(spec, P, "image", layers, loaded.default_layer, saliency_core.get_method)
+    target = session.target_widget(P, loaded.labels)
+
+for problem in session.problems(P):
+    st.warning(problem)
+if upload_error:
+    st.error(upload_error)
+if current is None:
+    if not upload_error:
+        st.info("Upload an image (PNG, JPEG, WebP, BMP or TIFF) or pick a sample in the sidebar.")
+    st.stop()
+for notice in current.notices:
+    st.info(notice)
+
+x = loaded.preprocess(current.image)
+model_view = loaded.unpreprocess(x)
+digest = compute.pixels_digest(current.pixels)
+computation = compute.image_key(model_name, device, digest, method, params, target)
+
+# Filled out of order: the display options are drawn (and read) before the result exists, so
+# they keep their values even when a run is stopped or fails.
+status_area = st.container()
+options = display.display_options(P, with_aggregation=spec.family == "input")
+panels_area = st.container()
+prediction_area = st.container()
+
+result = None
+with status_area:
+    if progress.was_stopped(computation):
+        progress.stopped_notice(computation, key=f"{P}.rerun")
+    else:
+        try:
+            with progress.Progress(f"{spec.label} on {model_name}", computation, f"{P}.stop") as bar:
+                result = compute.explain_image(loaded, device, x, digest, method, params, target,
+                                               progress=bar)
+        except SaliencyError as exc:
+            st.error(str(exc))
+
+if result is not None:
+    rendered = display.render_map(result.attribution, model_view, options)
+    with panels_area:
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            st.image(display.enlarge(model_view), width="stretch", output_format="PNG",
+                     caption=f"Input as the model sees it · {current.label}")
+        with c2:
+            st.plotly_chart(display.heatmap_figure(rendered, options.cmap), key=f"{P}.heatmap",
+                            config={"displayModeBar": False})
+            st.caption(f"Heatmap · hover for values · colour scale clipped at "
+                       f"{rendered.clip_value:.3g}")
+        with c3:
+            st.image(display.enlarge(rendered.overlay), caption="Overlay", width="stretch",
+                     output_format="PNG")
+
+    with prediction_area:
+        reading = display.completeness_reading(result.metadata)
+        if reading is not None:
+            severity, sentence = reading
+            getattr(st, severity)("**Completeness.** " + sentence)
+        st.subheader("Prediction")
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        with left:
+            display.prediction_table(result.probabilities, loaded.labels)
+        with right:
+            st.metric("Explaining", loaded.labels[result.target],
+                      f"{result.probabilities[result.target]:.1%} probability", delta_color="off")
+            meta = result.metadata
+            st.caption(f"{spec.label} · {meta.get('passes', 0)} model passes · "
+                       f"{meta.get('time_s', 0.0):.2f} s on {meta.get('device', device)}"
+                       + (f" · layer {meta['layer']}" if meta.get("layer") else ""))
+
+        stem = export.file_stem(model_name, method, current.source.replace(":", "-")[:24])
+        record = export.json_record(
+            page="image", model=model_name, model_source=loaded.source, device=device,
+            input=current.source, input_label=current.label, input_sha256=digest,
+            method=method, params=params, seed=params.get("seed"), target=result.target,
+            target_label=loaded.labels[result.target], target_requested=target,
+            predicted=result.predicted, predicted_label=loaded.labels[result.predicted],
+            probability=float(result.probabilities[result.target]), metadata=result.metadata,
+            display=options.as_url(),
+        )
+        st.subheader("Export")
+        d1, d2, d3 = st.columns(3)
+        d1.download_button("Overlay (PNG)", display.png(rendered.overlay), f"{stem}_overlay.png",
+                           "image/png", key=f"{P}.dl_png", width="stretch")
+        d2.download_button("Raw attribution (.npz)",
+                           export.npz_bytes(attribution=result.attribution, map=rendered.raw,
+                                            probabilities=result.probabilities,
+                                            target=result.target, input=model_view),
+                           f"{stem}.npz", "application/octet-stream", key=f"{P}.dl_npz",
+                           width="stretch")
+        d3.download_button("Record (JSON)", record, f"{stem}.json", "application/json",
+                           key=f"{P}.dl_json", width="stretch")
+        with st.expander("Run details"):
+            st.json(result.metadata)
+
+# ---- the URL always describes this view ------------------------------------------------------
+settings = {"model": model_name, "device": device, "input": current.source, "method": method,
+            "target": target, **url_method_params(spec, params), **options.as_url()}
+encoded = session.publish(P, settings)
+session.share_box(encoded, uploaded=current.source.startswith("upload:"))

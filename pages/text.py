@@ -1,0 +1,163 @@
+"""Text page: a sentence, a text classifier and a method -> highlighted tokens and a bar chart."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import saliency_core
+from saliency_core.errors import SaliencyError
+from workbench import compute, display, export, progress, session, textview
+from workbench.models import (
+    default_device,
+    default_model,
+    devices,
+    get_model,
+    usable_models,
+)
+from workbench.navigation import ensure_app_navigation
+from workbench.urlstate import MAX_TEXT
+from workbench.widgets import (
+    ensure,
+    method_params,
+    restore_method_params,
+    select,
+    url_method_params,
+)
+
+ensure_app_navigation()
+
+P = "text"
+# Text attribution happens in embedding space: input-space methods only (no layer maps). Guided
+# Backprop and DeconvNet stay listed: on a GELU transformer the library explains why they fail.
+METHODS = {spec.name: spec for spec in saliency_core.methods()
+           if spec.family == "input" and spec.name != "guided_gradcam"}
+DEFAULT_METHOD = "integrated_gradients"
+MAX_TOKENS_LIMIT = 512
+
+st.title("Text saliency")
+st.caption("Which words pushed the classifier towards its answer? Red tokens speak for the "
+           "explained class, blue ones against it.")
+
+names = usable_models("text")
+if not names:
+    st.error("No text model is available: the bundled sentiment model is missing from "
+             "models_cache/bundled. Regenerate it with "
+             "`python -m saliency_core train-bundled --only minilm-sentiment`.")
+    st.stop()
+
+reader = session.reader_for_visit(P, widget_key=f"{P}.model")
+if reader is not None:
+    st.session_state[f"{P}.model"] = reader.choice("model", names, default_model("text", names))
+    st.session_state[f"{P}.device"] = reader.choice("device", devices(), default_device())
+    st.session_state[f"{P}.text"] = reader.text("text", textview.EXAMPLES[0], max_chars=MAX_TEXT)
+    method0 = reader.choice("method", list(METHODS), DEFAULT_METHOD)
+    st.session_state[f"{P}.method"] = method0
+    restore_method_params(reader, METHODS[method0], P, "text", None, saliency_core.get_method)
+    st.session_state[f"{P}.target_raw"] = reader.params.get("target", "predicted")
+    st.session_state[f"{P}.max_tokens"] = reader.number("max_tokens", MAX_TOKENS_LIMIT, 4,
+                                                        MAX_TOKENS_LIMIT, integer=True)
+    session.keep_problems(P, reader.problems)
+
+with st.sidebar:
+    st.header("Model")
+    model_name = select("Model", names, f"{P}.model", default_model("text", names))
+    device = select("Device", devices(), f"{P}.device", default_device())
+
+try:
+    loaded = get_model(model_name, device)
+except SaliencyError as exc:
+    st.error(str(exc))
+    st.stop()
+
+with st.sidebar:
+    st.header("Method")
+    method = select("Method", list(METHODS), f"{P}.method", DEFAULT_METHOD,
+                    format_func=lambda n: METHODS[n].label
+                    + ("" if METHODS[n].text else " (ReLU models only)"))
+    spec = METHODS[method]
+    st.caption(spec.description)
+    params = method_params(spec, P, "text", get_spec=saliency_core.get_method)
+    target = session.target_widget(P, loaded.labels)
+    ensure(f"{P}.max_tokens", MAX_TOKENS_LIMIT)
+    max_tokens = st.number_input("Longest input (tokens)", 4, MAX_TOKENS_LIMIT, step=1,
+                                 key=f"{P}.max_tokens",
+                                 help="Longer texts are cut to this many tokens (the model's "
+                                 "own limit applies as well).")
+
+for problem in session.problems(P):
+    st.warning(problem)
+
+st.selectbox("Examples", textview.EXAMPLES, index=None, key=f"{P}.example",
+             placeholder="Pick an example sentence...", on_change=textview.use_example,
+             args=(f"{P}.example", f"{P}.text"))
+ensure(f"{P}.text", textview.EXAMPLES[0])
+text = st.text_area("Text to explain", key=f"{P}.text", height=110, max_chars=MAX_TEXT)
+
+settings = {"model": model_name, "device": device, "text": text, "method": method,
+            "target": target, "max_tokens": max_tokens, **url_method_params(spec, params)}
+
+if not text.strip():
+    st.info("Type a sentence (or pick an example) to see which words drive the prediction.")
+    session.publish(P, settings)
+    st.stop()
+
+run_params = {**params, "max_length": int(max_tokens)}
+computation = compute.text_key(model_name, device, text, method, run_params, target)
+result = None
+if progress.was_stopped(computation):
+    progress.stopped_notice(computation, key=f"{P}.rerun")
+else:
+    try:
+        with progress.Progress(f"{spec.label} on {model_name}", computation, f"{P}.stop") as bar:
+            result = compute.explain_text(loaded, device, text, method, run_params, target,
+                                          progress=bar)
+    except SaliencyError as exc:
+        st.error(str(exc))
+
+if result is not None:
+    meta = result.metadata
+    if meta.get("truncated"):
+        st.warning(f"The text is longer than {meta.get('max_length')} tokens (the model's limit "
+                   "or the 'Longest input' setting): only the beginning was explained, the "
+                   "tokens shown below.")
+    left, right = st.columns([2, 3])
+    with left:
+        st.subheader("Prediction")
+        textview.prediction(result, loaded.labels)
+        st.caption(f"{spec.label} · {meta.get('passes', 0)} model passes · "
+                   f"{meta.get('time_s', 0.0):.2f} s on {meta.get('device', device)} · "
+                   f"token score: {meta.get('aggregation', '?')} over the embedding")
+    with right:
+        st.subheader("Tokens")
+        textview.highlighted(result)
+        reading = display.completeness_reading(result.metadata, subject="the text")
+        if reading is not None:
+            severity, sentence = reading
+            getattr(st, severity)("**Completeness.** " + sentence)
+    st.plotly_chart(textview.bar_chart(result), key=f"{P}.bars", config={"displayModeBar": False})
+
+    stem = export.file_stem(model_name, method, "text")
+    record = export.json_record(
+        page="text", model=model_name, model_source=loaded.source, device=device, text=text,
+        method=method, params=run_params, seed=params.get("seed"), target=result.target,
+        target_label=loaded.labels[result.target], target_requested=target,
+        predicted=result.predicted, predicted_label=loaded.labels[result.predicted],
+        probabilities=dict(zip(loaded.labels, result.probabilities.tolist())),
+        tokens=result.tokens, special=result.special, scores=result.scores,
+        metadata=result.metadata,
+    )
+    d1, d2, _ = st.columns(3)
+    d1.download_button("Token scores (.npz)",
+                       export.npz_bytes(tokens=result.tokens, special=result.special,
+                                        scores=result.scores,
+                                        probabilities=result.probabilities,
+                                        target=result.target),
+                       f"{stem}.npz", "application/octet-stream", key=f"{P}.dl_npz",
+                       width="stretch")
+    d2.download_button("Record (JSON)", record, f"{stem}.json", "application/json",
+                       key=f"{P}.dl_json", width="stretch")
+    with st.expander("Run details"):
+        st.json(result.metadata)
+
+encoded = session.publish(P, settings)
+session.share_box(encoded)

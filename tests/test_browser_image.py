@@ -1,0 +1,157 @@
+"""The Image page in a real browser: upload -> three panels, a slider that only re-renders, a
+share link opened by someone else, bad uploads, and stopping a long run."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+
+import pytest
+from browser import REPO_ROOT, assert_no_exception, open_app, screenshot, wait_for_app
+from PIL import Image
+
+from saliency_core.bundled.shapes import generate
+
+pytestmark = pytest.mark.browser
+
+README_SHOTS = REPO_ROOT / "docs" / "screenshots"
+MAIN_IMAGES = '[data-testid="stMain"] [data-testid="stImage"] img'
+HEATMAP = '[data-testid="stMain"] [data-testid="stPlotlyChart"]'
+
+
+def keep_for_readme(shot, name: str) -> None:
+    # The README shows these; refresh them deliberately, never as a side effect of CI.
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        README_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, README_SHOTS / name)
+
+
+def shapes_png(index: int = 4) -> bytes:
+    image = generate(index + 1, seed=99).images[index]
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    if not sidebar.locator('[data-testid="stFileUploaderDropzoneInput"]').count():
+        sidebar.get_by_text("Upload", exact=True).click()
+        wait_for_app(page)
+    sidebar.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        {"name": name, "mimeType": mime, "buffer": data})
+    wait_for_app(page)
+
+
+def panels(page) -> tuple[str, str]:
+    """(input src, overlay src) once all three panels are on the page."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(MAIN_IMAGES)).to_have_count(2)
+    expect(page.locator(HEATMAP)).to_have_count(1)
+    images = page.locator(MAIN_IMAGES)
+    return images.nth(0).get_attribute("src"), images.nth(1).get_attribute("src")
+
+
+def share_link(page) -> str:
+    return page.locator('[data-testid="stCode"] code').first.text_content().strip()
+
+
+def test_upload_shows_three_panels_and_opacity_slider_updates_overlay(app_server, page):
+    from playwright.sync_api import expect
+
+    open_app(page, app_server, "image")
+    upload(page, "my-shape.png", shapes_png())
+    assert_no_exception(page)
+    _input_src, overlay_before = panels(page)
+    expect(page.get_by_text("Input as the model sees it · Uploaded image")).to_be_visible()
+    expect(page.get_by_text("Overlay", exact=True)).to_be_visible()
+    expect(page.locator('[data-testid="stMain"] .js-plotly-plot')).to_be_visible()
+    timing = page.get_by_text("model passes").inner_text()
+
+    page.set_viewport_size({"width": 1366, "height": 1250})
+    keep_for_readme(screenshot(page, "image.png", full_page=False), "image.png")
+
+    slider = page.get_by_role("slider", name="Overlay opacity")
+    for _ in range(4):  # 0.5 -> 0.7 in steps of 0.05, each one a rerun
+        slider.focus()
+        page.keyboard.press("ArrowRight")
+        wait_for_app(page)
+    expect(slider).to_have_value("0.7")
+    _input_src, overlay_after = panels(page)
+    assert overlay_after != overlay_before, "the overlay did not change with the opacity"
+    # The run's own timing line is unchanged: the result came from the cache, not a new run.
+    assert page.get_by_text("model passes").inner_text() == timing
+    assert "alpha=0.7" in page.url
+    assert_no_exception(page)
+
+
+def test_share_link_opens_the_same_view_in_a_fresh_browser(app_server, page, browser):
+    from playwright.sync_api import expect
+
+    open_app(page, app_server, "image")
+    upload(page, "shared-shape.png", shapes_png(7))
+    clip = page.get_by_role("slider", name="Clip at percentile")
+    clip.focus()
+    page.keyboard.press("ArrowLeft")  # 99 -> 98.5
+    wait_for_app(page)
+    expect(clip).to_have_value("98.5")
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_role("combobox", name="Method", exact=True).click()
+    page.get_by_role("option", name="Grad-CAM", exact=True).click()
+    wait_for_app(page)
+    input_src, overlay_src = panels(page)
+    link = share_link(page)
+    assert "input=upload%3A" in link and "method=gradcam" in link and "clip=98.5" in link
+
+    colleague = browser.new_context(viewport={"width": 1366, "height": 900})
+    try:
+        other = colleague.new_page()
+        other.goto(link, wait_until="domcontentloaded")
+        wait_for_app(other)
+        assert_no_exception(other)
+        # Media URLs are content hashes: equal URLs mean identical pixels.
+        assert panels(other) == (input_src, overlay_src)
+        assert other.locator('[data-testid="stAlertContentWarning"]').count() == 0
+    finally:
+        colleague.close()
+
+
+def test_bad_uploads_show_messages(app_server, page):
+    from playwright.sync_api import expect
+
+    open_app(page, app_server, "image")
+    upload(page, "notes.png", b"definitely not a picture\n" * 20, "text/plain")
+    expect(page.get_by_text("notes.png: This file is not an image we can read")).to_be_visible()
+    upload(page, "cut.png", shapes_png()[:300])
+    expect(page.get_by_text("cut.png: This image file is damaged")).to_be_visible()
+    assert_no_exception(page)
+    screenshot(page, "image-bad-upload.png", full_page=False)
+    upload(page, "fine.png", shapes_png())
+    panels(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+
+
+def test_stop_button_ends_a_long_computation(app_server, page):
+    from playwright.sync_api import expect
+
+    # SmoothGrad over Integrated Gradients: 256 noisy copies x 1024 steps, far too long to
+    # finish during the test.
+    query = ("image?method=smoothgrad&p.samples=256&p.base=integrated_gradients&b.steps=1024"
+             "&input=shapes:2")
+    page.goto(f"{app_server}/{query}", wait_until="domcontentloaded")
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible(timeout=60_000)
+    expect(page.locator('[data-testid="stProgress"]')).to_be_visible()
+    stop.click()
+    expect(page.get_by_text("Stopped before it finished")).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    assert_no_exception(page)
+    assert page.locator(HEATMAP).count() == 0
+    # The page stays usable: a cheap method runs right away.
+    page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Method",
+                                                          exact=True).click()
+    page.get_by_role("option", name="Vanilla gradient", exact=True).click()
+    wait_for_app(page)
+    panels(page)

@@ -1,0 +1,55 @@
+"""The Text and Compare pages in a real browser, with screenshots for the README."""
+
+from __future__ import annotations
+
+import pytest
+from browser import assert_no_exception, open_app, screenshot, wait_for_app
+from test_browser_image import keep_for_readme
+
+pytestmark = pytest.mark.browser
+
+
+def test_text_page_highlights_tokens_and_follows_edits(app_server, page):
+    from playwright.sync_api import expect
+
+    open_app(page, app_server, "text?p.steps=16")
+    tokens = page.locator(".token-saliency .token")
+    expect(tokens.first).to_be_visible()
+    assert tokens.count() > 10
+    expect(page.locator('[data-testid="stMain"] .js-plotly-plot')).to_be_visible()
+    expect(page.get_by_text("positive", exact=True).first).to_be_visible()
+    assert_no_exception(page)
+
+    box = page.get_by_label("Text to explain")
+    box.fill("The staff were rude and the room was dirty.")
+    box.press("Control+Enter")
+    wait_for_app(page)
+    expect(page.locator(".token-saliency").get_by_text("rude", exact=True)).to_be_visible()
+    expect(page.get_by_text("negative", exact=True).first).to_be_visible()
+    assert "rude" in page.url
+    page.set_viewport_size({"width": 1366, "height": 1100})
+    keep_for_readme(screenshot(page, "text.png", full_page=False), "text.png")
+
+    box.fill("")
+    box.press("Control+Enter")
+    wait_for_app(page)
+    expect(page.get_by_text("Type a sentence")).to_be_visible()
+    assert_no_exception(page)
+
+
+def test_compare_page_shows_a_grid_with_times_and_scoreboard(app_server, page):
+    from playwright.sync_api import expect
+
+    query = ("compare?methods=gradient,integrated_gradients,smoothgrad,gradcam,guided_backprop"
+             "&input=shapes-wm:2&model=shapes-cnn-watermark&integrated_gradients.steps=16")
+    open_app(page, app_server, query)
+    images = page.locator('[data-testid="stMain"] [data-testid="stImage"] img')
+    expect(images).to_have_count(5)
+    for label in ("Vanilla gradient", "Integrated Gradients", "SmoothGrad", "Grad-CAM",
+                  "Guided Backprop"):
+        expect(page.get_by_text(f"{label} ·")).to_be_visible()
+    expect(page.get_by_role("heading", name="Scoreboard")).to_be_visible()
+    expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
+    assert_no_exception(page)
+    page.set_viewport_size({"width": 1366, "height": 1150})
+    keep_for_readme(screenshot(page, "compare.png", full_page=False), "compare.png")

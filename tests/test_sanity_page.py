@@ -1,0 +1,99 @@
+"""The Sanity checks page under Streamlit's AppTest: a small cascade with the bundled shapes
+model, the data randomization test, the independent mode and the messages for bad choices."""
+
+from __future__ import annotations
+
+import pytest
+from browser import REPO_ROOT
+from streamlit.testing.v1 import AppTest
+
+from saliency_core.models import bundled
+
+PAGE = str(REPO_ROOT / "pages" / "sanity.py")
+TIMEOUT = 180
+
+pytestmark = pytest.mark.skipif(not bundled.is_present("shapes-cnn"),
+                                reason="bundled shapes-cnn missing; python -m saliency_core train-bundled")
+
+
+@pytest.fixture(autouse=True)
+def share_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path / "share"))
+
+
+def start(methods=("gradient", "gradcam")) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="sanity.model").set_value("shapes-cnn")
+    at.selectbox(key="sanity.device").set_value("cpu")
+    at.multiselect(key="sanity.methods").set_value(list(methods))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "caption", "info", "warning",
+                                              "success", "error") for e in at.get(kind))
+
+
+def image_count(at: AppTest) -> int:
+    return sum(len(element.proto.imgs) for element in at.get("image"))
+
+
+def test_before_running_the_page_explains_what_to_do():
+    at = start()
+    assert "Run the sanity checks" in texts(at)
+    assert not at.dataframe and not at.get("plotly_chart")
+
+
+def test_cascade_and_data_randomization_run_without_exception():
+    at = start()
+    at.button(key="sanity.run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert list(table["method"]) == ["Gradient", "Grad-CAM"] or len(table) == 2
+    assert set(table["parameter test"]) <= {"passes", "fails", "passes (borderline)", "fails (borderline)"}
+    if bundled.is_present("shapes-cnn-random-labels"):
+        assert "data test" in table.columns
+    (chart,) = at.get("plotly_chart")
+    assert "threshold" in chart.proto.spec
+    # input + 2 methods x (original + 6 layers) + data-test pairs
+    strips = 1 + 2 * 7
+    assert image_count(at) >= strips
+    # A display-only change (the curve's measure) keeps the result without recomputing.
+    at.radio(key="sanity.metric").set_value("ssim").run()
+    assert not at.exception and at.dataframe
+    assert "settings changed" not in texts(at)
+
+
+def test_independent_mode_names_the_most_sensitive_layer():
+    at = start(methods=("gradcam",))
+    at.radio(key="sanity.test_mode").set_value("independent")
+    at.selectbox(key="sanity.partner").set_value("(none)")
+    at.button(key="sanity.run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert "most sensitive to" in table.columns
+    assert table["most sensitive to"][0] in {"classifier", "features.block5", "features.block4",
+                                             "features.block3", "features.block2", "features.block1"}
+    assert "Not run" in texts(at)
+
+
+def test_bad_choices_give_clear_messages():
+    at = start()
+    at.multiselect(key="sanity.methods").set_value([]).run()
+    assert not at.exception
+    assert "Pick at least one method" in texts(at)
+    assert at.button(key="sanity.run").disabled
+    at = start(methods=("gradient",))
+    at.selectbox(key="sanity.partner").set_value("shapes-cnn-watermark" if bundled.is_present(
+        "shapes-cnn-watermark") else "(none)")
+    at.button(key="sanity.run").click().run()
+    assert not at.exception
+    if bundled.is_present("shapes-cnn-watermark"):
+        # Same architecture, so it runs; an unrelated text model is not offered at all.
+        assert at.dataframe and "data test" in at.dataframe[0].value.columns
+    assert "minilm-sentiment" not in at.selectbox(key="sanity.partner").options

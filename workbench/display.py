@@ -1,0 +1,216 @@
+"""Showing results: display options (which only re-render stored results), the interactive
+heatmap, the prediction table, side-by-side panels, and a plain reading of IG's completeness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from saliency_core import render
+
+from .urlstate import UrlReader
+from .widgets import ensure, select
+
+SIGN_LABELS = {
+    "absolute": "Magnitude (|value|)",
+    "positive": "Positive only (evidence for)",
+    "negative": "Negative only (evidence against)",
+    "signed": "Signed (red for, blue against)",
+}
+AGG_LABELS = {
+    "max_abs": "Max |value| over channels",
+    "l2": "L2 norm over channels",
+    "sum": "|Sum over channels|",
+    "mean_abs": "Mean |value|",
+    "signed_sum": "Sum over channels (signed)",
+}
+DEFAULTS = {"cmap": "inferno", "alpha": 0.5, "clip": 99.0, "sign": "absolute", "agg": "max_abs"}
+DISPLAY_PX = 320  # panels are drawn at least this wide, so 64-pixel inputs stay visible
+
+
+@dataclass(frozen=True)
+class DisplayOptions:
+    cmap: str
+    alpha: float
+    clip: float
+    sign: str
+    agg: str
+
+    def as_url(self) -> dict:
+        return {"cmap": self.cmap, "alpha": self.alpha, "clip": self.clip, "sign": self.sign,
+                "agg": self.agg}
+
+
+def colormaps_for(sign: str) -> tuple[str, ...]:
+    return render.DIVERGING_CMAPS if sign == "signed" else render.SEQUENTIAL_CMAPS
+
+
+def restore_display(reader: UrlReader, prefix: str) -> None:
+    sign = reader.choice("sign", render.SIGN_MODES, DEFAULTS["sign"])
+    cmap_default = render.DEFAULT_DIVERGING if sign == "signed" else DEFAULTS["cmap"]
+    st.session_state[f"{prefix}.view.sign"] = sign
+    st.session_state[f"{prefix}.view.cmap"] = reader.choice("cmap", colormaps_for(sign), cmap_default)
+    st.session_state[f"{prefix}.view.alpha"] = reader.number("alpha", DEFAULTS["alpha"], 0.0, 1.0)
+    st.session_state[f"{prefix}.view.clip"] = reader.number("clip", DEFAULTS["clip"], 50.0, 100.0)
+    st.session_state[f"{prefix}.view.agg"] = reader.choice("agg", render.AGGREGATIONS, DEFAULTS["agg"])
+
+
+def display_options(prefix: str, with_aggregation: bool = True) -> DisplayOptions:
+    """Widgets for how maps look, in one row. Changing any of them re-renders the stored
+    result; it never runs the model again."""
+    c_sign, c_cmap, c_alpha, c_clip, c_agg = st.columns([1.3, 1, 1, 1, 1.3])
+    with c_sign:
+        sign = select("Sign", list(SIGN_LABELS), f"{prefix}.view.sign", DEFAULTS["sign"],
+                      format_func=SIGN_LABELS.get,
+                      help="Which part of the signed attribution to show.")
+    with c_cmap:
+        cmap = select("Colormap", colormaps_for(sign), f"{prefix}.view.cmap",
+                      render.DEFAULT_DIVERGING if sign == "signed" else DEFAULTS["cmap"])
+    with c_alpha:
+        ensure(f"{prefix}.view.alpha", DEFAULTS["alpha"])
+        alpha = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=f"{prefix}.view.alpha")
+    with c_clip:
+        ensure(f"{prefix}.view.clip", DEFAULTS["clip"])
+        clip = st.slider("Clip at percentile", 50.0, 100.0, step=0.5, key=f"{prefix}.view.clip",
+                         help="Values above this percentile of the map's magnitudes get the "
+                         "brightest colour, so a few extreme pixels cannot darken the rest.")
+    with c_agg:
+        agg = select("Channel aggregation", list(AGG_LABELS), f"{prefix}.view.agg",
+                     DEFAULTS["agg"], format_func=AGG_LABELS.get,
+                     disabled=not with_aggregation or sign != "absolute",
+                     help="How the colour channels' attributions become one value per pixel in "
+                     "the magnitude view. Signed views sum the channels; CAM methods already "
+                     "give one value per pixel.")
+    return DisplayOptions(cmap, float(alpha), float(clip), sign, agg)
+
+
+@dataclass
+class RenderedMap:
+    raw: np.ndarray  # the aggregated map, model-input resolution, in attribution units
+    scaled: np.ndarray  # in [0, 1] or [-1, 1]
+    heat: np.ndarray  # uint8 RGB
+    overlay: np.ndarray  # uint8 RGB at the image's resolution
+    signed: bool
+    clip_value: float
+
+
+def aggregate(attribution: np.ndarray, options: DisplayOptions) -> np.ndarray:
+    agg = options.agg
+    # A signed display needs a signed aggregate; magnitudes are what the others show.
+    if options.sign in ("signed", "positive", "negative") and agg in ("max_abs", "l2", "sum", "mean_abs"):
+        agg = "signed_sum"
+    return render.aggregate_channels(attribution, agg)
+
+
+def render_map(attribution: np.ndarray, image: np.ndarray, options: DisplayOptions,
+               scale: float | None = None) -> RenderedMap:
+    raw = aggregate(attribution, options)
+    clip_value = render.clip_value(raw, options.sign, options.clip) if scale is None else scale
+    scaled = render.normalize(raw, options.sign, options.clip, scale=clip_value)
+    signed = options.sign == "signed"
+    heat = render.colorize(scaled, options.cmap, signed=signed)
+    over = render.overlay(image, scaled, options.cmap, options.alpha, signed=signed)
+    return RenderedMap(raw, scaled, heat, over, signed, clip_value)
+
+
+def enlarge(pixels: np.ndarray, min_side: int = DISPLAY_PX) -> np.ndarray:
+    """Nearest-neighbour upscaling of small images so their pixels stay crisp on screen."""
+    h, w = pixels.shape[:2]
+    factor = int(np.ceil(min_side / max(h, w)))
+    if factor <= 1:
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize((w * factor, h * factor), Image.NEAREST))
+
+
+def png(pixels: np.ndarray) -> bytes:
+    return render.to_png(enlarge(pixels))
+
+
+def _plotly_colorscale(cmap: str, n: int = 11) -> list:
+    import matplotlib
+
+    colours = matplotlib.colormaps[cmap](np.linspace(0, 1, n))
+    return [[i / (n - 1), f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})"]
+            for i, (r, g, b, _a) in enumerate(colours)]
+
+
+def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX) -> go.Figure:
+    """Interactive heatmap; hovering a pixel shows its raw attribution and scaled value."""
+    z = rendered.scaled
+    fig = go.Figure(go.Heatmap(
+        z=z, customdata=rendered.raw, colorscale=_plotly_colorscale(cmap),
+        zmin=-1.0 if rendered.signed else 0.0, zmax=1.0,
+        hovertemplate="x=%{x}, y=%{y}<br>attribution=%{customdata:.4g}<br>"
+                      "scaled=%{z:.3f}<extra></extra>",
+        colorbar={"thickness": 12, "len": 0.9},
+    ))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, visible=False)
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0})
+    return fig
+
+
+def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 5) -> list[dict]:
+    order = np.argsort(-probabilities)[:k]
+    return [{"class": f"{labels[i]}" if i < len(labels) else str(i), "index": int(i),
+             "probability": float(probabilities[i])} for i in order]
+
+
+def prediction_table(probabilities: np.ndarray, labels: list[str], k: int = 5) -> None:
+    st.dataframe(
+        top_predictions(probabilities, labels, k),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "class": st.column_config.TextColumn("Class"),
+            "index": st.column_config.NumberColumn("Index", width="small"),
+            "probability": st.column_config.ProgressColumn(
+                "Probability", min_value=0.0, max_value=1.0, format="percent"),
+        },
+    )
+
+
+def completeness_reading(meta: dict, subject: str = "the image") -> tuple[str, str] | None:
+    """(severity, sentence) explaining IG's completeness check in plain words, or None."""
+    try:
+        total = float(meta["sum_attribution"][0])
+        f_x = float(meta["f_x"][0])
+        f_b = float(meta["f_baseline"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    change = f_x - f_b
+    gap = total - change
+    relative = abs(gap) / max(abs(change), 1e-12)
+    facts = (f"The attributions add up to {total:.4g}; the model's score for the target went "
+             f"from {f_b:.4g} at the baseline to {f_x:.4g} for {subject}, a change of "
+             f"{change:.4g}. The gap is {gap:.3g} ({relative:.1%} of the change).")
+    if abs(change) < 1e-6:
+        return "warning", facts + (" The baseline scores the same as the image, so the "
+                                   "attributions have nothing to distribute: pick another "
+                                   "baseline.")
+    if relative <= 0.01:
+        return "success", facts + " The path integral is accurate: the map accounts for the " \
+                                  "whole change in the score."
+    if relative <= 0.05:
+        return "info", facts + " Close enough for viewing; more steps would tighten it."
+    return "warning", facts + (" That is a large gap: the integral is poorly approximated, so "
+                               "the map may misstate how much each pixel matters. Raise the "
+                               "number of steps (or use the Gauss-Legendre rule).")
+
+
+def scoreboard_rows(rows: list[dict]) -> list[dict]:
+    """The columns of metrics.scoreboard worth a table (curves stay in the export)."""
+    out = []
+    for row in rows:
+        item = {"rank": row["rank"], "method": row["method"],
+                "deletion AUC ↓": round(float(row["deletion_auc"]), 4),
+                "insertion AUC ↑": round(float(row["insertion_auc"]), 4)}
+        if "pointing" in row:
+            item["pointing ↑"] = round(float(row["pointing"]), 3)
+            item["mass in mask ↑"] = round(float(row["mass_in_mask"]), 3)
+        out.append(item)
+    return out

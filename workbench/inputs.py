@@ -1,0 +1,181 @@
+"""Inputs for the image pages: sample pictures (scikit-image's bundled photographs and generated
+shapes with their ground-truth masks) and uploads, each named by a short source string that a
+share link can carry: ``photo:<name>``, ``shapes:<i>``, ``shapes-wm:<i>`` or ``upload:<sha256>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from saliency_core.errors import SaliencyError
+from saliency_core.imageio import load_image
+
+from .share import ShareLinkError, ShareStore
+
+# Photographs that ship inside the scikit-image package (no download needed).
+PHOTOS = {
+    "astronaut": "Astronaut (Eileen Collins)",
+    "chelsea": "Chelsea the cat",
+    "coffee": "Cup of coffee",
+    "rocket": "Rocket on the launch pad",
+    "camera": "Cameraman (grayscale)",
+}
+SHAPES_SEED = 2024
+SHAPES_COUNT = 12
+
+
+@dataclass
+class InputImage:
+    image: Image.Image  # RGB
+    source: str  # what a share link carries
+    label: str
+    mask: np.ndarray | None = None  # bool [H, W]: where the evidence truly is (shapes only)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        return np.asarray(self.image)
+
+
+def sample_sources() -> list[str]:
+    shapes = [f"shapes:{i}" for i in range(SHAPES_COUNT)]
+    watermarked = [f"shapes-wm:{i}" for i in range(SHAPES_COUNT)]
+    return shapes + watermarked + [f"photo:{name}" for name in PHOTOS]
+
+
+@st.cache_data(show_spinner=False)
+def _shapes(spurious: bool):
+    from saliency_core.bundled.shapes import CLASS_NAMES, generate
+
+    data = generate(SHAPES_COUNT, SHAPES_SEED, spurious=spurious)
+    return data.images, data.labels, data.masks, list(CLASS_NAMES)
+
+
+@st.cache_data(show_spinner=False)
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    pixels = getattr(skimage.data, name)()
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    return np.ascontiguousarray(pixels[..., :3])
+
+
+def sample_label(source: str) -> str:
+    kind, _, name = source.partition(":")
+    if kind == "photo":
+        return f"Photo: {PHOTOS.get(name, name)}"
+    if kind in ("shapes", "shapes-wm"):
+        try:
+            _, labels, _, classes = _shapes(kind == "shapes-wm")
+            what = classes[labels[int(name)]]
+        except (ValueError, IndexError):
+            what = "?"
+        suffix = " with watermark" if kind == "shapes-wm" else ""
+        return f"Shapes #{name}: {what}{suffix}"
+    if kind == "upload":
+        return f"Uploaded image {name[:10]}"
+    return source
+
+
+def from_sample(source: str) -> InputImage:
+    kind, _, name = source.partition(":")
+    if kind == "photo" and name in PHOTOS:
+        return InputImage(Image.fromarray(_photo(name)), source, sample_label(source))
+    if kind in ("shapes", "shapes-wm") and name.isdigit() and int(name) < SHAPES_COUNT:
+        images, _labels, masks, _ = _shapes(kind == "shapes-wm")
+        i = int(name)
+        return InputImage(Image.fromarray(images[i]), source, sample_label(source), masks[i])
+    raise ShareLinkError(f"There is no sample called {source!r}.")
+
+
+def from_upload(data: bytes, store: ShareStore) -> InputImage:
+    """Validate an uploaded file, keep it for share links, and return the decoded image."""
+    image, notices = load_image(data)  # raises a SaliencyError before anything is stored
+    digest = store.put(data)
+    source = f"upload:{digest}"
+    return InputImage(image, source, sample_label(source), None, notices)
+
+
+def from_source(source: str, store: ShareStore) -> InputImage:
+    """Rebuild an input from a link's source string; a clear SaliencyError when impossible."""
+    kind, _, name = source.partition(":")
+    if kind == "upload":
+        data = store.get(name)
+        image, notices = load_image(data)
+        return InputImage(image, source, sample_label(source), None, notices)
+    if kind in ("photo", "shapes", "shapes-wm"):
+        return from_sample(source)
+    raise ShareLinkError(
+        f"The link's input {source!r} is not understood (expected photo:..., shapes:... or "
+        "upload:...)."
+    )
+
+
+def default_sample(model_name: str | None) -> str:
+    if model_name and model_name.startswith("shapes-cnn-watermark"):
+        return "shapes-wm:0"
+    if model_name and model_name.startswith("shapes-"):
+        return "shapes:0"
+    return "photo:chelsea"
+
+
+def try_source(source: str, store: ShareStore) -> tuple[InputImage | None, str | None]:
+    try:
+        return from_source(source, store), None
+    except SaliencyError as exc:
+        return None, str(exc)
+
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
+
+
+def restore_input(reader, prefix: str, store: ShareStore, default: str) -> None:
+    """Apply a link's ``input=`` to the picker's state; a bad one becomes a problem + default."""
+    source = reader.text("input", default, max_chars=200)
+    found, problem = try_source(source, store)
+    if found is None:
+        reader.problems.append(f"{problem} Showing a sample instead.")
+        source = default
+    is_upload = source.startswith("upload:")
+    st.session_state[f"{prefix}.mode"] = "Upload" if is_upload else "Sample"
+    st.session_state[f"{prefix}.upload_source"] = source if is_upload else None
+    if not is_upload:
+        st.session_state[f"{prefix}.sample"] = source
+
+
+def input_picker(prefix: str, store: ShareStore, default: str) -> tuple[InputImage | None, str | None]:
+    """Sidebar widgets choosing a sample or an upload; returns (input or None, error or None).
+
+    An upload is decoded and checked before it is stored, so a bad file is only a message.
+    Without a new upload, the last one (or the one a link names) stays in use.
+    """
+    from .widgets import ensure, select
+
+    ensure(f"{prefix}.mode", "Sample")
+    mode = st.radio("Source", ["Sample", "Upload"], key=f"{prefix}.mode", horizontal=True)
+    if mode == "Sample":
+        sample = select("Sample", sample_sources(), f"{prefix}.sample", default,
+                        format_func=sample_label)
+        return try_source(sample, store)
+    uploaded = st.file_uploader("Image file (PNG, JPEG, WebP, BMP, TIFF)", type=UPLOAD_TYPES,
+                                key=f"{prefix}.file")
+    if uploaded is not None:
+        st.session_state[f"{prefix}.had_file"] = True
+        try:
+            current = from_upload(uploaded.getvalue(), store)
+        except SaliencyError as exc:
+            return None, f"{uploaded.name}: {exc}"
+        st.session_state[f"{prefix}.upload_source"] = current.source
+        return current, None
+    if st.session_state.pop(f"{prefix}.had_file", False):
+        # The user removed the file: forget it rather than keep showing it.
+        st.session_state[f"{prefix}.upload_source"] = None
+    previous = st.session_state.get(f"{prefix}.upload_source")
+    if previous:
+        return try_source(previous, store)
+    return None, None

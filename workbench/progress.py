@@ -1,0 +1,74 @@
+"""A progress bar with a Stop button for long engine runs.
+
+Streamlit interrupts a running script as soon as it next draws something after the user has
+touched a widget; the engine calls ``progress`` after every chunk of model passes, and each
+update redraws the bar, so a click on Stop ends the run within one chunk. The click's callback
+records which computation was stopped, so the rerun that follows does not simply start it again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Self
+
+import streamlit as st
+
+STOPPED_KEY = "_stopped_computation"
+# Redrawing more often than this only floods the browser with messages.
+MIN_UPDATE_S = 0.1
+
+
+def _mark_stopped(computation: str) -> None:
+    st.session_state[STOPPED_KEY] = computation
+
+
+def was_stopped(computation: str) -> bool:
+    return st.session_state.get(STOPPED_KEY) == computation
+
+
+def clear_stopped() -> None:
+    st.session_state.pop(STOPPED_KEY, None)
+
+
+def stopped_notice(computation: str, key: str) -> None:
+    """What the page shows instead of a result the user stopped: a way to start it again."""
+    st.warning("Stopped before it finished. Change a setting, or run it again.")
+    st.button("Run again", key=key, on_click=clear_stopped, type="primary")
+
+
+class Progress:
+    """Context manager: shows a bar and a Stop button while the block runs, then removes them.
+
+    Call the instance as ``progress(done, total)``; ``done``/``total`` count model passes.
+    """
+
+    def __init__(self, label: str, computation: str, key: str):
+        self.label = label
+        self.computation = computation
+        self.key = key
+        self._last = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> Self:
+        self._holder = st.empty()
+        self._start = time.perf_counter()
+        with self._holder.container():
+            self._bar = st.progress(0.0, text=f"{self.label}: starting...")
+            st.button("Stop", key=self.key, on_click=_mark_stopped, args=(self.computation,),
+                      help="Stop this computation; the page keeps your settings.")
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self._last < MIN_UPDATE_S:
+            return
+        self._last = now
+        fraction = done / total if total else 1.0
+        text = f"{self.label}: {done} of {total} model passes done, {total - done} to go"
+        elapsed = now - self._start
+        if 0 < done < total and elapsed > 1.0:
+            text += f" (about {elapsed / done * (total - done):.0f} s left)"
+        self._bar.progress(min(1.0, max(0.0, fraction)), text=text)
+
+    def __exit__(self, *exc) -> None:
+        self._holder.empty()

@@ -1,0 +1,81 @@
+"""Per-page session plumbing: restoring a page from a link (or from this session's last visit),
+keeping the URL in step with the view, the share-link box, and the target-class picker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from .urlstate import UrlReader, encode
+from .widgets import select
+
+
+def reader_for_visit(prefix: str, widget_key: str) -> UrlReader | None:
+    """A reader when this run starts a visit to the page, else None.
+
+    A visit starts when the page's widgets have no state (first load, or back from another
+    page, which drops them). The link's query parameters win; without any, the settings this
+    session last had on the page come back.
+    """
+    if widget_key in st.session_state:
+        return None
+    params = st.query_params.to_dict()
+    if not params:
+        params = st.session_state.get(f"{prefix}._saved", {})
+    return UrlReader(params)
+
+
+def keep_problems(prefix: str, problems: list[str]) -> None:
+    st.session_state[f"{prefix}._problems"] = list(problems)
+
+
+def problems(prefix: str) -> list[str]:
+    return st.session_state.get(f"{prefix}._problems", [])
+
+
+def publish(prefix: str, settings: Mapping[str, Any]) -> dict[str, str]:
+    """Write the view's settings into the URL (only when they changed) and return them."""
+    encoded = encode(settings)
+    if st.query_params.to_dict() != encoded:
+        st.query_params.from_dict(encoded)
+    st.session_state[f"{prefix}._saved"] = encoded
+    return encoded
+
+
+def share_box(encoded: Mapping[str, str], uploaded: bool = False) -> None:
+    """The link to this exact view, in a box with a copy button."""
+    base = st.context.url or ""
+    link = f"{base}?{urlencode(encoded)}"
+    with st.expander("Share this view", icon=":material/link:"):
+        st.caption("Copy the link (button at the box's top right); whoever opens it on this "
+                   "server sees the same input, model, method, settings and display."
+                   + (" The uploaded image is kept on the server under its content hash."
+                      if uploaded else ""))
+        st.code(link, language=None, wrap_lines=True)
+
+
+def target_widget(prefix: str, labels: list[str]) -> str | int:
+    """Explain the predicted class or any other (searchable by typing in the box)."""
+    key = f"{prefix}.target"
+    raw = st.session_state.pop(f"{prefix}.target_raw", None)
+    if raw is not None:
+        value: str | int = "predicted"
+        if str(raw) != "predicted":
+            try:
+                index = int(str(raw))
+                if not 0 <= index < len(labels):
+                    raise ValueError
+                value = index
+            except ValueError:
+                st.session_state.setdefault(f"{prefix}._problems", []).append(
+                    f"The link's setting target={raw!r} was ignored (the model has classes 0 to "
+                    f"{len(labels) - 1}); explaining the predicted class.")
+        st.session_state[key] = value
+    options: list[str | int] = ["predicted", *range(len(labels))]
+    return select("Explain class", options, key, "predicted",
+                  format_func=lambda o: "the predicted class" if o == "predicted"
+                  else f"{o}: {labels[o]}",
+                  help="Type to search the class names.")
