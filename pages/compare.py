@@ -15,7 +15,7 @@ from workbench.models import (
     default_model,
     devices,
     get_model,
-    usable_models,
+    usable_models_or_stop,
 )
 from workbench.navigation import ensure_app_navigation
 from workbench.share import ShareStore
@@ -44,11 +44,7 @@ st.caption("The same input explained by several methods, and optionally by two m
            "model's behaviour supports.")
 
 store = ShareStore()
-names = usable_models("image")
-if not names:
-    st.error("No image model is available: the bundled models are missing from "
-             "models_cache/bundled. Regenerate them with `python -m saliency_core train-bundled`.")
-    st.stop()
+names = usable_models_or_stop("image")
 
 reader = session.reader_for_visit(P, widget_key=f"{P}.model")
 if reader is not None:

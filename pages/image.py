@@ -14,7 +14,7 @@ from workbench.models import (
     default_model,
     devices,
     get_model,
-    usable_models,
+    usable_models_or_stop,
 )
 from workbench.navigation import ensure_app_navigation
 from workbench.share import ShareStore
@@ -36,11 +36,7 @@ st.caption("Which pixels made the model decide what it decided? Pick an input, a
            "method; the map updates as you go.")
 
 store = ShareStore()
-names = usable_models("image")
-if not names:
-    st.error("No image model is available: the bundled models are missing from "
-             "models_cache/bundled. Regenerate them with `python -m saliency_core train-bundled`.")
-    st.stop()
+names = usable_models_or_stop("image")
 
 # ---- settings from a shared link (or from this session's last visit), applied once ----------
 reader = session.reader_for_visit(P, widget_key=f"{P}.model")

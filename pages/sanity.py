@@ -22,7 +22,7 @@ from workbench.models import (
     default_model,
     devices,
     get_model,
-    usable_models,
+    usable_models_or_stop,
 )
 from workbench.navigation import ensure_app_navigation
 from workbench.share import ShareStore
@@ -52,11 +52,7 @@ st.caption(
     "model. The same question is asked of a model trained on shuffled labels.")
 
 store = ShareStore()
-names = usable_models("image")
-if not names:
-    st.error("No image model is available: the bundled models are missing from "
-             "models_cache/bundled. Regenerate them with `python -m saliency_core train-bundled`.")
-    st.stop()
+names = usable_models_or_stop("image")
 
 with st.sidebar:
     st.header("Model")

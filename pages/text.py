@@ -12,7 +12,7 @@ from workbench.models import (
     default_model,
     devices,
     get_model,
-    usable_models,
+    usable_models_or_stop,
 )
 from workbench.navigation import ensure_app_navigation
 from workbench.urlstate import MAX_TEXT
@@ -38,12 +38,7 @@ st.title("Text saliency")
 st.caption("Which words pushed the classifier towards its answer? Red tokens speak for the "
            "explained class, blue ones against it.")
 
-names = usable_models("text")
-if not names:
-    st.error("No text model is available: the bundled sentiment model is missing from "
-             "models_cache/bundled. Regenerate it with "
-             "`python -m saliency_core train-bundled --only minilm-sentiment`.")
-    st.stop()
+names = usable_models_or_stop("text")
 
 reader = session.reader_for_visit(P, widget_key=f"{P}.model")
 if reader is not None:

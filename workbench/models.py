@@ -22,6 +22,24 @@ def usable_models(task: str) -> list[str]:
     return [m.name for m in sc_models.available_models() if m.task == task and m.present]
 
 
+_MISSING = {
+    "image": "No image model is available: the bundled models are missing from "
+             "models_cache/bundled. Regenerate them with `python -m saliency_core train-bundled`.",
+    "text": "No text model is available: the bundled sentiment model is missing from "
+            "models_cache/bundled. Regenerate it with "
+            "`python -m saliency_core train-bundled --only minilm-sentiment`.",
+}
+
+
+def usable_models_or_stop(task: str) -> list[str]:
+    """The usable models of a task; without any, the page says how to get one and stops."""
+    names = usable_models(task)
+    if not names:
+        st.error(_MISSING[task])
+        st.stop()
+    return names
+
+
 def default_model(task: str, names: list[str]) -> str | None:
     preferred = PREFERRED_IMAGE + (FALLBACK_IMAGE,) if task == "image" else PREFERRED_TEXT
     for name in preferred:
