@@ -14,7 +14,7 @@ from .baselines import image_baseline
 from .engine import (
     Options,
     Stats,
-    check_targets,
+    check_target_range,
     forward_no_grad,
     model_lock,
     module_device,
@@ -128,7 +128,8 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
     """Shared body of attribute/explain/attribute_text. Returns (attribution, ctx, logits)."""
     fn, module, facts = unwrap_model(model)
     kind = kind or facts["kind"] or "image"
-    spec = method_entry(method).spec
+    entry = method_entry(method)
+    spec = entry.spec
     if (spec.family == "cam" or method == "guided_gradcam") and kind == "text":
         raise MethodNotApplicableError(f"{method} maps image layers; for text use gradient, gradient_x_input, integrated_gradients or smoothgrad")
     check_inputs(inputs, spec.family, kind)
@@ -138,19 +139,32 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
     forward = forward or fn
     if make_baseline is None:
         make_baseline = partial(_image_baseline, normalization=facts["normalization"])
+    # Methods whose first pass runs at the inputs themselves report the logits there, so
+    # explain() costs no forward pass beyond the attribution's own.
+    capture = want_logits and entry.at_input
     ctx = Context(forward=forward, module=module, device=device, options=options, stats=Stats(),
                   kind=kind, normalization=facts["normalization"],
                   default_layer=facts["default_layer"], make_baseline=make_baseline,
-                  cache_key=(id(module), type(module).__name__) if module is not None else None)
+                  cache_key=(id(module), type(module).__name__) if module is not None else None,
+                  want_completeness=want_logits and method == "integrated_gradients",
+                  capture_logits=capture)
     start = time.perf_counter()
     with model_lock(module):
         logits = None
-        if want_logits or (not method_entry(method).at_input and isinstance(target, str)):
+        if (want_logits and not capture) or (not entry.at_input and isinstance(target, str)):
             logits = forward_no_grad(forward, x, ctx.stats)
         targets = resolve_targets(target, x.shape[0], device, (lambda: logits) if logits is not None else None)
-        if targets is not None and logits is not None:
-            check_targets(targets, logits.shape[1])
+        if targets is not None:
+            # Read once, from the caller's ints where possible (no device read at all); the
+            # chunks then check their targets without synchronising with the device.
+            ctx.target_range = _target_range(target, targets)
+            if logits is not None:
+                check_target_range(ctx.target_range, logits.shape[1])
         attr = compute(ctx, method, x, targets, p, base_p)
+        if capture:
+            logits = ctx.input_logits()
+            if logits is None:  # a method path that did not report them
+                logits = forward_no_grad(forward, x, ctx.stats)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     ctx.meta["time_s"] = time.perf_counter() - start
@@ -158,6 +172,14 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
         ctx.meta["targets"] = targets
     ctx.meta["params"] = {**_jsonable(p), **(_jsonable(base_p) if base_p else {})}
     return attr.to(inputs.device), ctx, logits
+
+
+def _target_range(target, targets: torch.Tensor) -> tuple[int, int]:
+    if isinstance(target, int):
+        return target, target
+    if isinstance(target, (list, tuple)) and target and all(isinstance(t, int) for t in target):
+        return min(target), max(target)
+    return int(targets.min()), int(targets.max())
 
 
 def _image_baseline(name, x, seed=0, sample=0, normalization=None):

@@ -6,14 +6,17 @@ transformer tokens and upsampling are shared.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
 from ..engine import _score, logits_of
-from ..layers import capture_output, default_layer, resolve_module, to_spatial
 from ..errors import SaliencyError
+from ..layers import capture_output, default_layer, resolve_module, to_spatial
 from ..specs import MethodSpec, Param
 from .base import Context
+from .guided import guided_gradients, hooks_agree, rectifying_relu_hooks
 
 CAM_PARAMS = (
     Param("layer", "layer", None, "Module path of the target layer (e.g. layer4, features.28); "
@@ -57,29 +60,93 @@ def target_layer(ctx: Context, x: torch.Tensor, path: str | None):
         if path is None:
             path = _default_layers[key] = default_layer(ctx.module, x[:1])
     ctx.meta["layer"] = path
-    return resolve_module(ctx.module, path)
+    try:
+        # A walk down the path, not a listing of every module of the model on each call.
+        if path:
+            return ctx.module.get_submodule(path)
+    except AttributeError:
+        pass
+    return resolve_module(ctx.module, path)  # the error lists the candidates
+
+
+@contextmanager
+def layer_as_leaf(layer):
+    """For a forward run under no_grad: the layer's output becomes the start of the graph.
+
+    Nothing upstream of the layer is recorded or kept, so a CAM pass costs a plain forward
+    plus the short backward from the score to the layer. The hook hands on a clone of a
+    fresh leaf, so an in-place op that follows the layer (``out += identity``) still works and
+    the captured tensor is, as without the hook, the one the rest of the model used.
+    """
+    store: dict = {}
+
+    def hook(_module, _inp, out):
+        first = out if isinstance(out, torch.Tensor) else _first_tensor(out)
+        if first is None or not first.is_floating_point():
+            return None  # leave it; the caller falls back to a full graph
+        torch.set_grad_enabled(True)  # the rest of this forward records a graph
+        a = first.detach().requires_grad_(True).clone()
+        store["output"] = a
+        if isinstance(out, torch.Tensor):
+            return a
+        return type(out)((a, *out[1:]))
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def _first_tensor(out):
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return None
+
+
+def _layer_pass(ctx: Context, xc, tc, layer):
+    """(A, dscore/dA, logits, targets) for one chunk; the graph starts at the layer when the
+    layer's output can be swapped for a leaf, else the whole forward is recorded."""
+    with torch.no_grad(), layer_as_leaf(layer) as store:
+        logits = logits_of(ctx.forward(xc))
+        a = store.get("output")
+        if a is not None and logits.requires_grad:
+            with torch.enable_grad():
+                scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
+                (g,) = torch.autograd.grad(scores.sum(), a)
+            return a, g, logits, t
+    xc = xc.detach().requires_grad_(True)
+    with torch.enable_grad(), capture_output(layer) as store:
+        logits = logits_of(ctx.forward(xc))
+        a = store.get("output")
+        if a is None:
+            raise SaliencyError("the target layer was not used in the forward pass; pick another")
+        scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
+        (g,) = torch.autograd.grad(scores.sum(), a)
+    return a, g, logits, t
 
 
 def activations_and_gradients(ctx: Context, x, targets, layer):
     """Spatial A and G [N, C, h, w] for each input's target, batched; backward stops at A."""
     acts, grads, resolved = [], [], []
     chunk = ctx.options.batch_size or 32
+    sink = ctx.logits_sink(x.shape[0])
     for start in range(0, x.shape[0], chunk):
-        xc = x[start:start + chunk].detach().requires_grad_(True)
+        xc = x[start:start + chunk].detach()
         tc = None if targets is None else targets[start:start + chunk]
-        with torch.enable_grad(), capture_output(layer) as store:
-            logits = logits_of(ctx.forward(xc))
-            a = store.get("output")
-            if a is None:
-                raise SaliencyError("the target layer was not used in the forward pass; pick another")
-            scores, t = _score(logits, tc)
-            (g,) = torch.autograd.grad(scores.sum(), a)
+        a, g, logits, t = _layer_pass(ctx, xc, tc, layer)
+        if sink is not None:
+            sink(start, start + xc.shape[0], logits.detach().reshape(xc.shape[0], -1))
         acts.append(to_spatial(a.detach()))
         grads.append(to_spatial(g.detach()))
         resolved.append(t)
         ctx.stats.passes += xc.shape[0]
-    ctx.meta["targets"] = torch.cat(resolved)
-    return torch.cat(acts), torch.cat(grads)
+    ctx.meta["targets"] = _joined(resolved)
+    return _joined(acts), _joined(grads)
+
+
+def _joined(parts):
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def gradcam_formula(a, g):
@@ -122,10 +189,57 @@ gradcam_plus_plus = cam_method(gradcam_plus_plus_formula)
 hirescam = cam_method(hirescam_formula)
 
 
-def guided_gradcam(ctx: Context, x, targets, params):
-    from .guided import guided_gradients
+class _Switch:
+    """Read by the ReLU hooks during the backward passes: plain first, then guided."""
 
-    cam = gradcam(ctx, x, targets, {"layer": params["layer"], "upsample": False})
-    targets = ctx.meta["targets"]  # the CAM pass resolved "predicted"; reuse it
-    gb = guided_gradients(ctx, x, targets)
-    return gb * _upsample(cam, x.shape[-2:])[:, None]
+    guided = False
+
+
+def _guided_gradcam_pass(ctx: Context, xc, tc, layer):
+    """(A, dscore/dA with plain ReLUs, dscore/dx with guided ReLUs, logits, targets) from one
+    forward pass: the ReLU-module hooks rectify gradients only once the switch is thrown."""
+    switch = _Switch()
+    xc = xc.detach().requires_grad_(True)
+    with torch.enable_grad(), capture_output(layer) as store:
+        with rectifying_relu_hooks(ctx.module, active=lambda: switch.guided):
+            logits = logits_of(ctx.forward(xc))
+        a = store.get("output")
+        if a is None:
+            raise SaliencyError("the target layer was not used in the forward pass; pick another")
+        scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
+        (g_a,) = torch.autograd.grad(scores.sum(), a, retain_graph=True)
+        switch.guided = True
+        (g_x,) = torch.autograd.grad(scores.sum(), xc)
+    return a.detach(), g_a, g_x, logits.detach(), t
+
+
+def guided_gradcam(ctx: Context, x, targets, params):
+    """Guided Backprop times the upsampled Grad-CAM map.
+
+    Where hooks on the model's ReLU modules are known to give Guided Backprop exactly (see
+    methods.guided; checked on the model's first guided call), both maps come from one
+    forward pass; otherwise, and on that first call, from a Grad-CAM pass and a Guided
+    Backprop pass."""
+    if not hooks_agree(ctx.module):
+        cam = gradcam(ctx, x, targets, {"layer": params["layer"], "upsample": False})
+        targets = ctx.meta["targets"]  # the CAM pass resolved "predicted"; reuse it
+        gb = guided_gradients(ctx, x, targets)
+        return gb * _upsample(cam, x.shape[-2:])[:, None]
+    layer = target_layer(ctx, x, params["layer"])
+    n = x.shape[0]
+    stream = ctx.stream()
+    chunk = min(32, stream.chunk_size(n, lambda a, b: (x[a:b], None)))
+    sink = ctx.logits_sink(n)
+    out, resolved = [], []
+    for start in range(0, n, chunk):
+        xc = x[start:start + chunk]
+        tc = None if targets is None else targets[start:start + chunk]
+        a, g_a, g_x, logits, t = _guided_gradcam_pass(ctx, xc, tc, layer)
+        if sink is not None:
+            sink(start, start + xc.shape[0], logits.reshape(xc.shape[0], -1))
+        cam = gradcam_formula(to_spatial(a), to_spatial(g_a))
+        out.append(g_x * _upsample(cam, x.shape[-2:])[:, None])
+        resolved.append(t)
+        ctx.stats.passes += xc.shape[0]
+    ctx.meta["targets"] = _joined(resolved)
+    return _joined(out)

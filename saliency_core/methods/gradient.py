@@ -28,19 +28,21 @@ GRADIENT_X_INPUT = MethodSpec(
 
 def input_gradients(ctx: Context, x: torch.Tensor, targets, forward=None) -> torch.Tensor:
     """d score / d x at each input, one model pass per input, batched by the engine."""
-    grads = torch.empty_like(x)
-    resolved = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+    grads, resolved = [], []
 
     def make(start, stop):
         return x[start:stop], None if targets is None else targets[start:stop]
 
     def consume(start, stop, g, _scores, t):
-        grads[start:stop] = g
-        resolved[start:stop] = t
+        grads.append(g)
+        resolved.append(t)
 
-    ctx.stream(forward).run(x.shape[0], make, consume)
-    ctx.meta["targets"] = resolved
-    return grads
+    stream = ctx.stream(forward)
+    stream.logits_sink = ctx.logits_sink(x.shape[0])
+    stream.run(x.shape[0], make, consume)
+    # One chunk (the usual case) is handed back as it is, without a copy.
+    ctx.meta["targets"] = resolved[0] if len(resolved) == 1 else torch.cat(resolved)
+    return grads[0] if len(grads) == 1 else torch.cat(grads)
 
 
 def gradient(ctx: Context, x, targets, params):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from ..baselines import IMAGE_BASELINES, RANDOM_BASELINES
 from ..engine import forward_no_grad, logits_of  # noqa: F401 - logits_of re-exported for methods
 from ..specs import MethodSpec, Param
-from .base import Context, expand_like
+from .base import Context
 
 QUADRATURES = ("gauss_legendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 TEXT_BASELINES = ("pad", "mask", "unk", "zeros")
@@ -39,11 +41,22 @@ INTEGRATED_GRADIENTS = MethodSpec(
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
+    # An eigenvalue problem of size n: milliseconds per call at n = 128, paid once.
+    return np.polynomial.legendre.leggauss(n)
+
+
+def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    nodes, w = _leggauss(n)
+    return nodes.copy(), w.copy()
+
+
 def quadrature_rule(name: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(alphas, weights) on [0, 1]. Weights sum to 1 for every rule."""
     n = steps
     if name == "gauss_legendre":
-        nodes, w = np.polynomial.legendre.leggauss(n)
+        nodes, w = _gauss_legendre(n)
         return 0.5 * (nodes + 1), 0.5 * w
     if name == "riemann_left":
         return np.arange(n) / n, np.full(n, 1 / n)
@@ -60,40 +73,90 @@ def quadrature_rule(name: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(name)
 
 
-def integrate(ctx: Context, x: torch.Tensor, baselines: torch.Tensor, targets: torch.Tensor,
-              steps: int, quadrature: str, forward=None) -> torch.Tensor:
-    """(x − b) · Σ_k w_k ∇f(b + α_k (x − b)), with every (input, step) point in one stream."""
-    alphas_np, weights_np = quadrature_rule(quadrature, steps)
-    alphas = torch.as_tensor(alphas_np, dtype=x.dtype, device=x.device)
-    weights = torch.as_tensor(weights_np, dtype=x.dtype, device=x.device)
+def _segments(start: int, stop: int, steps: int):
+    """Runs of consecutive points that belong to one input: (input, first step, last step + 1,
+    offset in the chunk). Point i is step i % steps of input i // steps."""
+    i = start
+    while i < stop:
+        b, k = divmod(i, steps)
+        end = min(stop, (b + 1) * steps)
+        yield b, k, k + end - i, i - start
+        i = end
+
+
+def path_gradients(ctx: Context, x: torch.Tensor, baselines: torch.Tensor, targets: torch.Tensor,
+                   alphas: torch.Tensor, weights: torch.Tensor, forward=None,
+                   on_scores=None) -> torch.Tensor:
+    """Σ_k w_k ∇f(b + α_k (x − b)) for each input (not yet times x − b), with every
+    (input, node) point in one stream. ``on_scores(input, step, scores)`` sees the target's
+    score at each point, e.g. f(baseline) at a node α = 0."""
+    steps = alphas.shape[0]
+    alphas = alphas.to(device=x.device, dtype=x.dtype)
+    weights = weights.to(device=x.device, dtype=x.dtype)
     diff = x - baselines
     acc = torch.zeros_like(x)
+    shape = (-1, *([1] * (x.dim() - 1)))
 
     def make(start, stop):
-        idx = torch.arange(start, stop, device=x.device)
-        b, k = idx // steps, idx % steps
-        return baselines[b] + expand_like(alphas[k], x) * diff[b], targets[b]
+        segments = list(_segments(start, stop, steps))
+        if len(segments) == 1:  # one input's run of steps: no copies at all for the targets
+            b, k0, k1, _o = segments[0]
+            return torch.addcmul(baselines[b], alphas[k0:k1].view(shape), diff[b]), targets[b:b + 1].expand(k1 - k0)
+        points = torch.empty((stop - start, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        tgt = torch.empty(stop - start, dtype=torch.long, device=x.device)
+        for b, k0, k1, o in segments:
+            # One fused pass per input's run of steps: baseline + α (x − baseline).
+            torch.addcmul(baselines[b], alphas[k0:k1].view(shape), diff[b], out=points[o:o + k1 - k0])
+            tgt[o:o + k1 - k0] = targets[b]
+        return points, tgt
 
-    def consume(start, stop, g, _scores, _t):
-        idx = torch.arange(start, stop, device=x.device)
-        b, k = idx // steps, idx % steps
-        acc.index_add_(0, b, g * expand_like(weights[k], x))
+    def consume(start, stop, g, scores, _t):
+        # Outside any autocast the caller runs the model under: the sum stays in full precision.
+        with torch.autocast(x.device.type, enabled=False):
+            for b, k0, k1, o in _segments(start, stop, steps):
+                # A weighted sum over the run as one matrix-vector product, instead of
+                # scaling every gradient and scattering it with index_add.
+                acc[b] += (weights[k0:k1] @ g[o:o + k1 - k0].reshape(k1 - k0, -1)).view(x.shape[1:])
+                if on_scores is not None:
+                    on_scores(b, k0, scores[o:o + k1 - k0])
 
     ctx.stream(forward).run(x.shape[0] * steps, make, consume)
-    return acc * diff
+    return acc
+
+
+def integrate(ctx: Context, x: torch.Tensor, baselines: torch.Tensor, targets: torch.Tensor,
+              steps: int, quadrature: str, forward=None, on_scores=None) -> torch.Tensor:
+    """(x − b) · Σ_k w_k ∇f(b + α_k (x − b)) with the given quadrature rule."""
+    alphas, weights = quadrature_rule(quadrature, steps)
+    acc = path_gradients(ctx, x, baselines, targets, torch.as_tensor(alphas), torch.as_tensor(weights),
+                         forward, on_scores)
+    return acc * (x - baselines)
 
 
 def integrated_gradients(ctx: Context, x, targets, params, forward=None):
     base_name = params["baseline"]
     m = params["baseline_samples"] if isinstance(base_name, str) and base_name in RANDOM_BASELINES else 1
     seed = params["seed"]
-    baselines = torch.cat([ctx.make_baseline(base_name, x, seed=seed, sample=s) for s in range(m)])
-    xs = x.repeat(m, *([1] * (x.dim() - 1)))
-    ts = targets.repeat(m)
-    attr = integrate(ctx, xs, baselines, ts, params["steps"], params["quadrature"], forward)
-    attr = attr.view(m, *x.shape).mean(0)
-    # Completeness: Σ attributions should equal f(x) − f(baseline) (averaged over baselines).
-    f_base = forward_no_grad(forward or ctx.forward, baselines, ctx.stats)
-    f_base = f_base.gather(1, ts[:, None]).squeeze(1).view(m, -1).mean(0)
-    ctx.meta.setdefault("f_baseline", f_base.detach())
+    baselines = [ctx.make_baseline(base_name, x, seed=seed, sample=s) for s in range(m)]
+    baselines = baselines[0] if m == 1 else torch.cat(baselines)
+    xs = x if m == 1 else x.repeat(m, *([1] * (x.dim() - 1)))
+    ts = targets if m == 1 else targets.repeat(m)
+    # Completeness needs f(baseline); rules with a node at α = 0 evaluate it on the way.
+    at_zero = {}
+    starts_at_zero = params["quadrature"] in ("riemann_left", "riemann_trapezoid")
+
+    def keep_baseline_score(b, k0, scores):
+        if k0 == 0:
+            at_zero[b] = scores[0]
+
+    on_scores = keep_baseline_score if ctx.want_completeness and starts_at_zero else None
+    attr = integrate(ctx, xs, baselines, ts, params["steps"], params["quadrature"], forward, on_scores)
+    attr = attr if m == 1 else attr.view(m, *x.shape).mean(0)
+    if ctx.want_completeness:
+        if len(at_zero) == xs.shape[0]:
+            f_base = torch.stack([at_zero[b] for b in range(xs.shape[0])])
+        else:
+            f_base = forward_no_grad(forward or ctx.forward, baselines, ctx.stats)
+            f_base = f_base.gather(1, ts[:, None]).squeeze(1)
+        ctx.meta.setdefault("f_baseline", f_base.detach().view(m, -1).mean(0))
     return attr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..baselines import _generator
+from ..noise import NoiseSource
 from ..specs import MethodSpec, Param
 
 SMOOTHABLE = ("gradient", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet")
@@ -35,14 +35,7 @@ SMOOTHGRAD = MethodSpec(
 def noisy_copies(x: torch.Tensor, samples: int, sigma: float, seed: int) -> torch.Tensor:
     """[N * samples, ...] copies; copy s of input i is the same whatever the total count, so
     doubling the samples extends, rather than replaces, an earlier estimate."""
-    out = x.repeat_interleave(samples, dim=0)
-    for i in range(x.shape[0]):
-        g = _generator(seed, i)
-        scale = sigma * float(x[i].max() - x[i].min())
-        for s in range(samples):
-            noise = torch.randn(x.shape[1:], generator=g, dtype=torch.float32)
-            out[i * samples + s] += scale * noise.to(x.device, x.dtype)
-    return out
+    return NoiseSource(x, sigma, seed).take(samples)
 
 
 def smooth(base_fn, ctx, x, targets, params, base_params):
