@@ -8,6 +8,8 @@ from .errors import SaliencyError
 from .layers import candidate_layers
 from .methods import get as _get_method
 from .methods import specs as _specs
+from .multi_target import TargetAttributions, attribute_targets, cam_for_targets
+from .refine import Refiner
 from .specs import MethodSpec, Param
 from .text import TextAttribution, attribute_text
 
@@ -37,11 +39,15 @@ __all__ = [
     "Explanation",
     "MethodSpec",
     "Param",
+    "Refiner",
     "SaliencyError",
+    "TargetAttributions",
     "TextAttribution",
     "attribute",
+    "attribute_targets",
     "attribute_text",
     "available_models",
+    "cam_for_targets",
     "candidate_layers",
     "explain",
     "get_method",
