@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from ..engine import Stats
-from ..errors import MethodNotApplicableError
-from ..relu_rules import ReluRule, with_relu_rule
+from ..relu_rules import with_relu_rule
 from ..specs import MethodSpec
 from .base import Context
 from .gradient import input_gradients
@@ -36,41 +35,6 @@ DECONVNET = MethodSpec(
     needs_relu=True,
     reference="Zeiler & Fergus 2014",
 )
-
-
-class GuidedReLU(torch.autograd.Function):
-    """relu_rules' guided rule with a cheaper backward: the backward gate (rectify) and then
-    the forward gate fused in one masked copy, two kernels instead of four; it costs about
-    a tenth of a ResNet's backward pass otherwise."""
-
-    @staticmethod
-    def forward(ctx, x):
-        out = x.clamp(min=0)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward(grad.clamp(min=0), out, 0)
-
-
-def _guided_forward(forward, method: str):
-    def wrapped(points):
-        mode = ReluRule("guided")
-        mode.fn = GuidedReLU
-        with mode:
-            out = forward(points)
-        wrapped.relu_calls = mode.calls
-        if mode.calls == 0:
-            raise MethodNotApplicableError(
-                f"{method} modifies the backward pass of ReLU activations, and this model has "
-                "none (transformers use GELU, for instance); use gradient, "
-                "integrated_gradients or smoothgrad instead"
-            )
-        return out
-
-    return wrapped
 
 
 @contextmanager
@@ -128,7 +92,7 @@ def guided_gradients(ctx: Context, x, targets, rule="guided", name="guided_backp
         return input_gradients(ctx, x, targets, forward=with_relu_rule(ctx.forward, rule, name))
     if hooks_agree(ctx.module):
         return input_gradients(ctx, x, targets, forward=_hooked_forward(ctx.forward, ctx.module))
-    ruled = _guided_forward(ctx.forward, name)
+    ruled = with_relu_rule(ctx.forward, "guided", name)
     grads = input_gradients(ctx, x, targets, forward=ruled)
     if ctx.module is not None and ctx.module not in _HOOKS_AGREE:
         _HOOKS_AGREE[ctx.module] = _check_hooks(ctx, x[:1], ctx.meta["targets"][:1], grads[:1],
