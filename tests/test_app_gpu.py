@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from apptest import run_app_page
 from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -18,11 +19,7 @@ pytestmark = [
 
 
 def run_page(page: str, query: dict) -> AppTest:
-    at = AppTest.from_file(str(REPO_ROOT / "pages" / page), default_timeout=300)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = run_app_page(str(REPO_ROOT / "pages" / page), query, 300)
     assert not at.error, [e.value for e in at.error]
     return at
 

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from apptest import run_app_page
 from browser import REPO_ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -38,12 +39,7 @@ def engine_calls(monkeypatch, tmp_path):
 
 
 def run_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_app_page(PAGE, query, TIMEOUT)
 
 
 def image_urls(at: AppTest) -> list[str]:

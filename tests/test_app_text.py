@@ -4,6 +4,7 @@ empty and over-long text, GELU-incompatible methods, links."""
 from __future__ import annotations
 
 import pytest
+from apptest import run_app_page
 from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -30,12 +31,7 @@ def engine_calls(monkeypatch):
 
 
 def run_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_app_page(PAGE, query, TIMEOUT)
 
 
 def token_markup(at: AppTest) -> str:
