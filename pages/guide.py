@@ -91,8 +91,11 @@ the forward activation and the backward signal are positive. One model pass.
 **Failure modes.** **It fails the randomization sanity checks**: randomizing the weights of the
 upper layers barely changes the map (Adebayo et al., 2018), and it behaves like partial image
 reconstruction (Nie et al., 2018) rather than an explanation of the class. The maps for two
-different classes are often nearly identical. Only defined for ReLU networks: on a GELU
-transformer the workbench refuses it with a message.
+different classes are often nearly identical. Defined for ReLU networks and for activations
+that clip like a ReLU (ReLU6, Hardtanh, clamp: MobileNet, EfficientNet-Lite), where the signal
+passes only inside the activation's linear range. On a model with an activation that has no such
+rule (GELU, SiLU, Hardswish...) the workbench refuses it and names the activation, rather than
+silently passing the plain gradient through it.
 """,
     "deconvnet": """
 **Computes** a backward pass that rectifies the signal at every ReLU without looking at the
@@ -101,7 +104,8 @@ forward activations (Zeiler & Fergus, 2014). One model pass.
 **Strengths.** Shows which image structures the filters respond to; a historical reference.
 
 **Failure modes.** Largely class-independent and driven by image edges; like Guided Backprop it
-does not reflect what the upper layers learned. ReLU networks only.
+does not reflect what the upper layers learned. ReLU-type networks only (ReLU, ReLU6, Hardtanh,
+clamp), as Guided Backprop.
 """,
     "gradcam": """
 **Computes** ReLU(Σₖ αₖ Aₖ) at a target layer: the layer's activation maps Aₖ weighted by their

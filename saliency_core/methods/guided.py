@@ -41,8 +41,9 @@ DECONVNET = MethodSpec(
 def rectifying_relu_hooks(module: nn.Module, active=lambda: True):
     """Guided Backprop with no Python in the forward pass but one hook per ReLU module call.
 
-    A forward hook on each nn.ReLU module puts a tensor hook on its output that rectifies the
-    gradient arriving there; the ReLU's own backward then applies the forward gate. That is
+    A forward hook on each nn.ReLU (and nn.Hardtanh, ReLU6's base class) module puts a tensor
+    hook on its output that rectifies the gradient arriving there; the module's own backward
+    then applies the forward gate (its linear range). That is
     exactly the guided rule, without intercepting every operator of the forward pass, which
     on a GPU at batch size 1 is most of what the rule costs. ReLUs called as functions are
     not seen, so this is used only for models where it was checked to give the same map
@@ -59,7 +60,7 @@ def rectifying_relu_hooks(module: nn.Module, active=lambda: True):
         if isinstance(out, torch.Tensor) and out.requires_grad:
             out.register_hook(rectify)
 
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.ReLU)]
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.ReLU, nn.Hardtanh))]
     try:
         yield calls
     finally:
