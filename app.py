@@ -4,6 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from workbench.boundary import guarded
+
 st.set_page_config(page_title="Saliency workbench", page_icon="🔍", layout="wide")
 
 HERE = Path(__file__).resolve().parent
@@ -24,4 +26,4 @@ pages += [
 ]
 # Less empty space above each page's title: the navigation bar already sits at the top.
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3rem;}</style>")
-st.navigation(pages, position="top").run()
+guarded(st.navigation(pages, position="top").run)

@@ -7,7 +7,7 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import compute, display, progress, session
+from workbench import compute, display, plaintext, progress, session
 from workbench.inputs import default_sample, input_picker, restore_input
 from workbench.models import (
     candidate_layers,
@@ -61,9 +61,14 @@ if reader is not None:
         listed = [m for m in reader.params["methods"].split(",") if m]
         unknown = [m for m in listed if m not in METHODS]
         if unknown:
-            reader.problems.append(f"The link names unknown methods ({', '.join(unknown)}); "
+            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            reader.problems.append(f"The link names unknown methods ({shown}); "
                                    "they were left out.")
-        chosen = [m for m in listed if m in METHODS] or DEFAULT_METHODS
+        # Each method's widgets exist once, so a method listed twice is shown once.
+        known = list(dict.fromkeys(m for m in listed if m in METHODS))
+        if len(known) < len([m for m in listed if m in METHODS]):
+            reader.problems.append("The link lists a method more than once; each is shown once.")
+        chosen = known or DEFAULT_METHODS
     st.session_state[f"{P}.methods"] = chosen
     try:
         layer_paths = [path for path, _ in candidate_layers(model0, st.session_state[f"{P}.device"])]
@@ -98,7 +103,7 @@ try:
         models[model2] = get_model(model2, device)
     layers = dict(candidate_layers(model_name, device))
 except SaliencyError as exc:
-    st.error(str(exc))
+    plaintext.error(exc)
     st.stop()
 loaded = models[model_name]
 
@@ -119,9 +124,9 @@ with st.sidebar:
                                                        saliency_core.get_method)
 
 for problem in session.problems(P):
-    st.warning(problem)
+    plaintext.warning(problem)
 if input_error:
-    st.error(input_error)
+    plaintext.error(input_error)
 if current is None:
     if not input_error:
         st.info("Upload an image or pick a sample in the sidebar.")
@@ -195,18 +200,19 @@ for mname, mloaded in models.items():
     first = next(iter(mruns.values()), None)
     if first is not None:
         r = first[1]
-        st.subheader(f"{mname}: predicts {mloaded.labels[r.predicted]} "
+        st.subheader(f"{plaintext.plain(mname)}: predicts "
+                     f"{plaintext.plain(mloaded.labels[r.predicted])} "
                      f"({r.probabilities[r.predicted]:.1%}); explaining "
-                     f"{mloaded.labels[r.target]}")
+                     f"{plaintext.plain(mloaded.labels[r.target])}")
     else:
-        st.subheader(mname)
+        st.subheader(plaintext.plain(mname))
     for row_start in range(0, len(chosen), PER_ROW):
         row = chosen[row_start:row_start + PER_ROW]
         cols = st.columns(PER_ROW)
         for col, name in zip(cols, row):
             with col:
                 if (mname, name) in failures:
-                    st.error(f"{METHODS[name].label}: {failures[(mname, name)]}")
+                    plaintext.error(f"{METHODS[name].label}: {failures[(mname, name)]}")
                     continue
                 if name not in mruns:
                     st.caption(f"{METHODS[name].label}: stopped")
@@ -244,10 +250,10 @@ if score and runs.get(model_name):
                 board = compute.scoreboard(mloaded, device, x, digest, labelled, first.target,
                                            mask, progress=bar)
         except SaliencyError as exc:
-            st.error(f"Scoring failed: {exc}")
+            plaintext.error(f"Scoring failed: {exc}")
             continue
         if len(models) > 1:
-            st.markdown(f"**{mname}**")
+            st.markdown(f"**{plaintext.plain(mname)}**")
         st.dataframe(display.scoreboard_rows(board.rows), hide_index=True, width="stretch")
 
 settings = {"model": model_name, "model2": model2, "device": device, "input": current.source,

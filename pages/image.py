@@ -6,7 +6,7 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import compute, display, export, progress, session
+from workbench import compute, display, export, plaintext, progress, session
 from workbench.inputs import default_sample, input_picker, restore_input
 from workbench.models import (
     candidate_layers,
@@ -70,7 +70,7 @@ try:
     loaded = get_model(model_name, device)
     layers = dict(candidate_layers(model_name, device))
 except SaliencyError as exc:
-    st.error(str(exc))
+    plaintext.error(exc)
     st.stop()
 
 with st.sidebar:
@@ -83,15 +83,15 @@ with st.sidebar:
     target = session.target_widget(P, loaded.labels)
 
 for problem in session.problems(P):
-    st.warning(problem)
+    plaintext.warning(problem)
 if upload_error:
-    st.error(upload_error)
+    plaintext.error(upload_error)
 if current is None:
     if not upload_error:
         st.info("Upload an image (PNG, JPEG, WebP, BMP or TIFF) or pick a sample in the sidebar.")
     st.stop()
 for notice in current.notices:
-    st.info(notice)
+    plaintext.info(notice)
 
 x = loaded.preprocess(current.image)
 model_view = loaded.unpreprocess(x)
@@ -115,7 +115,7 @@ with status_area:
                 result = compute.explain_image(loaded, device, x, digest, method, params, target,
                                                progress=bar)
         except SaliencyError as exc:
-            st.error(str(exc))
+            plaintext.error(exc)
 
 if result is not None:
     rendered = display.render_map(result.attribution, model_view, options)
@@ -123,7 +123,7 @@ if result is not None:
         c1, c2, c3 = st.columns(3)
         with c1:
             st.image(display.enlarge(model_view), width="stretch", output_format="PNG",
-                     caption=f"Input as the model sees it · {current.label}")
+                     caption=f"Input as the model sees it · {plaintext.plain(current.label)}")
         with c2:
             st.plotly_chart(display.heatmap_figure(rendered, options.cmap), key=f"{P}.heatmap",
                             config={"displayModeBar": False})
@@ -143,7 +143,7 @@ if result is not None:
         with left:
             display.prediction_table(result.probabilities, loaded.labels)
         with right:
-            st.metric("Explaining", loaded.labels[result.target],
+            st.metric("Explaining", plaintext.plain(loaded.labels[result.target]),
                       f"{result.probabilities[result.target]:.1%} probability", delta_color="off")
             meta = result.metadata
             st.caption(f"{spec.label} · {meta.get('passes', 0)} model passes · "

@@ -7,8 +7,8 @@ import streamlit as st
 import saliency_core.models as sc_models
 from saliency_core.errors import SaliencyError
 from saliency_core.models import torchvision_zoo
-from saliency_core.models.cache import cache_root
 from workbench import models as wb_models
+from workbench import plaintext
 from workbench.navigation import ensure_app_navigation
 
 ensure_app_navigation()
@@ -16,9 +16,9 @@ ensure_app_navigation()
 P = "models"
 
 st.title("Models")
-st.caption(f"Bundled models ship with the project and work offline. Zoo models are official "
-           f"torchvision and Hugging Face weights, fetched once into the cache "
-           f"(`{cache_root()}`, set by SALIENCY_CACHE).")
+# The cache's location is the server's business: visitors are told what it is, not where.
+st.caption("Bundled models ship with the project and work offline. Zoo models are official "
+           "torchvision and Hugging Face weights, fetched once into the server's model cache.")
 
 
 def _size(size: int | None) -> str:
@@ -104,9 +104,9 @@ if submitted:
                 loaded = sc_models.load_uploaded_weights(arch, weights.getvalue(), int(num_classes),
                                                          labels, name=name or None, device="cpu")
         except SaliencyError as exc:
-            st.error(str(exc))
+            plaintext.error(exc)
         else:
-            st.success(f"Loaded **{loaded.name}** ({arch}, {len(loaded.labels)} classes). "
+            st.success(f"Loaded **{plaintext.plain(loaded.name)}** ({arch}, {len(loaded.labels)} classes). "
                        "Pick it on the Image or Compare page.")
 
 folders = [i for i in infos if i.name.startswith("folder:")]
@@ -116,4 +116,4 @@ with st.expander("Hugging Face text classifiers from server folders"):
                 "(comma-separated). They load without network and without running any code "
                 "shipped with the model." + ("" if folders else "\n\nNone are configured now."))
     for info in folders:
-        st.write(f"- `{info.name}`: {info.description} ({_size(info.size_bytes)})")
+        st.write(plaintext.plain(f"{info.name}: {info.description} ({_size(info.size_bytes)})"))

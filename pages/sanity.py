@@ -14,7 +14,7 @@ import streamlit as st
 import saliency_core
 from saliency_core import render, sanity
 from saliency_core.errors import SaliencyError
-from workbench import compute
+from workbench import compute, plaintext
 from workbench.display import enlarge
 from workbench.inputs import default_sample, input_picker
 from workbench.models import (
@@ -89,7 +89,7 @@ with st.sidebar:
                             disabled=not chosen, width="stretch")
 
 if upload_error:
-    st.error(upload_error)
+    plaintext.error(upload_error)
 if not chosen:
     st.warning("Pick at least one method in the sidebar.")
     st.stop()
@@ -97,13 +97,13 @@ if current is None:
     st.info("Upload an image (PNG, JPEG, WebP, BMP or TIFF) or pick a sample in the sidebar.")
     st.stop()
 for notice in current.notices:
-    st.info(notice)
+    plaintext.info(notice)
 
 try:
     loaded = get_model(model_name, device)
     x = loaded.preprocess(current.image)
 except SaliencyError as exc:
-    st.error(str(exc))
+    plaintext.error(exc)
     st.stop()
 model_view = loaded.unpreprocess(x)
 params = FAST_PARAMS if fast else {}
@@ -151,7 +151,7 @@ cascade: sanity.RandomizationResult = stored["cascade"]
 data: sanity.DataRandomizationResult | None = stored["data"]
 labels = getattr(loaded, "labels", [])
 target = int(cascade.targets[0])
-st.caption(f"Explaining class **{labels[target] if target < len(labels) else target}** (the "
+st.caption(f"Explaining class **{plaintext.plain(labels[target] if target < len(labels) else target)}** (the "
            f"trained model's prediction) for every map · randomization seed {cascade.seed} · "
            f"layers from the logits down: {', '.join(layer.name for layer in cascade.layers)}")
 
@@ -238,7 +238,8 @@ if data is None:
     st.info("Not run: choose a model trained on shuffled labels in the sidebar (the same "
             "architecture as this model)." + hint)
 else:
-    st.caption(f"Maps of {data.model_name} (left) and of {data.random_model_name}, trained on "
+    st.caption(f"Maps of {plaintext.plain(data.model_name)} (left) and of "
+               f"{plaintext.plain(data.random_model_name)}, trained on "
                "shuffled labels (right), for the same class. Similar maps mean the method does "
                "not reflect what the model learned from its labels.")
     cols = st.columns(min(4, len(data.methods)))

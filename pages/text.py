@@ -6,7 +6,7 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import compute, display, export, progress, session, textview
+from workbench import compute, display, export, plaintext, progress, session, textview
 from workbench.models import (
     default_device,
     default_model,
@@ -61,7 +61,7 @@ with st.sidebar:
 try:
     loaded = get_model(model_name, device)
 except SaliencyError as exc:
-    st.error(str(exc))
+    plaintext.error(exc)
     st.stop()
 
 with st.sidebar:
@@ -80,7 +80,7 @@ with st.sidebar:
                                  "own limit applies as well).")
 
 for problem in session.problems(P):
-    st.warning(problem)
+    plaintext.warning(problem)
 
 st.selectbox("Examples", textview.EXAMPLES, index=None, key=f"{P}.example",
              placeholder="Pick an example sentence...", on_change=textview.use_example,
@@ -107,7 +107,7 @@ else:
             result = compute.explain_text(loaded, device, text, method, run_params, target,
                                           progress=bar)
     except SaliencyError as exc:
-        st.error(str(exc))
+        plaintext.error(exc)
 
 if result is not None:
     meta = result.metadata

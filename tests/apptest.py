@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from streamlit.testing.v1 import AppTest
+
+_ESCAPED = re.compile(r"\\(.)")
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of Markdown source whose user-supplied parts were escaped."""
+    return _ESCAPED.sub(r"\1", markdown)
 
 
 def run_app_page(path: str, query: dict | None = None, timeout: float = 180) -> AppTest:

@@ -129,9 +129,16 @@ def open_app(page, base_url: str, path: str = "", timeout_ms: int = APP_RUN_TIME
     wait_for_app(page, timeout_ms=timeout_ms)
 
 
+# The app's error boundary (workbench/boundary.py) shows this instead of a traceback.
+BOUNDARY_TEXT = "Something went wrong on the server"
+
+
 def exception_texts(page) -> list[str]:
+    """Streamlit's exception boxes and the app's error-boundary messages on the page."""
     boxes = page.locator('[data-testid="stException"]')
-    return [boxes.nth(i).inner_text() for i in range(boxes.count())]
+    texts = [boxes.nth(i).inner_text() for i in range(boxes.count())]
+    alerts = page.locator('[data-testid="stAlert"]', has_text=BOUNDARY_TEXT)
+    return texts + [alerts.nth(i).inner_text() for i in range(alerts.count())]
 
 
 def assert_no_exception(page) -> None:

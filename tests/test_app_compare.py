@@ -4,7 +4,7 @@ times, the scoreboard, display changes without model runs, links."""
 from __future__ import annotations
 
 import pytest
-from apptest import run_app_page
+from apptest import run_app_page, shown
 from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -74,7 +74,7 @@ def test_second_model_adds_a_row(engine_calls):
     assert at.toggle(key="compare.two").value is True
     assert {m for m, _ in engine_calls} == {"shapes-cnn", "shapes-cnn-watermark"}
     assert len(cell_captions(at)) == 6 and len(at.get("image")) == 6
-    headers = [h.value for h in at.subheader]
+    headers = [shown(h.value) for h in at.subheader]
     assert any(h.startswith("shapes-cnn-watermark: predicts") for h in headers)
     assert not at.dataframe  # scoring switched off by the link
 

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from apptest import run_app_page
+from apptest import run_app_page, shown
 from browser import REPO_ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -162,7 +162,7 @@ def test_share_link_settings_restore_the_view(engine_calls):
 def test_malformed_link_gives_messages_and_sane_defaults(engine_calls):
     at = run_page({"model": "no-such-model", "method": "magic", "p.steps": "lots",
                    "alpha": "7", "target": "9999", "input": "upload:" + "0" * 64})
-    texts = " ".join(w.value for w in at.warning)
+    texts = " ".join(shown(w.value) for w in at.warning)
     for fragment in ("model='no-such-model'", "method='magic'", "alpha='7'", "target='9999'",
                      "does not have"):
         assert fragment in texts, fragment
@@ -229,7 +229,7 @@ def test_bad_uploads_show_a_message_not_a_traceback(engine_calls, tmp_path, name
     at.radio(key="image.mode").set_value("Upload").run()
     at.file_uploader(key="image.file").upload(name, data, "image/png").run()
     assert not at.exception
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(shown(e.value) for e in at.error)
     assert name in errors and message in errors
     assert not (tmp_path / "share").exists() or not list((tmp_path / "share").iterdir())
 

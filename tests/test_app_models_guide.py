@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 import saliency_core
 import saliency_core.models as sc_models
 from saliency_core.models import torchvision_zoo
+from workbench.plaintext import plain
 
 TIMEOUT = 120
 
@@ -70,7 +71,7 @@ def test_bring_your_own_weights_loads_and_registers():
     at.button(key="models.load").click().run()
     try:
         assert not at.exception and not at.error, [e.value for e in at.error]
-        assert any("test-byo-mobilenet" in s.value for s in at.success)
+        assert any(plain("test-byo-mobilenet") in s.value for s in at.success)
         names = [i.name for i in sc_models.available_models() if i.source == "uploaded"]
         assert "test-byo-mobilenet" in names
         assert saliency_core.load_model("test-byo-mobilenet", "cpu").labels == ["cat", "dog", "bird"]

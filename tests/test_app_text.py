@@ -4,7 +4,7 @@ empty and over-long text, GELU-incompatible methods, links."""
 from __future__ import annotations
 
 import pytest
-from apptest import run_app_page
+from apptest import run_app_page, shown
 from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -73,7 +73,7 @@ def test_other_text_methods(engine_calls, method):
 def test_guided_backprop_on_gelu_model_is_a_clear_message(engine_calls):
     at = run_page({"method": "guided_backprop", "text": "Fine."})
     assert not at.exception
-    message = " ".join(e.value for e in at.error)
+    message = " ".join(shown(e.value) for e in at.error)
     assert "ReLU" in message and "GELU" in message
     assert not at.get("plotly_chart")
 
@@ -121,7 +121,7 @@ def test_method_change_reruns_but_same_settings_come_from_cache(engine_calls):
 
 def test_malformed_link_values_fall_back_with_messages(engine_calls):
     at = run_page({"model": "gpt-17", "p.steps": "-3", "max_tokens": "many"})
-    texts = " ".join(w.value for w in at.warning)
+    texts = " ".join(shown(w.value) for w in at.warning)
     assert "model='gpt-17'" in texts and "p.steps='-3'" in texts and "max_tokens='many'" in texts
     assert at.selectbox(key="text.model").value == "minilm-sentiment"
     assert at.slider(key="text.m.integrated_gradients.steps").value == 50

@@ -14,6 +14,7 @@ from PIL import Image
 from saliency_core.errors import SaliencyError
 from saliency_core.imageio import load_image
 
+from .plaintext import visible
 from .share import ShareLinkError, ShareStore
 
 # Photographs that ship inside the scikit-image package (no download needed).
@@ -86,7 +87,9 @@ def from_sample(source: str) -> InputImage:
     kind, _, name = source.partition(":")
     if kind == "photo" and name in PHOTOS:
         return InputImage(Image.fromarray(_photo(name)), source, sample_label(source))
-    if kind in ("shapes", "shapes-wm") and name.isdigit() and int(name) < SHAPES_COUNT:
+    # isdigit() alone accepts "²" and other digits int() refuses: ASCII only.
+    if kind in ("shapes", "shapes-wm") and name.isascii() and name.isdigit() \
+            and int(name) < SHAPES_COUNT:
         images, _labels, masks, _ = _shapes(kind == "shapes-wm")
         i = int(name)
         return InputImage(Image.fromarray(images[i]), source, sample_label(source), masks[i])
@@ -169,7 +172,7 @@ def input_picker(prefix: str, store: ShareStore, default: str) -> tuple[InputIma
         try:
             current = from_upload(uploaded.getvalue(), store)
         except SaliencyError as exc:
-            return None, f"{uploaded.name}: {exc}"
+            return None, f"{visible(uploaded.name, 120)}: {exc}"
         st.session_state[f"{prefix}.upload_source"] = current.source
         return current, None
     if st.session_state.pop(f"{prefix}.had_file", False):

@@ -65,6 +65,8 @@ def target_widget(prefix: str, labels: list[str]) -> str | int:
         value: str | int = "predicted"
         if str(raw) != "predicted":
             try:
+                if not str(raw).isascii():  # int() reads "٣" as 3; links carry ASCII
+                    raise ValueError
                 index = int(str(raw))
                 if not 0 <= index < len(labels):
                     raise ValueError

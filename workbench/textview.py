@@ -8,6 +8,7 @@ import streamlit as st
 
 from saliency_core import render
 
+from .plaintext import plain
 from .results import TextResult
 
 EXAMPLES = [
@@ -27,10 +28,10 @@ def use_example(example_key: str, text_key: str) -> None:
 
 
 def prediction(result: TextResult, labels: list[str]) -> None:
-    st.metric("Predicted", labels[result.predicted],
+    st.metric("Predicted", plain(labels[result.predicted]),
               f"{result.probabilities[result.predicted]:.1%}", delta_color="off")
     if result.target != result.predicted:
-        st.caption(f"Explaining **{labels[result.target]}** "
+        st.caption(f"Explaining **{plain(labels[result.target])}** "
                    f"({result.probabilities[result.target]:.1%}).")
     st.dataframe(
         [{"class": label, "probability": float(p)} for label, p in zip(labels, result.probabilities)],

@@ -59,6 +59,9 @@ class UrlReader:
             return default
         raw = self.params[key]
         try:
+            # float() also reads non-ASCII digits ("٣"); a link's numbers are plain ASCII.
+            if not raw.isascii():
+                raise ValueError
             value = float(raw)
             if not math.isfinite(value):
                 raise ValueError
