@@ -16,7 +16,7 @@ from .engine import (
     Stats,
     check_target_range,
     forward_no_grad,
-    model_lock,
+    locked_forward,
     module_device,
 )
 from .errors import (
@@ -136,7 +136,9 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
     p, base_p, options = split_params(method, params, kind)
     device = module_device(module) if module is not None else inputs.device
     x = inputs.detach().to(device)
-    forward = forward or fn
+    # Each pass takes the model's lock, not the whole request: another session's request on
+    # the same model runs between this one's chunks.
+    forward = locked_forward(forward or fn, module)
     if make_baseline is None:
         make_baseline = partial(_image_baseline, normalization=facts["normalization"])
     # Methods whose first pass runs at the inputs themselves report the logits there, so
@@ -149,22 +151,21 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
                   want_completeness=want_logits and method == "integrated_gradients",
                   capture_logits=capture)
     start = time.perf_counter()
-    with model_lock(module):
-        logits = None
-        if (want_logits and not capture) or (not entry.at_input and isinstance(target, str)):
+    logits = None
+    if (want_logits and not capture) or (not entry.at_input and isinstance(target, str)):
+        logits = forward_no_grad(forward, x, ctx.stats)
+    targets = resolve_targets(target, x.shape[0], device, (lambda: logits) if logits is not None else None)
+    if targets is not None:
+        # Read once, from the caller's ints where possible (no device read at all); the
+        # chunks then check their targets without synchronising with the device.
+        ctx.target_range = _target_range(target, targets)
+        if logits is not None:
+            check_target_range(ctx.target_range, logits.shape[1])
+    attr = compute(ctx, method, x, targets, p, base_p)
+    if capture:
+        logits = ctx.input_logits()
+        if logits is None:  # a method path that did not report them
             logits = forward_no_grad(forward, x, ctx.stats)
-        targets = resolve_targets(target, x.shape[0], device, (lambda: logits) if logits is not None else None)
-        if targets is not None:
-            # Read once, from the caller's ints where possible (no device read at all); the
-            # chunks then check their targets without synchronising with the device.
-            ctx.target_range = _target_range(target, targets)
-            if logits is not None:
-                check_target_range(ctx.target_range, logits.shape[1])
-        attr = compute(ctx, method, x, targets, p, base_p)
-        if capture:
-            logits = ctx.input_logits()
-            if logits is None:  # a method path that did not report them
-                logits = forward_no_grad(forward, x, ctx.stats)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     ctx.meta["time_s"] = time.perf_counter() - start

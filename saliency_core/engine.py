@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,24 +29,92 @@ DEFAULT_CPU_BUDGET = 1024**3
 MAX_CHUNK = {"cpu": 64, "cuda": 512, "mps": 128}
 
 _saved_bytes_per_point: dict = {}
-_model_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+class FairLock:
+    """A reentrant lock that waiting threads get in the order they asked for it.
+
+    The model lock is taken and released once per pass; with a plain lock the thread that
+    just released it usually wins it straight back, so a long request would still starve a
+    short one. Here a thread that asks again queues behind those already waiting.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._queue: deque = deque()
+
+    def acquire(self) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            ticket = object()
+            self._queue.append(ticket)
+            try:
+                while self._owner is not None or self._queue[0] is not ticket:
+                    self._cond.wait()
+            except BaseException:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+                raise
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a FairLock this thread does not hold")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+_model_locks: weakref.WeakKeyDictionary[nn.Module, FairLock] = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
 
 
-def model_lock(module: nn.Module | None) -> threading.RLock:
-    """One lock per shared model.
+def model_lock(module: nn.Module | None) -> FairLock:
+    """One lock per shared model, held for one model pass at a time (never a whole request).
 
-    Hooks live on modules shared by every browser session; registering one while another
-    thread iterates the same hook dictionary in its forward pass can corrupt that iteration,
-    so computations on one model are serialised. A dummy lock serves callables without module.
+    Hooks live on modules shared by every browser session: a hook registered by one thread
+    would run inside another thread's forward pass (a CAM hook capturing the wrong
+    activations, a guided rule changing someone else's gradients), and registering one while
+    another thread iterates the hook dictionary can corrupt that iteration. So every forward
+    pass holds the lock (``locked_forward``), and so does every span in which hooks are on the
+    model (registration, the forward pass, removal). Backward passes need no lock: they only
+    follow their own graph. Holding it per pass lets a short request on the same model run
+    between the chunks of a long one. A fresh lock serves callables without a module.
     """
     if module is None:
-        return threading.RLock()
+        return FairLock()
     with _locks_guard:
         lock = _model_locks.get(module)
         if lock is None:
-            lock = _model_locks[module] = threading.RLock()
+            lock = _model_locks[module] = FairLock()
         return lock
+
+
+def locked_forward(forward: Callable, module: nn.Module | None) -> Callable:
+    """``forward`` holding ``module``'s lock for the length of each call."""
+    if module is None or getattr(forward, "locked_module", None) is module:
+        return forward
+    lock = model_lock(module)
+
+    def call(points, *args, **kwargs):
+        with lock:
+            return forward(points, *args, **kwargs)
+
+    call.locked_module = module
+    return call
 
 
 def logits_of(output) -> torch.Tensor:

@@ -78,6 +78,13 @@ def _spatial_ok(shape) -> bool:
 
 def layer_shapes(model: nn.Module, example_input) -> list[tuple[str, tuple[int, ...]]]:
     """Every named module's output shape, in the order the outputs were produced."""
+    from .engine import model_lock
+
+    with model_lock(model):  # the hooks go on a model other sessions may be running
+        return _recorded_shapes(model, example_input)
+
+
+def _recorded_shapes(model: nn.Module, example_input) -> list[tuple[str, tuple[int, ...]]]:
     seen: list[tuple[str, tuple[int, ...]]] = []
     handles = []
 

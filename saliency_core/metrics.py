@@ -161,18 +161,10 @@ def _model_parts(model):
     attribution has hooks on the shared model, a forward pass here would run those hooks too
     (a CAM hook would capture our activations instead of its own)."""
     from .api import unwrap_model
-    from .engine import model_lock, module_device
+    from .engine import locked_forward, module_device
 
     fn, module, facts = unwrap_model(model)
-    lock = model_lock(module) if module is not None else None
-
-    def forward(x):
-        if lock is None:
-            return fn(x)
-        with lock:
-            return fn(x)
-
-    return forward, (module_device(module) if module is not None else None), facts
+    return locked_forward(fn, module), (module_device(module) if module is not None else None), facts
 
 
 def _probabilities(fn, x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from ..engine import _score, logits_of
+from ..engine import _score, logits_of, model_lock
 from ..errors import SaliencyError
 from ..layers import capture_output, default_layer, resolve_module, to_spatial
 from ..specs import MethodSpec, Param
@@ -107,6 +107,11 @@ def _first_tensor(out):
 def _layer_pass(ctx: Context, xc, tc, layer):
     """(A, dscore/dA, logits, targets) for one chunk; the graph starts at the layer when the
     layer's output can be swapped for a leaf, else the whole forward is recorded."""
+    with model_lock(ctx.module):  # the layer hook is on the shared model while it is there
+        return _layer_pass_locked(ctx, xc, tc, layer)
+
+
+def _layer_pass_locked(ctx: Context, xc, tc, layer):
     with torch.no_grad(), layer_as_leaf(layer) as store:
         logits = logits_of(ctx.forward(xc))
         a = store.get("output")
@@ -198,6 +203,11 @@ class _Switch:
 def _guided_gradcam_pass(ctx: Context, xc, tc, layer):
     """(A, dscore/dA with plain ReLUs, dscore/dx with guided ReLUs, logits, targets) from one
     forward pass: the ReLU-module hooks rectify gradients only once the switch is thrown."""
+    with model_lock(ctx.module):  # hooks on the shared model for the whole pass
+        return _guided_gradcam_pass_locked(ctx, xc, tc, layer)
+
+
+def _guided_gradcam_pass_locked(ctx: Context, xc, tc, layer):
     switch = _Switch()
     xc = xc.detach().requires_grad_(True)
     with torch.enable_grad(), capture_output(layer) as store:

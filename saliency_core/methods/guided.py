@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..engine import Stats
+from ..engine import Stats, model_lock
 from ..relu_rules import with_relu_rule
 from ..specs import MethodSpec
 from .base import Context
@@ -70,7 +70,8 @@ def rectifying_relu_hooks(module: nn.Module, active=lambda: True):
 
 def _hooked_forward(forward, module):
     def wrapped(points):
-        with rectifying_relu_hooks(module) as calls:
+        # The hooks are on the shared model: no other pass may run while they are there.
+        with model_lock(module), rectifying_relu_hooks(module) as calls:
             out = forward(points)
         wrapped.relu_calls = calls[0]
         return out

@@ -1,0 +1,108 @@
+"""The per-model lock is held for one pass, not for a whole request: a second session on the
+same model is served between the chunks of a long one, and concurrent hooked methods on one
+shared model still give exactly the maps they give alone."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+import saliency_core as sc
+from saliency_core.engine import FairLock
+
+WAIT_S = 60
+
+
+def shapes_input(seed: int = 0) -> tuple[object, torch.Tensor]:
+    loaded = sc.load_model("shapes-cnn", "cpu")
+    torch.manual_seed(seed)
+    return loaded, torch.rand(1, 3, 64, 64)
+
+
+def test_a_short_request_runs_between_the_chunks_of_a_long_one():
+    loaded, x = shapes_input()
+    short_done = threading.Event()
+    paused = threading.Event()
+    outcome = {}
+
+    def progress(done, total):
+        # The long request stops after its first chunk until the short one has finished.
+        # With the lock held for the whole request the short one could never finish here.
+        if 0 < done < total and not paused.is_set():
+            paused.set()
+            outcome["short_finished_meanwhile"] = short_done.wait(WAIT_S)
+
+    def long_request():
+        outcome["long"] = sc.attribute(loaded, x, "integrated_gradients", target=0, steps=64,
+                                       batch_size=8, progress=progress)
+
+    def short_request():
+        paused.wait(WAIT_S)
+        outcome["short"] = sc.attribute(loaded, x * 0.5, "gradient", target=1)
+        short_done.set()
+
+    threads = [threading.Thread(target=long_request), threading.Thread(target=short_request)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(3 * WAIT_S)
+    assert outcome.get("short_finished_meanwhile") is True
+    assert outcome["long"].shape == x.shape and outcome["short"].shape == x.shape
+
+
+def test_concurrent_hooked_methods_on_one_model_match_their_solo_maps():
+    loaded, x = shapes_input(1)
+    methods = ["gradcam", "guided_backprop", "guided_gradcam", "deconvnet", "gradient"]
+    solo = {m: sc.attribute(loaded, x, m, target=2) for m in methods}
+    got: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    errors: list[BaseException] = []
+
+    def worker(method):
+        try:
+            for _ in range(4):
+                got[method].append(sc.attribute(loaded, x, method, target=2, batch_size=1))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(m,)) for m in methods]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S)
+    assert not errors, errors
+    for method in methods:
+        assert len(got[method]) == 4
+        for attr in got[method]:
+            torch.testing.assert_close(attr, solo[method], rtol=1e-4, atol=1e-6)
+
+
+def test_fair_lock_serves_waiters_in_arrival_order_and_is_reentrant():
+    lock = FairLock()
+    order: list[int] = []
+    lock.acquire()
+    with lock:  # reentrant
+        pass
+    arrived = []
+
+    def waiter(i):
+        arrived.append(i)
+        with lock:
+            order.append(i)
+
+    threads = []
+    for i in range(4):
+        t = threading.Thread(target=waiter, args=(i,))
+        t.start()
+        while len(arrived) <= i or not _queued(lock, i + 1):
+            pass
+        threads.append(t)
+    lock.release()
+    for t in threads:
+        t.join(WAIT_S)
+    assert order == [0, 1, 2, 3]
+
+
+def _queued(lock: FairLock, n: int) -> bool:
+    with lock._cond:
+        return len(lock._queue) >= n
