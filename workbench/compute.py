@@ -20,14 +20,14 @@ from .results import (
     ResultCache,
     Scoreboard,
     TextResult,
-    configured_max_bytes,
+    configured_cache,
     result_key,
 )
 
 
 @st.cache_resource(show_spinner=False)
 def result_cache() -> ResultCache:
-    return ResultCache(configured_max_bytes())
+    return configured_cache()
 
 
 def pixels_digest(pixels: np.ndarray) -> str:

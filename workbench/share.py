@@ -3,7 +3,9 @@
 A link carries ``input=upload:<sha256>``; whoever opens it gets the same bytes back from this
 folder. Files are named by the SHA-256 of their content (which also makes a stored file
 tamper-evident), only validated images are stored, and the folder is kept under a size bound by
-dropping the least recently used files.
+dropping the least recently used files. The bytes live in the configured storage backend
+(workbench/storage.py): this folder by default, a bucket shared by every app replica when object
+storage is configured, so a link made on one replica opens on any other.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from saliency_core.errors import SaliencyError
+
+from .storage import LocalStorage, Storage, StorageUnavailable, storage_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARE_DIR_ENV = "SALIENCY_SHARE_DIR"
@@ -49,58 +52,46 @@ def is_digest(text: str) -> bool:
 
 
 class ShareStore:
-    def __init__(self, root: Path | None = None, limit_bytes: int | None = None):
-        self.root = Path(root) if root is not None else share_dir()
+    def __init__(self, root: Path | None = None, limit_bytes: int | None = None,
+                 storage: Storage | None = None):
+        if storage is None:
+            storage = LocalStorage(Path(root)) if root is not None else storage_for("shares", share_dir())
+        self.storage = storage
         self.limit_bytes = max_bytes() if limit_bytes is None else limit_bytes
 
-    def path(self, digest: str) -> Path:
-        # The digest is checked before it becomes part of a path: nothing like "../x" gets in.
+    def key(self, digest: str) -> str:
+        # The digest is checked before it becomes part of a name: nothing like "../x" gets in.
         if not is_digest(digest):
             raise ShareLinkError(
                 "The link's input reference is malformed (expected a 64-character hash)."
             )
-        return self.root / f"{digest}.bin"
+        return f"{digest}.bin"
 
     def put(self, data: bytes) -> str:
         digest = digest_of(data)
-        target = self.path(digest)
-        self.root.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            os.utime(target)  # recently used: keep it longest
-            return digest
-        # Write then rename, so a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
+        key = self.key(digest)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        self._prune(keep=target)
+            if self.storage.exists(key):
+                self.storage.touch(key)  # recently used: keep it longest
+                return digest
+            self.storage.write(key, data)
+            self.storage.prune(self.limit_bytes, keep=key)
+        except StorageUnavailable as exc:
+            raise ShareLinkError(f"The upload could not be kept for share links: {exc}") from exc
         return digest
 
     def get(self, digest: str) -> bytes:
-        target = self.path(digest)
+        key = self.key(digest)
         try:
-            data = target.read_bytes()
-        except FileNotFoundError:
+            data = self.storage.read(key)
+        except KeyError:
             raise ShareLinkError(
                 "The link refers to an uploaded image this server does not have (it may have "
                 "been shared from another server or cleaned up); upload it again."
             ) from None
+        except StorageUnavailable as exc:
+            raise ShareLinkError(f"The shared inputs cannot be read right now: {exc}") from exc
         if digest_of(data) != digest:
             raise ShareLinkError("The stored input for this link is damaged; upload it again.")
-        os.utime(target)
+        self.storage.touch(key)
         return data
-
-    def _prune(self, keep: Path) -> None:
-        files = [p for p in self.root.glob("*.bin") if p.is_file()]
-        total = sum(p.stat().st_size for p in files)
-        for old in sorted(files, key=lambda p: p.stat().st_mtime):
-            if total <= self.limit_bytes:
-                break
-            if old == keep:
-                continue
-            total -= old.stat().st_size
-            old.unlink(missing_ok=True)

@@ -1,0 +1,131 @@
+"""Bytes for tensors and results that cross a process boundary (the engine service, shared
+storage): a safetensors blob whose header carries a JSON document. Nothing is ever pickled, so
+reading a message can never run code, and tensors come back bit for bit with their dtype.
+
+The safetensors format is an 8-byte little-endian header length, a JSON header, then the raw
+tensor bytes; its ``__metadata__`` (string -> string) holds our JSON under one key.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as _load_tensors
+from safetensors.torch import save as _save_tensors
+
+from .api import Explanation
+from .errors import SaliencyError
+from .text import TextAttribution
+
+_DOC = "json"
+_TENSOR_REF = "__tensor__"
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+class WireError(SaliencyError):
+    """A message that is not a well-formed saliency payload."""
+
+
+def pack(tensors: dict[str, torch.Tensor], doc: dict) -> bytes:
+    """Tensors (moved to the CPU, made contiguous) plus a JSON-able document -> bytes."""
+    # A clone owns its storage: safetensors refuses views that share memory with others.
+    cpu = {name: t.detach().cpu().contiguous().clone() for name, t in tensors.items()}
+    return _save_tensors(cpu, metadata={_DOC: json.dumps(doc, allow_nan=True)})
+
+
+def unpack(data: bytes) -> tuple[dict[str, torch.Tensor], dict]:
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < 8:
+        raise WireError("the message is empty or truncated")
+    data = bytes(data)
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > MAX_HEADER_BYTES or 8 + length > len(data):
+        raise WireError("the message header is malformed")
+    try:
+        header = json.loads(data[8:8 + length])
+        doc = json.loads(header["__metadata__"][_DOC])
+        tensors = _load_tensors(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WireError(f"the message is malformed ({exc})") from None
+    except SafetensorError as exc:
+        raise WireError(f"the message's tensors are malformed ({exc})") from None
+    if not isinstance(doc, dict):
+        raise WireError("the message document is not an object")
+    return tensors, doc
+
+
+def split_tensors(values: dict[str, Any], prefix: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """JSON-able values with every tensor replaced by a reference, and the tensors by name."""
+    plain, tensors = {}, {}
+    for name, value in values.items():
+        if isinstance(value, torch.Tensor):
+            tensors[f"{prefix}{name}"] = value
+            plain[name] = {_TENSOR_REF: f"{prefix}{name}"}
+        elif isinstance(value, np.ndarray):
+            tensors[f"{prefix}{name}"] = torch.from_numpy(np.ascontiguousarray(value))
+            plain[name] = {_TENSOR_REF: f"{prefix}{name}"}
+        else:
+            plain[name] = value
+    return plain, tensors
+
+
+def join_tensors(plain: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    out = {}
+    for name, value in plain.items():
+        if isinstance(value, dict) and set(value) == {_TENSOR_REF}:
+            ref = value[_TENSOR_REF]
+            if ref not in tensors:
+                raise WireError(f"the message refers to a missing tensor {ref!r}")
+            out[name] = tensors[ref]
+        else:
+            out[name] = value
+    return out
+
+
+# ---- results -------------------------------------------------------------------------------
+
+def encode_result(result) -> bytes:
+    """An Explanation, a TextAttribution or an attribution tensor -> bytes."""
+    if isinstance(result, Explanation):
+        tensors = {"attribution": result.attribution, "target": result.target,
+                   "score": result.score, "predicted": result.predicted,
+                   "probabilities": result.probabilities}
+        return pack(tensors, {"type": "explanation", "metadata": result.metadata})
+    if isinstance(result, TextAttribution):
+        tensors = {"attribution": result.attribution,
+                   "scores": torch.from_numpy(np.ascontiguousarray(result.scores)),
+                   "probabilities": torch.from_numpy(np.ascontiguousarray(result.probabilities))}
+        doc = {"type": "text", "tokens": list(result.tokens), "special": list(result.special),
+               "target": int(result.target), "predicted": int(result.predicted),
+               "metadata": result.metadata}
+        return pack(tensors, doc)
+    if isinstance(result, torch.Tensor):
+        return pack({"attribution": result}, {"type": "attribution"})
+    raise TypeError(f"cannot encode {type(result).__name__}")
+
+
+def decode_result(data: bytes):
+    tensors, doc = unpack(data)
+    kind = doc.get("type")
+    try:
+        if kind == "attribution":
+            return tensors["attribution"]
+        if kind == "explanation":
+            return Explanation(attribution=tensors["attribution"], target=tensors["target"],
+                               score=tensors["score"], predicted=tensors["predicted"],
+                               probabilities=tensors["probabilities"],
+                               metadata=doc.get("metadata", {}))
+        if kind == "text":
+            return TextAttribution(tokens=list(doc["tokens"]), special=list(doc["special"]),
+                                   scores=tensors["scores"].numpy(),
+                                   attribution=tensors["attribution"],
+                                   target=int(doc["target"]), predicted=int(doc["predicted"]),
+                                   probabilities=tensors["probabilities"].numpy(),
+                                   metadata=doc.get("metadata", {}))
+    except KeyError as exc:
+        raise WireError(f"the result lacks {exc}") from None
+    raise WireError(f"unknown result type {kind!r}")
