@@ -6,9 +6,9 @@ import streamlit as st
 
 import saliency_core.models as sc_models
 from saliency_core.errors import SaliencyError
-from saliency_core.models import torchvision_zoo
+from saliency_core.models import registry, torchvision_zoo
 from workbench import models as wb_models
-from workbench import plaintext
+from workbench import plaintext, uploads
 from workbench.navigation import ensure_app_navigation
 
 ensure_app_navigation()
@@ -35,7 +35,7 @@ def _status(info) -> str:
     return "cached" if info.present else "not fetched"
 
 
-infos = sc_models.available_models()
+infos = sc_models.available_models(uploads.session_owner())
 st.dataframe(
     [{"model": i.name, "task": i.task, "source": i.source, "status": _status(i),
       "size": _size(i.size_bytes) + ("" if i.present else " (download)"),
@@ -78,8 +78,10 @@ if message:
 st.subheader("Bring your own model")
 st.caption("Upload fine-tuned weights for one of the zoo architectures as a .safetensors file "
            "(`safetensors.torch.save_file(model.state_dict(), 'model.safetensors')`). Only plain "
-           "tensors are read; nothing in the file is executed. The model then appears on the "
-           "image pages for everyone using this server until it restarts.")
+           "tensors are read; nothing in the file is executed. The model is yours alone: it "
+           "appears on the image pages of this browser session only, and is dropped when the "
+           f"session ends. A session may keep {registry.MAX_PER_OWNER} uploaded models, the "
+           f"server {registry.max_owned()} in all.")
 with st.form(f"{P}.byo"):
     c1, c2 = st.columns(2)
     with c1:
@@ -101,13 +103,21 @@ if submitted:
         try:
             labels = sc_models.parse_labels(labels_file.getvalue()) if labels_file else None
             with st.spinner("Checking and loading the weights..."):
-                loaded = sc_models.load_uploaded_weights(arch, weights.getvalue(), int(num_classes),
-                                                         labels, name=name or None, device="cpu")
+                loaded = sc_models.load_uploaded_weights(
+                    arch, weights.getvalue(), int(num_classes), labels, name=name or None,
+                    device="cpu", owner=uploads.session_owner())
         except SaliencyError as exc:
             plaintext.error(exc)
         else:
             st.success(f"Loaded **{plaintext.plain(loaded.name)}** ({arch}, {len(loaded.labels)} classes). "
                        "Pick it on the Image or Compare page.")
+
+mine = uploads.my_uploads()
+if mine:
+    st.caption("Your uploaded models: " + plaintext.plain(", ".join(mine)))
+    if st.button("Remove my uploaded models", key=f"{P}.remove_uploads"):
+        uploads.remove_my_uploads()
+        st.rerun()
 
 folders = [i for i in infos if i.name.startswith("folder:")]
 with st.expander("Hugging Face text classifiers from server folders"):

@@ -72,8 +72,11 @@ def test_bring_your_own_weights_loads_and_registers():
     try:
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert any(plain("test-byo-mobilenet") in s.value for s in at.success)
-        names = [i.name for i in sc_models.available_models() if i.source == "uploaded"]
+        owner = at.session_state["_uploads.owner"].value
+        names = [i.name for i in sc_models.available_models(owner) if i.source == "uploaded"]
         assert "test-byo-mobilenet" in names
+        # Another session (or the library without an owner) does not see it.
+        assert "test-byo-mobilenet" not in [i.name for i in sc_models.available_models()]
         assert saliency_core.load_model("test-byo-mobilenet", "cpu").labels == ["cat", "dog", "bird"]
     finally:
         sc_models.unregister_uploaded("test-byo-mobilenet")

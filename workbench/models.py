@@ -3,11 +3,14 @@ one shared loaded instance per (model, device) for the whole server (st.cache_re
 
 from __future__ import annotations
 
+import weakref
+
 import streamlit as st
 import torch
 
 import saliency_core.models as sc_models
 from saliency_core.engine import model_lock
+from saliency_core.models import registry
 
 # A real ImageNet classifier is the better first impression when its weights are cached; the
 # bundled shapes CNN is what always works offline.
@@ -18,8 +21,12 @@ PREFERRED_TEXT = ("minilm-sentiment", "distilbert-base-uncased-finetuned-sst-2-e
 
 
 def usable_models(task: str) -> list[str]:
-    """Names of the models of this task whose weights are on this machine."""
-    return [m.name for m in sc_models.available_models() if m.task == task and m.present]
+    """Names of the models of this task whose weights are on this machine (with this
+    session's own uploads, never another session's)."""
+    from .uploads import session_owner
+
+    return [m.name for m in sc_models.available_models(session_owner())
+            if m.task == task and m.present]
 
 
 _MISSING = {
@@ -60,15 +67,32 @@ def default_device() -> str:
     return devices()[-1] if len(devices()) > 1 else "cpu"
 
 
-@st.cache_resource(show_spinner="Loading the model...", max_entries=8)
 def get_model(name: str, device: str):
-    """The shared, read-only LoadedModel; attribution code never modifies it."""
+    """The shared, read-only LoadedModel; attribution code never modifies it. Uploaded
+    models come straight from the registry, so removing one frees its weights."""
+    if registry.is_registered(name):
+        return sc_models.load_model(name, device)
+    return _cached_model(name, device)
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=8)
+def _cached_model(name: str, device: str):
     return sc_models.load_model(name, device)
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
 def candidate_layers(name: str, device: str) -> list[tuple[str, tuple[int, ...]]]:
     loaded = get_model(name, device)
+    layers = _layers_of.get(loaded.model)
+    if layers is None:
+        layers = _layers_of[loaded.model] = _find_layers(loaded)
+    return layers
+
+
+# Per model instance (weakly held): an uploaded model replaced under the same name gets its own.
+_layers_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _find_layers(loaded) -> list[tuple[str, tuple[int, ...]]]:
     # Finding the layers runs a hooked forward pass on the shared model: serialise it with
     # the attribution runs of other sessions.
     with model_lock(loaded.model):
@@ -76,7 +100,9 @@ def candidate_layers(name: str, device: str) -> list[tuple[str, tuple[int, ...]]
 
 
 def model_label(name: str) -> str:
-    for info in sc_models.available_models():
+    from .uploads import session_owner
+
+    for info in sc_models.available_models(session_owner()):
         if info.name == name:
             return f"{name} ({info.source})"
     return name

@@ -15,6 +15,7 @@ import hashlib
 import json
 import operator
 import os
+import unicodedata
 from pathlib import Path
 
 import torch
@@ -27,6 +28,10 @@ from .cache import folder_size
 ALLOWLIST_ENV = "SALIENCY_HF_ALLOWLIST"
 FOLDER_PREFIX = "folder:"
 _MAX_LISTED = 4  # mismatches named in a message; the rest are counted
+MAX_NAME_CHARS = 80
+MAX_LABEL_CHARS = 200
+# Weights are floating point; integer tensors are only the BatchNorm step counters.
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def load_uploaded_weights(
@@ -36,12 +41,16 @@ def load_uploaded_weights(
     labels: list[str] | None = None,
     name: str | None = None,
     device: str | torch.device | None = None,
+    owner: str | None = None,
 ):
     """Build ``arch`` with ``num_classes`` outputs from safetensors ``data`` and register it.
 
     Returns the LoadedModel (what ``load_model(name, device)`` returns from now on). The default
     name is derived from the architecture and the file's hash, so the same upload twice is the
-    same model. Preprocessing is the architecture's official ImageNet one.
+    same model. Preprocessing is the architecture's official ImageNet one. ``owner`` (an app
+    session's token) makes the model that owner's alone: listed only by
+    ``available_models(owner)``, never replacing another owner's model, subject to the caps
+    on resident uploads (registry.register_uploaded).
     """
     if arch not in torchvision_zoo.ARCHITECTURES:
         raise SaliencyError(
@@ -54,7 +63,8 @@ def load_uploaded_weights(
     data = bytes(data)
     labels = _checked_labels(labels, num_classes)
     digest = hashlib.sha256(data).hexdigest()[:10]
-    name = (name or "").strip() or f"{arch}-upload-{digest}"
+    chosen = _checked_name(name)
+    name = chosen or _free_default_name(f"{arch}-upload-{digest}", owner)
     if name in registry.builtin_names() or name.startswith(FOLDER_PREFIX):
         raise SaliencyError(
             f"{name!r} is taken by a built-in model; choose another name."
@@ -68,6 +78,9 @@ def load_uploaded_weights(
         raise SaliencyError(
             f"The file does not fit {arch} with {num_classes} classes: {'; '.join(problems)}."
         )
+    problems = _bad_values(model, state)
+    if problems:
+        raise SaliencyError(f"The file's weights cannot be used: {'; '.join(problems)}.")
     model.load_state_dict(state)
     model.eval()
     del state
@@ -89,8 +102,59 @@ def load_uploaded_weights(
         size,
         f"Uploaded weights for {arch}, {num_classes} classes",
     )
-    registry.register_uploaded(info, factory)
+    registry.register_uploaded(info, factory, owner)
     return registry.load_model(name, device)
+
+
+def _checked_name(name) -> str:
+    name = "" if name is None else str(name).strip()
+    if len(name) > MAX_NAME_CHARS:
+        raise SaliencyError(f"A model name may have at most {MAX_NAME_CHARS} characters.")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise SaliencyError("A model name may not contain control or invisible characters.")
+    return name
+
+
+def _free_default_name(base: str, owner: str | None) -> str:
+    """The hash-derived name, or with a suffix when another owner already uses it (the same
+    file uploaded in two sessions gives two models, neither replacing the other)."""
+    listed = {info.name for info in registry.available_models(owner)}
+    name, n = base, 2
+    while registry.is_registered(name) and name not in listed:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def _bad_values(model: torch.nn.Module, state: dict) -> list[str]:
+    """Tensors whose type or values cannot be weights: integer or boolean tensors where the
+    model has floating-point ones (int8-quantised files), NaN or infinite values."""
+    expected = model.state_dict()
+    wrong_type = [
+        f"{k} is {str(state[k].dtype).removeprefix('torch.')}"
+        for k in expected
+        if k in state
+        and expected[k].is_floating_point()
+        and state[k].dtype not in _FLOAT_DTYPES
+    ]
+    not_finite = [
+        k
+        for k in expected
+        if k in state
+        and state[k].is_floating_point()
+        and not bool(torch.isfinite(state[k]).all())
+    ]
+    problems = []
+    not_float = ("tensors are not floating point (quantised weights are not supported; save "
+                 "the float model)")
+    for label, items in (
+        (not_float, wrong_type),
+        ("tensors hold NaN or infinite values", not_finite),
+    ):
+        if items:
+            shown = ", ".join(items[:_MAX_LISTED])
+            more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+            problems.append(f"{len(items)} {label} ({shown}{more})")
+    return problems
 
 
 def parse_labels(data: bytes | str) -> list[str]:
@@ -214,6 +278,8 @@ def _checked_labels(labels, num_classes: int) -> list[str]:
     if labels is None:
         return [f"class {i}" for i in range(num_classes)]
     labels = [str(label) for label in labels]
+    if any(len(label) > MAX_LABEL_CHARS for label in labels):
+        raise SaliencyError(f"Class names may have at most {MAX_LABEL_CHARS} characters each.")
     if len(labels) != num_classes:
         raise SaliencyError(
             f"The labels list has {len(labels)} names but the model has {num_classes} classes."

@@ -8,13 +8,14 @@ loading their own copy.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from ..errors import ModelUnavailableError
+from ..errors import ModelUnavailableError, SaliencyError
 from . import bundled, efficientnet_lite, hf_text, torchvision_zoo
 from .base import LoadedModel
 
@@ -30,8 +31,13 @@ class ModelInfo:
     description: str
 
 
-# Models registered at run time (uploads, allow-listed folders): name -> (info, factory).
-_uploaded: dict[str, tuple[ModelInfo, Callable[[torch.device], LoadedModel]]] = {}
+# Models registered at run time (uploads, allow-listed folders): name -> (info, factory,
+# owner). An owner (an app session's token) sees its own uploads; None is everyone's (the
+# library, the CLI, server-side registrations).
+_uploaded: dict[str, tuple[ModelInfo, Callable[[torch.device], LoadedModel], str | None]] = {}
+MAX_OWNED_ENV = "SALIENCY_MAX_UPLOADED_MODELS"
+DEFAULT_MAX_OWNED = 4  # resident uploaded models of all sessions together
+MAX_PER_OWNER = 2
 _loaded: dict[tuple[str, str], LoadedModel] = {}
 _key_locks: dict[tuple[str, str], threading.Lock] = {}
 _registry_lock = threading.Lock()
@@ -56,7 +62,7 @@ def builtin_names() -> list[str]:
     ]
 
 
-def available_models() -> list[ModelInfo]:
+def available_models(owner: str | None = None) -> list[ModelInfo]:
     """Bundled models first (they always work offline: the shapes and sentiment models in the
     repository, EfficientNet-Lite from pinned packages), then the zoo, then user models."""
     from . import byo
@@ -107,20 +113,62 @@ def available_models() -> list[ModelInfo]:
         for spec in hf_text.HUB_MODELS.values()
     ]
     with _registry_lock:
-        uploaded = [info for info, _ in _uploaded.values()]
+        uploaded = [info for info, _, who in _uploaded.values() if who is None or who == owner]
     listed = {info.name for info in uploaded}
     uploaded += [info for info in byo.allowed_folder_infos() if info.name not in listed]
     return infos + uploaded
 
 
+def max_owned() -> int:
+    try:
+        return max(1, int(os.environ.get(MAX_OWNED_ENV, DEFAULT_MAX_OWNED)))
+    except ValueError:
+        return DEFAULT_MAX_OWNED
+
+
 def register_uploaded(
-    info: ModelInfo, factory: Callable[[torch.device], LoadedModel]
+    info: ModelInfo,
+    factory: Callable[[torch.device], LoadedModel],
+    owner: str | None = None,
 ) -> None:
-    """Make ``load_model(info.name)`` build through ``factory``; replaces an earlier upload."""
+    """Make ``load_model(info.name)`` build through ``factory``.
+
+    An owner's upload replaces only that owner's model of the same name; a name another owner
+    uses is refused (never silently taken over), and so is an upload beyond the caps on
+    resident uploaded models (per owner and for the whole server).
+    """
     with _registry_lock:
-        _uploaded[info.name] = (info, factory)
+        existing = _uploaded.get(info.name)
+        if existing is not None and existing[2] != owner:
+            raise SaliencyError(
+                f"The name {info.name!r} is already in use on this server; choose another name."
+            )
+        if owner is not None and existing is None:
+            owned = [who for _, _, who in _uploaded.values() if who is not None]
+            if owned.count(owner) >= MAX_PER_OWNER:
+                raise SaliencyError(
+                    f"You have {MAX_PER_OWNER} uploaded models loaded, the most one session may "
+                    "keep; remove one (Models page) before uploading another."
+                )
+            if len(owned) >= max_owned():
+                raise SaliencyError(
+                    f"The server already holds {len(owned)} uploaded models, its limit; try "
+                    "again when other sessions have ended."
+                )
+        _uploaded[info.name] = (info, factory, owner)
         for key in [key for key in _loaded if key[0] == info.name]:
             del _loaded[key]
+
+
+def owned_names(owner: str) -> list[str]:
+    with _registry_lock:
+        return [name for name, (_, _, who) in _uploaded.items() if who == owner]
+
+
+def drop_owner(owner: str) -> None:
+    """Forget every model ``owner`` uploaded (its session ended) and their loaded instances."""
+    for name in owned_names(owner):
+        unregister_uploaded(name)
 
 
 def is_registered(name: str) -> bool:
