@@ -7,8 +7,8 @@ import streamlit as st
 import saliency_core.models as sc_models
 from saliency_core.errors import SaliencyError
 from saliency_core.models import registry, torchvision_zoo
+from workbench import admin, plaintext, uploads
 from workbench import models as wb_models
-from workbench import plaintext, uploads
 from workbench.navigation import ensure_app_navigation
 
 ensure_app_navigation()
@@ -47,6 +47,8 @@ st.subheader("Fetch zoo weights")
 missing = [i for i in infos if i.source == "zoo" and not i.present]
 if not missing:
     st.success("Every zoo model is in the cache.")
+elif not admin.is_admin():
+    st.info(admin.why_not())
 else:
     st.caption("Downloads go to the cache folder; a fetched model appears in the model pickers. "
                "This needs network access from the server.")

@@ -86,7 +86,13 @@ st.selectbox("Examples", textview.EXAMPLES, index=None, key=f"{P}.example",
              placeholder="Pick an example sentence...", on_change=textview.use_example,
              args=(f"{P}.example", f"{P}.text"))
 ensure(f"{P}.text", textview.EXAMPLES[0])
-text = st.text_area("Text to explain", key=f"{P}.text", height=110, max_chars=MAX_TEXT)
+# No max_chars: the browser would silently refuse a longer paste and keep the old text.
+# A long text is cut here instead, and the page says so.
+typed = st.text_area("Text to explain", key=f"{P}.text", height=110)
+text = typed[:MAX_TEXT]
+if len(typed) > MAX_TEXT:
+    st.warning(f"The text has {len(typed):,} characters; only the first {MAX_TEXT:,} are used "
+               "(and the model reads at most its own number of tokens of those).")
 
 settings = {"model": model_name, "device": device, "text": text, "method": method,
             "target": target, "max_tokens": max_tokens, **url_method_params(spec, params)}

@@ -20,8 +20,11 @@ from .errors import SaliencyError
 # Camera JPEGs with a preview frame (MPO) come through Pillow's JPEG opener as well.
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 FORMAT_NAMES = "PNG, JPEG, WebP, BMP or TIFF"
-# Above this many pixels a file is refused outright: decoding would need gigabytes.
+# Above this many pixels a file is refused outright: decoding would need gigabytes. JPEGs
+# are decoded at 1/2, 1/4 or 1/8 scale (draft), so they may declare more than other formats,
+# which Pillow can only decode whole: 24 megapixels (a 6000 x 4000 photograph) is 72 MB of RGB.
 BOMB_PIXELS = 64_000_000
+FULL_DECODE_PIXELS = 24_000_000
 # Above this many pixels an image is scaled down (aspect kept) and the user told so.
 MAX_PIXELS = 2_000_000
 
@@ -125,6 +128,18 @@ def _to_rgb(image: Image.Image, notices: list[str]) -> Image.Image:
     return image.convert("RGB")
 
 
+def _reduced(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Shrink by a whole factor right after decoding (cheap box filter), so that every
+    conversion after it (bit depth, transparency, rotation) works on the small image."""
+    factor = min(image.size[0] // max(1, target[0]), image.size[1] // max(1, target[1]))
+    if factor < 2:
+        return image
+    try:
+        return image.reduce(factor)
+    except (ValueError, NotImplementedError):  # modes reduce() does not support (I;16, P)
+        return image
+
+
 def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
                bomb_pixels: int = BOMB_PIXELS) -> tuple[Image.Image, list[str]]:
     """Decode an uploaded file into an upright 8-bit RGB image of at most ``max_pixels``.
@@ -136,7 +151,8 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
     """
     notices: list[str] = []
     image = _open(data)
-    _check_declared_size(image, bomb_pixels)
+    drafts = image.format in ("JPEG", "MPO")
+    _check_declared_size(image, bomb_pixels if drafts else min(bomb_pixels, FULL_DECODE_PIXELS))
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         notices.append(f"The file holds {image.n_frames} frames; the first one is used.")
     original = image.size
@@ -148,6 +164,7 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: a fraction of the memory.
                 image.draft("RGB", target)
             image.load()
+            image = _reduced(image, target)
             image = ImageOps.exif_transpose(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"This image has too many pixels to open safely ({exc}).") from None
