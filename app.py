@@ -1,9 +1,10 @@
-"""Streamlit entry point: page config and navigation over the pages in pages/."""
+"""Streamlit entry point: page config, sign-in (when configured) and navigation over pages/."""
 
 from pathlib import Path
 
 import streamlit as st
 
+from workbench import auth
 from workbench.boundary import guarded
 
 st.set_page_config(page_title="Saliency workbench", page_icon="🔍", layout="wide")
@@ -26,4 +27,11 @@ pages += [
 ]
 # Less empty space above each page's title: the navigation bar already sits at the top.
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3rem;}</style>")
-guarded(st.navigation(pages, position="top").run)
+# With sign-in on, a visitor who may not use the app sees neither the pages' names nor any page
+# (a shared link included): only the sign-in or "not allowed" page.
+access = auth.access()
+navigation = st.navigation(pages, position="top" if access.allowed else "hidden")
+if not access.allowed:
+    auth.refuse(access)
+auth.account_menu(access.user)
+guarded(navigation.run)

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ APP_RUN_TIMEOUT_MS = 120_000
 _APP = '[data-testid="stApp"]'
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -60,11 +60,14 @@ def serve_streamlit(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     health_timeout_s: float = HEALTH_TIMEOUT_S,
+    extra_args: Sequence[str] = (),
+    port: int | None = None,
 ) -> Iterator[str]:
-    """Run ``streamlit run script`` on a free localhost port until the block ends; yields the
-    base URL once /_stcore/health answers 200. Output goes to ``log_path``."""
+    """Run ``streamlit run script`` on a free localhost port (or ``port``) until the block
+    ends; yields the base URL once /_stcore/health answers 200. Output goes to ``log_path``;
+    ``extra_args`` are more ``streamlit run`` options (e.g. ``--secrets.files``)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "streamlit", "run", str(script),
@@ -73,6 +76,7 @@ def serve_streamlit(
         "--server.headless", "true",
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
+        *extra_args,
     ]  # fmt: skip
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log_path.open("w") as log:
