@@ -8,7 +8,7 @@ import streamlit as st
 import saliency_core
 from saliency_core.errors import SaliencyError
 from workbench import compute, display, plaintext, progress, session
-from workbench.inputs import default_sample, input_picker, restore_input
+from workbench.inputs import default_sample, domain_notice, input_picker, restore_input
 from workbench.models import (
     candidate_layers,
     default_device,
@@ -131,6 +131,9 @@ if current is None:
     if not input_error:
         st.info("Upload an image or pick a sample in the sidebar.")
     st.stop()
+for shown in models.values():
+    if (mismatch := domain_notice(shown, current.source)) is not None:
+        plaintext.warning(mismatch)
 if not chosen:
     st.info("Pick at least one method in the sidebar.")
     st.stop()

@@ -7,7 +7,7 @@ import streamlit as st
 import saliency_core
 from saliency_core.errors import SaliencyError
 from workbench import compute, display, export, plaintext, progress, session
-from workbench.inputs import default_sample, input_picker, restore_input
+from workbench.inputs import default_sample, domain_notice, input_picker, restore_input
 from workbench.models import (
     candidate_layers,
     default_device,
@@ -92,6 +92,8 @@ if current is None:
     st.stop()
 for notice in current.notices:
     plaintext.info(notice)
+if (mismatch := domain_notice(loaded, current.source)) is not None:
+    plaintext.warning(mismatch)
 
 x = loaded.preprocess(current.image)
 model_view = loaded.unpreprocess(x)

@@ -14,7 +14,10 @@ from workbench import compute
 
 PAGE = str(REPO_ROOT / "pages" / "compare.py")
 TIMEOUT = 240
-FAST = {"methods": "gradient,integrated_gradients,gradcam", "integrated_gradients.steps": "8"}
+# The shapes CNN: the page's machinery at a fraction of the default ImageNet model's cost.
+FAST = {"model": "shapes-cnn", "methods": "gradient,integrated_gradients,gradcam",
+        "integrated_gradients.steps": "8"}
+CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
 
 @pytest.fixture
@@ -38,6 +41,18 @@ def run_page(query: dict | None = None) -> AppTest:
 
 def cell_captions(at: AppTest) -> list[str]:
     return [c.value for c in at.caption if " s · " in c.value]
+
+
+def test_default_compares_methods_on_a_photo_with_a_real_imagenet_model(engine_calls):
+    at = run_page({"methods": "gradcam,guided_backprop"})
+    assert not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
+    assert at.query_params["model"] == "efficientnet-lite0"
+    assert at.query_params["input"] == "photo:chelsea"
+    assert engine_calls == [("efficientnet-lite0", "gradcam"),
+                            ("efficientnet-lite0", "guided_backprop")]
+    headers = " ".join(h.value for h in at.subheader)
+    assert headers.startswith("efficientnet-lite0: predicts")
+    assert any(f"predicts {cat} (" in headers for cat in CATS), headers
 
 
 def test_grid_of_methods_with_times_and_scoreboard(engine_calls):
@@ -95,14 +110,14 @@ def test_removing_all_methods_asks_for_one(engine_calls):
 
 
 def test_unknown_methods_in_link_are_reported(engine_calls):
-    at = run_page({"methods": "gradient,telepathy", "score": "false"})
+    at = run_page({"model": "shapes-cnn", "methods": "gradient,telepathy", "score": "false"})
     assert any("telepathy" in w.value for w in at.warning)
     assert at.multiselect(key="compare.methods").value == ["gradient"]
 
 
 def test_scoreboard_matches_the_library(engine_calls):
     """The page's scoreboard is metrics.scoreboard on the same attributions."""
-    at = run_page({"methods": "gradient,gradcam"})
+    at = run_page({"model": "shapes-cnn", "methods": "gradient,gradcam"})
     board = at.dataframe[0].value
     loaded = saliency_core.load_model("shapes-cnn", "cpu")
     from workbench.inputs import from_sample

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 
 import pytest
@@ -31,6 +32,14 @@ def shapes_png(index: int = 4) -> bytes:
     image = generate(index + 1, seed=99).images[index]
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def photo_jpeg(name: str = "chelsea") -> bytes:
+    import skimage.data
+
+    buffer = io.BytesIO()
+    Image.fromarray(getattr(skimage.data, name)()).save(buffer, format="JPEG", quality=92)
     return buffer.getvalue()
 
 
@@ -61,11 +70,15 @@ def share_link(page) -> str:
 def test_upload_shows_three_panels_and_opacity_slider_updates_overlay(app_server, page):
     from playwright.sync_api import expect
 
-    open_app(page, app_server, "image")
-    upload(page, "my-shape.png", shapes_png())
+    # What a new user does: a photo of a cat, the page's default model, Grad-CAM.
+    open_app(page, app_server, "image?method=gradcam")
+    upload(page, "my-cat.jpg", photo_jpeg(), "image/jpeg")
     assert_no_exception(page)
     _input_src, overlay_before = panels(page)
     expect(page.get_by_text("Input as the model sees it · Uploaded image")).to_be_visible()
+    expect(page.locator('[data-testid="stMetricValue"]')).to_have_text(
+        re.compile("tabby|tiger cat|Egyptian cat"))
+    assert "model=efficientnet-lite0" in page.url
     expect(page.get_by_text("Overlay", exact=True)).to_be_visible()
     expect(page.locator('[data-testid="stMain"] .js-plotly-plot')).to_be_visible()
     timing = page.get_by_text("model passes").inner_text()

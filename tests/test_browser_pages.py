@@ -40,8 +40,11 @@ def test_text_page_highlights_tokens_and_follows_edits(app_server, page):
 def test_compare_page_shows_a_grid_with_times_and_scoreboard(app_server, page):
     from playwright.sync_api import expect
 
+    # The default model on a photo sample; the scoreboard is switched on (it is off by default
+    # for inputs this large, where it costs a few seconds).
     query = ("compare?methods=gradient,integrated_gradients,smoothgrad,gradcam,guided_backprop"
-             "&input=shapes-wm:2&model=shapes-cnn-watermark&integrated_gradients.steps=16")
+             "&input=photo:chelsea&integrated_gradients.steps=16&smoothgrad.samples=16"
+             "&score=true")
     open_app(page, app_server, query)
     images = page.locator('[data-testid="stMain"] [data-testid="stImage"] img')
     expect(images).to_have_count(5)

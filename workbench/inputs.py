@@ -19,11 +19,11 @@ from .share import ShareLinkError, ShareStore
 
 # Photographs that ship inside the scikit-image package (no download needed).
 PHOTOS = {
-    "astronaut": "Astronaut (Eileen Collins)",
-    "chelsea": "Chelsea the cat",
-    "coffee": "Cup of coffee",
-    "rocket": "Rocket on the launch pad",
-    "camera": "Cameraman (grayscale)",
+    "chelsea": "Chelsea the cat (a tabby)",
+    "coffee": "A cup of coffee on a saucer",
+    "rocket": "A rocket on the launch pad",
+    "astronaut": "Astronaut Eileen Collins in her flight suit",
+    "camera": "A man with a camera on a tripod (grayscale)",
 }
 SHAPES_SEED = 2024
 SHAPES_COUNT = 12
@@ -43,9 +43,10 @@ class InputImage:
 
 
 def sample_sources() -> list[str]:
+    """Photos first (what the default ImageNet model knows), then the generated shapes."""
     shapes = [f"shapes:{i}" for i in range(SHAPES_COUNT)]
     watermarked = [f"shapes-wm:{i}" for i in range(SHAPES_COUNT)]
-    return shapes + watermarked + [f"photo:{name}" for name in PHOTOS]
+    return [f"photo:{name}" for name in PHOTOS] + shapes + watermarked
 
 
 @st.cache_data(show_spinner=False)
@@ -125,6 +126,25 @@ def default_sample(model_name: str | None) -> str:
     if model_name and model_name.startswith("shapes-"):
         return "shapes:0"
     return "photo:chelsea"
+
+
+def domain_notice(loaded, source: str) -> str | None:
+    """A sentence when the input is not what the model was trained on, else None.
+
+    The shapes models know six generated shapes on plain backgrounds: on a photo or an upload
+    their answer and their map say nothing about the picture. An ImageNet model on a generated
+    shape is guessing among photo classes."""
+    shapes_input = source.partition(":")[0] in ("shapes", "shapes-wm")
+    trained_on_shapes = "generator" in loaded.card.get("data", {})
+    if trained_on_shapes and not shapes_input:
+        return (f"{loaded.name} only knows procedural shapes ({', '.join(loaded.labels)} on a "
+                "plain background): on this picture its answer and its map explain nothing. "
+                "Pick an ImageNet model such as efficientnet-lite0 for photos.")
+    if shapes_input and not trained_on_shapes and loaded.card.get("trained_on") == "ImageNet-1k":
+        return (f"{loaded.name} was trained on ImageNet photographs, and this generated shape is "
+                "none of its 1000 classes: its answer is a guess. The shapes models (with "
+                "ground-truth masks) go with these samples.")
+    return None
 
 
 def try_source(source: str, store: ShareStore) -> tuple[InputImage | None, str | None]:

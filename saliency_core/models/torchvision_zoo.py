@@ -148,6 +148,7 @@ def load(arch: str, device: torch.device) -> LoadedModel:
             f" {str(exc)[:300]}). Delete the file and run: {fetch_command(arch)}"
         ) from exc
     card = {
+        "trained_on": "ImageNet-1k",
         "weights": str(weights),
         "url": weights.url,
         "metrics": weights.meta.get("_metrics", {}),
