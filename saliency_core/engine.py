@@ -60,6 +60,7 @@ class FairLock:
                 raise
             self._queue.popleft()
             self._owner, self._depth = me, 1
+            self._held()
             return True
 
     def release(self) -> None:
@@ -68,8 +69,15 @@ class FairLock:
                 raise RuntimeError("release of a FairLock this thread does not hold")
             self._depth -= 1
             if self._depth == 0:
+                self._released()
                 self._owner = None
                 self._cond.notify_all()
+
+    def _held(self) -> None:
+        """Runs when a thread has just taken the lock (not on re-entry)."""
+
+    def _released(self) -> None:
+        """Runs when the holding thread lets the lock go for good."""
 
     def __enter__(self):
         return self.acquire()
@@ -78,7 +86,36 @@ class FairLock:
         self.release()
 
 
-_model_locks: weakref.WeakKeyDictionary[nn.Module, FairLock] = weakref.WeakKeyDictionary()
+class ModelLock(FairLock):
+    """A model's lock; while it is held the model computes in evaluation mode.
+
+    A model handed over in training mode would otherwise update its BatchNorm running
+    statistics (and num_batches_tracked) on every pass, drop units at random, and, worse,
+    normalise with batch statistics that couple the points of one chunk (an IG path's points
+    would explain each other). Each submodule's own flag is set aside and restored on
+    release, so a model left mixed (a BatchNorm frozen in eval mode inside a training
+    network) comes back exactly as it was. The flags are set directly, not through
+    ``train()``, which some models override with side effects.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self._module = weakref.ref(module)  # the lock is the value of a weak-keyed dict
+        self._training: list[nn.Module] = []
+
+    def _held(self) -> None:
+        module = self._module()
+        self._training = [m for m in module.modules() if m.training] if module is not None else []
+        for m in self._training:
+            m.training = False
+
+    def _released(self) -> None:
+        for m in self._training:
+            m.training = True
+        self._training = []
+
+
+_model_locks: weakref.WeakKeyDictionary[nn.Module, ModelLock] = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
 
 
@@ -92,14 +129,15 @@ def model_lock(module: nn.Module | None) -> FairLock:
     pass holds the lock (``locked_forward``), and so does every span in which hooks are on the
     model (registration, the forward pass, removal). Backward passes need no lock: they only
     follow their own graph. Holding it per pass lets a short request on the same model run
-    between the chunks of a long one. A fresh lock serves callables without a module.
+    between the chunks of a long one. While held, the model is in evaluation mode
+    (ModelLock). A fresh lock serves callables without a module.
     """
     if module is None:
         return FairLock()
     with _locks_guard:
         lock = _model_locks.get(module)
         if lock is None:
-            lock = _model_locks[module] = FairLock()
+            lock = _model_locks[module] = ModelLock(module)
         return lock
 
 
