@@ -22,13 +22,18 @@ export SALIENCY_CACHE CHROMIUM
 REQ_STAMP := $(VENV)/.req-stamp
 DEV_STAMP := $(VENV)/.dev-stamp
 
-.PHONY: help run test bench train-bundled fetch lint venv dev-venv browser-deps
+ENGINE_PORT ?= 8000
+ENGINE_ARGS ?=
+
+.PHONY: help run test bench train-bundled fetch lint venv dev-venv browser-deps serve-engine test-engine
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
 	@echo "make test    run the whole test suite (installs dev requirements and chromium if needed)"
 	@echo "make fetch MODELS=\"resnet50 ...\"   download model weights into \$$SALIENCY_CACHE"
 	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint"
+	@echo "make serve-engine [ENGINE_PORT=8000 ENGINE_ARGS=...]   the engine as a Ray Serve service"
+	@echo "make test-engine | make bench-serve   the engine service's long tests and its benchmark"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +74,15 @@ test: $(DEV_STAMP) browser-deps
 
 bench: $(DEV_STAMP)
 	$(PY) -m benchmarks --device $(DEVICE) $(BENCH_ARGS)
+
+# The engine as a Ray Serve service (local Ray, or the cluster in RAY_ADDRESS); point the app at
+# it with SALIENCY_ENGINE_URL=http://127.0.0.1:$(ENGINE_PORT) make run.
+serve-engine: $(REQ_STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m saliency_core serve --port $(ENGINE_PORT) $(ENGINE_ARGS)
+
+# The engine service's tests including the slow ones (a replica killed and restarted).
+test-engine: $(DEV_STAMP)
+	SALIENCY_LONG_TESTS=1 $(PY) -m pytest tests/test_engine_service.py $(PYTEST_ARGS)
 
 train-bundled: $(REQ_STAMP)
 	$(PY) -m saliency_core train-bundled

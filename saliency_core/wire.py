@@ -129,3 +129,77 @@ def decode_result(data: bytes):
     except KeyError as exc:
         raise WireError(f"the result lacks {exc}") from None
     raise WireError(f"unknown result type {kind!r}")
+
+
+# ---- requests and the response stream of the engine service ---------------------------------
+
+def encode_request(op: str, model: str, method: str, target, params: dict,
+                   inputs: torch.Tensor | None = None, text: str | None = None) -> bytes:
+    plain, tensors = split_tensors(params, "param.")
+    if inputs is not None:
+        tensors["inputs"] = inputs
+    if isinstance(target, torch.Tensor):
+        target = target.flatten().tolist()
+    doc = {"op": op, "model": model, "method": method, "target": target, "params": plain,
+           "text": text}
+    return pack(tensors, doc)
+
+
+def decode_request(data: bytes) -> dict:
+    tensors, doc = unpack(data)
+    if doc.get("op") not in ("attribute", "explain", "attribute_text"):
+        raise WireError(f"unknown operation {doc.get('op')!r}")
+    if not isinstance(doc.get("model"), str) or not isinstance(doc.get("method"), str):
+        raise WireError("a request names its model and method")
+    params = doc.get("params") or {}
+    if not isinstance(params, dict):
+        raise WireError("params must be an object")
+    doc["params"] = join_tensors(params, tensors)
+    doc["inputs"] = tensors.get("inputs")
+    if doc["op"] == "attribute_text":
+        if not isinstance(doc.get("text"), str):
+            raise WireError("attribute_text needs the text")
+    elif doc["inputs"] is None:
+        raise WireError(f"{doc['op']} needs an inputs tensor")
+    return doc
+
+
+# A response is a stream of frames: one type byte, a 4-byte big-endian length, the payload.
+PROGRESS, HEARTBEAT, RESULT, ERROR = b"P", b"H", b"R", b"E"
+FRAME_KINDS = (PROGRESS, HEARTBEAT, RESULT, ERROR)
+MAX_FRAME_BYTES = 2 * 1024 * 1024 * 1024
+
+
+def frame(kind: bytes, payload: bytes = b"") -> bytes:
+    return kind + struct.pack(">I", len(payload)) + payload
+
+
+def json_frame(kind: bytes, doc: dict) -> bytes:
+    return frame(kind, json.dumps(doc).encode())
+
+
+def read_frame(read) -> tuple[bytes, bytes] | None:
+    """(kind, payload) from a ``read(n)`` callable; None at a clean end of stream."""
+    head = _read_exactly(read, 5)
+    if head is None:
+        return None
+    kind, (length,) = head[:1], struct.unpack(">I", head[1:])
+    if kind not in FRAME_KINDS or length > MAX_FRAME_BYTES:
+        raise WireError("the engine's reply is not a saliency stream")
+    payload = _read_exactly(read, length) if length else b""
+    if payload is None:
+        raise ConnectionError("the engine's reply ended in the middle of a message")
+    return kind, payload
+
+
+def _read_exactly(read, n: int) -> bytes | None:
+    chunks, have = [], 0
+    while have < n:
+        chunk = read(n - have)
+        if not chunk:
+            if have == 0:
+                return None
+            raise ConnectionError("the engine's reply ended in the middle of a message")
+        chunks.append(chunk)
+        have += len(chunk)
+    return b"".join(chunks)

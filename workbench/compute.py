@@ -1,12 +1,15 @@
 """Running the engine for a page: through the shared result cache, with progress reported.
 
-The engine is reached as ``saliency_core.explain`` / ``saliency_core.attribute_text`` at call
-time, so tests can count model runs by replacing those attributes.
+The engine is in this process by default, reached as ``saliency_core.explain`` /
+``saliency_core.attribute_text`` at call time (so tests can count model runs by replacing those
+attributes). With ``SALIENCY_ENGINE_URL`` set, the same calls go to the engine service
+(saliency_core.remote, no Ray in the app); progress and Stop work the same through it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import streamlit as st
@@ -14,6 +17,7 @@ import torch
 
 import saliency_core
 from saliency_core import metrics
+from saliency_core.remote import ENGINE_URL_ENV, Client
 
 from .results import (
     ImageResult,
@@ -28,6 +32,32 @@ from .results import (
 @st.cache_resource(show_spinner=False)
 def result_cache() -> ResultCache:
     return configured_cache()
+
+
+@st.cache_resource(show_spinner=False)
+def _client(url: str) -> Client:
+    return Client(url)
+
+
+def engine_client() -> Client | None:
+    """The engine service's client when one is configured, else None (in-process engine)."""
+    url = os.environ.get(ENGINE_URL_ENV, "").strip()
+    return _client(url) if url else None
+
+
+def engine_explain(loaded, x: torch.Tensor, method: str, target, **options):
+    client = engine_client()
+    if client is None:
+        return saliency_core.explain(loaded, x, method, target=target, **options)
+    return client.explain(loaded.name, x, method, target=target, **options)
+
+
+def engine_attribute_text(loaded, text: str, method: str, target, **options):
+    client = engine_client()
+    if client is None:
+        return saliency_core.attribute_text(loaded, loaded.tokenizer, text, method,
+                                            target=target, **options)
+    return client.attribute_text(loaded.name, text, method, target=target, **options)
 
 
 def pixels_digest(pixels: np.ndarray) -> str:
@@ -57,8 +87,8 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
     hit = result_cache().get(key)
     if hit is not None:
         return hit
-    explanation = saliency_core.explain(loaded, x, method, target=target, progress=progress,
-                                        cancel=cancel, **params)
+    explanation = engine_explain(loaded, x, method, target, progress=progress, cancel=cancel,
+                                 **params)
     result = ImageResult(
         attribution=explanation.attribution[0].detach().float().cpu().numpy(),
         probabilities=explanation.probabilities[0].detach().float().cpu().numpy(),
@@ -76,8 +106,8 @@ def explain_text(loaded, device: str, text: str, method: str, params: dict, targ
     hit = result_cache().get(key)
     if hit is not None:
         return hit
-    out = saliency_core.attribute_text(loaded, loaded.tokenizer, text, method, target=target,
-                                       progress=progress, cancel=cancel, **params)
+    out = engine_attribute_text(loaded, text, method, target, progress=progress, cancel=cancel,
+                                **params)
     result = TextResult(
         tokens=list(out.tokens),
         special=list(out.special),
