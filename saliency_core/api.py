@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .baselines import image_baseline
+from .baselines import checked_normalization, image_baseline
 from .engine import (
     Options,
     Stats,
@@ -109,6 +109,24 @@ def check_inputs(inputs, family: str, kind: str = "image") -> None:
         raise InputShapeError(f"expected a batch [N, ...] with N >= 1; got shape {tuple(inputs.shape)}")
 
 
+def channel_problem(module: nn.Module | None, x: torch.Tensor) -> str | None:
+    """What is wrong when image inputs do not have the channels the model's first
+    convolution takes (channels-last, or grey for an RGB model); None when they do."""
+    first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None) if module else None
+    if first is None or x.dim() != 4 or x.shape[1] == first.in_channels:
+        return None
+    want, shape = first.in_channels, tuple(x.shape)
+    expected = f"the model expects [N, {want}, H, W] (channels first)"
+    if x.shape[-1] == want:
+        return (f"inputs of shape {shape} look channels-last [N, H, W, C]; {expected}: use "
+                "inputs.permute(0, 3, 1, 2)")
+    if x.shape[1] == 1 and want == 3:
+        return (f"inputs of shape {shape} have one channel; {expected}, RGB: convert the image "
+                "to RGB before preprocessing, or repeat the channel with "
+                "inputs.expand(-1, 3, -1, -1)")
+    return f"inputs of shape {shape} have {x.shape[1]} channels; {expected}"
+
+
 def compute(ctx: Context, method: str, x: torch.Tensor, targets, p: dict, base_p: dict | None):
     m = method_entry(method)
     if method == "smoothgrad":
@@ -116,16 +134,35 @@ def compute(ctx: Context, method: str, x: torch.Tensor, targets, p: dict, base_p
     return m.compute(ctx, x, targets, p)
 
 
-def _jsonable(params: dict) -> dict:
+def _jsonable(params: dict, layer: str | None = None) -> dict:
     out = {}
     for k, v in params.items():
-        out[k] = f"tensor{tuple(v.shape)}" if isinstance(v, torch.Tensor) else v
+        if isinstance(v, torch.Tensor):
+            v = f"tensor{tuple(v.shape)}"
+        elif isinstance(v, nn.Module):  # a layer given as the module: its path in the model
+            v = layer if layer is not None else type(v).__name__
+        out[k] = v
     return out
 
 
-def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params: dict,
-        kind: str | None = None, forward=None, make_baseline=None, want_logits: bool = False):
-    """Shared body of attribute/explain/attribute_text. Returns (attribution, ctx, logits)."""
+def run(model, inputs: torch.Tensor, method: str, target="predicted", **kwargs):
+    """Shared body of attribute/explain/attribute_text. Returns (attribution, ctx, logits).
+
+    Images with the wrong channels fail somewhere deep inside the model (or in building a
+    baseline); that failure is turned into a message saying what was expected."""
+    try:
+        return _run(model, inputs, method, target, **kwargs)
+    except RuntimeError as exc:
+        problem = None
+        if kwargs.get("kind", "image") == "image" and isinstance(inputs, torch.Tensor):
+            problem = channel_problem(unwrap_model(model)[1], inputs)
+        if problem is None:
+            raise
+        raise InputShapeError(problem) from exc
+
+
+def _run(model, inputs: torch.Tensor, method: str, target="predicted", *, params: dict,
+         kind: str | None = None, forward=None, make_baseline=None, want_logits: bool = False):
     fn, module, facts = unwrap_model(model)
     kind = kind or facts["kind"] or "image"
     entry = method_entry(method)
@@ -133,6 +170,10 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
     if (spec.family == "cam" or method == "guided_gradcam") and kind == "text":
         raise MethodNotApplicableError(f"{method} maps image layers; for text use gradient, gradient_x_input, integrated_gradients or smoothgrad")
     check_inputs(inputs, spec.family, kind)
+    if "normalization" in params:  # how a plain nn.Module's inputs were normalised
+        params = dict(params)
+        facts["normalization"] = checked_normalization(params.pop("normalization"),
+                                                       inputs.shape[1])
     p, base_p, options = split_params(method, params, kind)
     device = module_device(module) if module is not None else inputs.device
     x = inputs.detach().to(device)
@@ -171,7 +212,8 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
     ctx.meta["time_s"] = time.perf_counter() - start
     if targets is not None:  # inner passes (e.g. noisy copies) may have recorded their own
         ctx.meta["targets"] = targets
-    ctx.meta["params"] = {**_jsonable(p), **(_jsonable(base_p) if base_p else {})}
+    layer = ctx.meta.get("layer")
+    ctx.meta["params"] = {**_jsonable(p, layer), **(_jsonable(base_p, layer) if base_p else {})}
     return attr.to(inputs.device), ctx, logits
 
 

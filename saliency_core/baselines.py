@@ -13,6 +13,25 @@ IMAGE_BASELINES = ("zeros", "black", "white", "blur", "uniform", "gaussian")
 RANDOM_BASELINES = ("uniform", "gaussian")
 
 
+def checked_normalization(value, channels: int) -> tuple[list[float], list[float]]:
+    """``(mean, std)`` given by a caller for a plain nn.Module, as two lists of floats with one
+    value per channel (or one for all); a ParameterError saying what is wrong otherwise."""
+    usage = "normalization must be (mean, std), e.g. ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])"
+    try:
+        mean, std = value
+        mean = [float(v) for v in (mean if hasattr(mean, "__len__") else [mean])]
+        std = [float(v) for v in (std if hasattr(std, "__len__") else [std])]
+    except (TypeError, ValueError):
+        raise ParameterError(f"{usage}; got {value!r}") from None
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) not in (1, channels):
+            raise ParameterError(f"{usage}: {name} has {len(values)} values for inputs with "
+                                 f"{channels} channels")
+    if not all(v > 0 for v in std) or not all(math.isfinite(v) for v in mean + std):
+        raise ParameterError(f"{usage}: std must be positive and every value finite")
+    return mean, std
+
+
 def pixel_bounds(x: torch.Tensor, normalization) -> tuple[torch.Tensor, torch.Tensor]:
     """Model-space values of black and white pixels, shaped [1, C or 1, 1, 1]."""
     if normalization is None:

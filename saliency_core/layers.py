@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections import Counter
 from contextlib import contextmanager
 
 import torch
@@ -23,6 +24,17 @@ def resolve_module(model: nn.Module, path: str) -> nn.Module:
     close = difflib.get_close_matches(path, names, n=5, cutoff=0.4)
     hint = close or names[-8:]
     raise LayerError(f"the model has no layer {path!r}; candidates: {', '.join(hint)}")
+
+
+def module_path(model: nn.Module, module: nn.Module) -> str:
+    """The path of ``module`` inside ``model``; a LayerError when it is not part of it."""
+    for name, candidate in model.named_modules():
+        if candidate is module:
+            return name or "(the whole model)"
+    raise LayerError(
+        f"the {type(module).__name__} given as layer is not a module of this model; pass one "
+        "of model's own modules (e.g. model.layer4) or its path"
+    )
 
 
 def _first_tensor(output):
@@ -113,12 +125,18 @@ def _recorded_shapes(model: nn.Module, example_input) -> list[tuple[str, tuple[i
 
 def candidate_layers(model: nn.Module, example_input, preferred: str | None = None):
     """Layers whose outputs form a spatial grid, best first: the preferred one, then the
-    deepest (last produced), which carries the most class-specific features."""
+    deepest (last produced), which carries the most class-specific features.
+
+    A module that runs more than once per forward pass (one activation module reused by
+    every block, as some EfficientNet builds do) is left out: its captured output would be
+    whichever call came last, not one layer's activations."""
     modules = dict(model.named_modules())
     seen = layer_shapes(model, example_input)
+    calls = Counter(name for name, _shape in seen)
     out, names = [], set()
     for name, shape in reversed(seen):
-        if name in names or isinstance(modules[name], _SKIP_TYPES) or not _spatial_ok(shape):
+        if (name in names or calls[name] > 1 or isinstance(modules[name], _SKIP_TYPES)
+                or not _spatial_ok(shape)):
             continue
         names.add(name)
         out.append((name, shape))

@@ -3,10 +3,17 @@ the CLI and parameter validation are generated from these declarations."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ParameterError
+
+
+def _is_module(value) -> bool:
+    from torch import nn
+
+    return isinstance(value, nn.Module)
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class Param:
                 value = float(value)
             except (TypeError, ValueError):
                 raise ParameterError(f"{self.name} must be a number, got {value!r}") from None
-            if value != value:  # NaN
+            if math.isnan(value):
                 raise ParameterError(f"{self.name} must be a number, got NaN")
             self._check_range(value)
         elif self.type == "bool":
@@ -58,9 +65,11 @@ class Param:
                 raise ParameterError(
                     f"{self.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
                 )
-        elif self.type == "layer":
-            if value is not None and not isinstance(value, str):
-                raise ParameterError(f"{self.name} must be a module path such as 'layer4'")
+        elif self.type == "layer" and not (value is None or isinstance(value, str)
+                                           or _is_module(value)):
+            raise ParameterError(
+                f"{self.name} must be a module path such as 'layer4' or the module itself"
+            )
         return value
 
     def _check_range(self, value):

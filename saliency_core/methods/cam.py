@@ -13,7 +13,13 @@ import torch.nn.functional as F
 
 from ..engine import _score, logits_of, model_lock
 from ..errors import SaliencyError
-from ..layers import capture_output, default_layer, resolve_module, to_spatial
+from ..layers import (
+    capture_output,
+    default_layer,
+    module_path,
+    resolve_module,
+    to_spatial,
+)
 from ..specs import MethodSpec, Param
 from .base import Context
 from .guided import guided_gradients, hooks_agree, rectifying_relu_hooks
@@ -49,9 +55,14 @@ GUIDED_GRADCAM = MethodSpec(
 _default_layers: dict = {}
 
 
-def target_layer(ctx: Context, x: torch.Tensor, path: str | None):
+def target_layer(ctx: Context, x: torch.Tensor, path):
+    """The layer module for ``path``: a module path, the module itself (as Captum and
+    pytorch-grad-cam take it), or empty for the model's default."""
     if ctx.module is None:
         raise SaliencyError("CAM methods need an nn.Module to find the target layer in")
+    if isinstance(path, torch.nn.Module):
+        ctx.meta["layer"] = module_path(ctx.module, path)
+        return path
     if not path:
         path = ctx.default_layer
     if not path:
