@@ -8,8 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    SALIENCY_CACHE=/app/models_cache
+    SALIENCY_CACHE=/app/models_cache \
+    PYTHONPATH=/app
 
+# PYTHONPATH: Ray workers started by `ray start` (deploy/) import saliency_core from /app too.
 # The app writes to the model cache (fetch) and its share store at run time, so /app belongs
 # to the unprivileged user that runs it.
 RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin workbench \
