@@ -25,7 +25,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run test bench train-bundled fetch lint venv dev-venv browser-deps serve-engine test-engine
+.PHONY: help run test bench train-bundled fetch lint venv dev-venv browser-deps serve-engine test-engine bench-serve
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -83,6 +83,11 @@ serve-engine: $(REQ_STAMP)
 # The engine service's tests including the slow ones (a replica killed and restarted).
 test-engine: $(DEV_STAMP)
 	SALIENCY_LONG_TESTS=1 $(PY) -m pytest tests/test_engine_service.py $(PYTEST_ARGS)
+
+# Requests/s and p95 latency of the engine service for 1 and 2 replicas, batching on and off;
+# BENCH_ARGS="--write" updates BENCHMARKS.md.
+bench-serve: $(DEV_STAMP)
+	$(PY) -m benchmarks.serve $(BENCH_ARGS)
 
 train-bundled: $(REQ_STAMP)
 	$(PY) -m saliency_core train-bundled

@@ -134,6 +134,7 @@ class Client:
                 except (ValueError, AttributeError):
                     pass
                 raise SaliencyError(f"the engine service refused the request: {message}")
+            last = None
             while True:
                 if _cancelled(cancel):
                     raise CancelledError("stopped")
@@ -141,9 +142,14 @@ class Client:
                 if item is None:
                     raise _Retry("the reply ended without a result")
                 kind, payload = item
-                if kind == wire.PROGRESS and progress is not None:
+                if kind == wire.PROGRESS:
                     doc = json.loads(payload)
-                    progress(int(doc["done"]), int(doc["total"]))
+                    last = (int(doc["done"]), int(doc["total"]))
+                if progress is not None and last is not None and kind in (wire.PROGRESS,
+                                                                          wire.HEARTBEAT):
+                    # Heartbeats repeat the last figures: a caller such as Streamlit gets its
+                    # chance to interrupt (Stop) even while the engine is between reports.
+                    progress(*last)
                 elif kind == wire.RESULT:
                     return wire.decode_result(payload)
                 elif kind == wire.ERROR:

@@ -58,8 +58,6 @@ def start(config: EngineConfig, address: str | None = None, host: str = "127.0.0
     import ray
     from ray import serve
 
-    from .service import APP_NAME, build_app
-
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address, ignore_reinit_error=True)
@@ -67,10 +65,20 @@ def start(config: EngineConfig, address: str | None = None, host: str = "127.0.0
         # Workers of a local Ray import this checkout the same way the driver does.
         ray.init(num_cpus=ray_cpus, include_dashboard=False, ignore_reinit_error=True,
                  runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-    gpus = ray.cluster_resources().get("GPU", 0.0)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(config, cluster_gpus=gpus), name=APP_NAME, route_prefix="/")
+    deploy(config)
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
+def deploy(config: EngineConfig) -> None:
+    """Deploy (or redeploy with new settings) the engine application on the connected Ray."""
+    import ray
+    from ray import serve
+
+    from .service import APP_NAME, build_app
+
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    serve.run(build_app(config, cluster_gpus=gpus), name=APP_NAME, route_prefix="/")
 
 
 def stop() -> None:
