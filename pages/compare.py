@@ -7,7 +7,7 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import compute, display, plaintext, progress, session
+from workbench import compute, display, plaintext, progress, progressive, session
 from workbench.inputs import default_sample, domain_notice, input_picker, restore_input
 from workbench.models import (
     candidate_layers,
@@ -159,8 +159,22 @@ stopped = False
 total = len(models) * len(chosen)
 done = 0
 status_area = st.container()
+preview_area = st.empty()
+finished: list[tuple] = []  # (overlay, caption) of each map done, shown while others run
+
+
+def show_preview(name: str, view, result, note: str = "") -> tuple:
+    """Redraw the preview row: the finished maps and this one (coarse, or just done)."""
+    rendered = display.render_map(result.attribution, view, display.stored_options(P))
+    entry = (display.enlarge(rendered.overlay, 200), f"{METHODS[name].label} {note}".strip())
+    progressive.preview_row(preview_area, f"{len(finished)} of {total} maps ready",
+                            [*finished, entry])
+    return entry
+
+
 for mname, mloaded in models.items():
     x = mloaded.preprocess(current.image)
+    view = mloaded.unpreprocess(x)
     runs[mname] = {}
     # The class to explain: the picked one for the first model; the second model explains the
     # same index only when it has the same classes, else its own prediction.
@@ -178,11 +192,15 @@ for mname, mloaded in models.items():
             with status_area, progress.Progress(
                     f"{METHODS[name].label} on {mname} ({done} of {total})", key,
                     f"{P}.stop.{mname}.{name}") as bar:
-                result = compute.explain_image(mloaded, device, x, digest, name, params, mtarget,
-                                               progress=bar)
+                result = progressive.explain_image(
+                    mloaded, device, x, digest, name, params, mtarget, progress=bar,
+                    on_level=lambda r, level, n=name, v=view: show_preview(
+                        n, v, r, f"({level.count} of {level.total} {level.knob})"))
             runs[mname][name] = (key, result)
+            finished.append(show_preview(name, view, result))
         except SaliencyError as exc:
             failures[(mname, name)] = str(exc)
+preview_area.empty()
 if stopped:
     with status_area:
         progress.stopped_notice("compare", key=f"{P}.rerun")

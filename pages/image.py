@@ -6,7 +6,16 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import compute, display, export, plaintext, progress, session
+from workbench import (
+    compute,
+    display,
+    export,
+    plaintext,
+    progress,
+    progressive,
+    session,
+    topk,
+)
 from workbench.inputs import default_sample, domain_notice, input_picker, restore_input
 from workbench.models import (
     candidate_layers,
@@ -100,85 +109,113 @@ model_view = loaded.unpreprocess(x)
 digest = compute.pixels_digest(current.pixels)
 computation = compute.image_key(model_name, device, digest, method, params, target)
 
-# Filled out of order: the display options are drawn (and read) before the result exists, so
-# they keep their values even when a run is stopped or fails.
 status_area = st.container()
-options = display.display_options(P, with_aggregation=spec.family == "input")
-panels_area = st.container()
-prediction_area = st.container()
+preview_area = st.empty()
+
+
+def show_preview(result, level) -> None:
+    """A coarse level of a progressive run, replaced in place by the next one."""
+    rendered = display.render_map(result.attribution, model_view, display.stored_options(P))
+    progressive.preview_row(preview_area, f"Refining: {progressive.level_note(result, level)}",
+                            [(display.enlarge(model_view), "Input"),
+                             (display.enlarge(rendered.heat), "Heatmap"),
+                             (display.enlarge(rendered.overlay), "Overlay")])
+
 
 result = None
+note = None
 with status_area:
     if progress.was_stopped(computation):
         progress.stopped_notice(computation, key=f"{P}.rerun")
+        best = progressive.best_so_far(computation)
+        if best is not None:
+            result, level = best
+            note = f"Best result before Stop: {progressive.level_note(result, level)}"
     else:
         try:
             with progress.Progress(f"{spec.label} on {model_name}", computation, f"{P}.stop") as bar:
-                result = compute.explain_image(loaded, device, x, digest, method, params, target,
-                                               progress=bar)
+                result = progressive.explain_image(loaded, device, x, digest, method, params,
+                                                   target, progress=bar, on_level=show_preview)
         except SaliencyError as exc:
             plaintext.error(exc)
+preview_area.empty()
 
-if result is not None:
+
+# Display options rerun only this fragment: the stored result is drawn again, nothing else on
+# the page (sidebar, model, input) runs, and the model is never called.
+@st.fragment
+def result_view(result, note) -> None:
+    options = display.display_options(P, with_aggregation=spec.family == "input")
+    if result is not None:
+        show_result(result, note, options)
+    # ---- the URL always describes this view ----------------------------------------------
+    settings = {"model": model_name, "device": device, "input": current.source, "method": method,
+                "target": target, **url_method_params(spec, params), **options.as_url()}
+    encoded = session.publish(P, settings)
+    session.share_box(encoded, uploaded=current.source.startswith("upload:"))
+
+
+def show_result(result, note, options) -> None:
     rendered = display.render_map(result.attribution, model_view, options)
-    with panels_area:
-        c1, c2, c3 = st.columns(3)
-        with c1:
-            st.image(display.enlarge(model_view), width="stretch", output_format="PNG",
-                     caption=f"Input as the model sees it · {plaintext.plain(current.label)}")
-        with c2:
-            st.plotly_chart(display.heatmap_figure(rendered, options.cmap), key=f"{P}.heatmap",
-                            config={"displayModeBar": False})
-            st.caption(f"Heatmap · hover for values · colour scale clipped at "
-                       f"{rendered.clip_value:.3g}")
-        with c3:
-            st.image(display.enlarge(rendered.overlay), caption="Overlay", width="stretch",
-                     output_format="PNG")
+    if note:
+        st.caption(note)
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.image(display.enlarge(model_view), width="stretch", output_format="PNG",
+                 caption=f"Input as the model sees it · {plaintext.plain(current.label)}")
+    with c2:
+        st.plotly_chart(display.heatmap_figure(rendered, options.cmap), key=f"{P}.heatmap",
+                        config={"displayModeBar": False})
+        st.caption(f"Heatmap · hover for values · colour scale clipped at "
+                   f"{rendered.clip_value:.3g}")
+    with c3:
+        st.image(display.enlarge(rendered.overlay), caption="Overlay", width="stretch",
+                 output_format="PNG")
 
-    with prediction_area:
-        reading = display.completeness_reading(result.metadata)
-        if reading is not None:
-            severity, sentence = reading
-            getattr(st, severity)("**Completeness.** " + sentence)
-        st.subheader("Prediction")
-        left, right = st.columns([3, 2], vertical_alignment="center")
-        with left:
-            display.prediction_table(result.probabilities, loaded.labels)
-        with right:
-            st.metric("Explaining", plaintext.plain(loaded.labels[result.target]),
-                      f"{result.probabilities[result.target]:.1%} probability", delta_color="off")
-            meta = result.metadata
-            st.caption(f"{spec.label} · {meta.get('passes', 0)} model passes · "
-                       f"{meta.get('time_s', 0.0):.2f} s on {meta.get('device', device)}"
-                       + (f" · layer {meta['layer']}" if meta.get("layer") else ""))
+    reading = display.completeness_reading(result.metadata)
+    if reading is not None:
+        severity, sentence = reading
+        getattr(st, severity)("**Completeness.** " + sentence)
+    st.subheader("Prediction")
+    left, right = st.columns([3, 2], vertical_alignment="center")
+    with left:
+        display.prediction_table(result.probabilities, loaded.labels)
+    with right:
+        st.metric("Explaining", plaintext.plain(loaded.labels[result.target]),
+                  f"{result.probabilities[result.target]:.1%} probability", delta_color="off")
+        meta = result.metadata
+        reused = meta.get("reused_passes")
+        st.caption(f"{spec.label} · {meta.get('passes', 0)} model passes"
+                   + (f" (+{reused} reused)" if reused else "")
+                   + f" · {meta.get('time_s', 0.0):.2f} s on {meta.get('device', device)}"
+                   + (f" · layer {meta['layer']}" if meta.get("layer") else ""))
+    topk.top_k_section(P, loaded, model_name, device, x, digest, model_view, method, params,
+                       options)
 
-        stem = export.file_stem(model_name, method, current.source.replace(":", "-")[:24])
-        record = export.json_record(
-            page="image", model=model_name, model_source=loaded.source, device=device,
-            input=current.source, input_label=current.label, input_sha256=digest,
-            method=method, params=params, seed=params.get("seed"), target=result.target,
-            target_label=loaded.labels[result.target], target_requested=target,
-            predicted=result.predicted, predicted_label=loaded.labels[result.predicted],
-            probability=float(result.probabilities[result.target]), metadata=result.metadata,
-            display=options.as_url(),
-        )
-        st.subheader("Export")
-        d1, d2, d3 = st.columns(3)
-        d1.download_button("Overlay (PNG)", display.png(rendered.overlay), f"{stem}_overlay.png",
-                           "image/png", key=f"{P}.dl_png", width="stretch")
-        d2.download_button("Raw attribution (.npz)",
-                           export.npz_bytes(attribution=result.attribution, map=rendered.raw,
-                                            probabilities=result.probabilities,
-                                            target=result.target, input=model_view),
-                           f"{stem}.npz", "application/octet-stream", key=f"{P}.dl_npz",
-                           width="stretch")
-        d3.download_button("Record (JSON)", record, f"{stem}.json", "application/json",
-                           key=f"{P}.dl_json", width="stretch")
-        with st.expander("Run details"):
-            st.json(result.metadata)
+    stem = export.file_stem(model_name, method, current.source.replace(":", "-")[:24])
+    record = export.json_record(
+        page="image", model=model_name, model_source=loaded.source, device=device,
+        input=current.source, input_label=current.label, input_sha256=digest,
+        method=method, params=params, seed=params.get("seed"), target=result.target,
+        target_label=loaded.labels[result.target], target_requested=target,
+        predicted=result.predicted, predicted_label=loaded.labels[result.predicted],
+        probability=float(result.probabilities[result.target]), metadata=result.metadata,
+        display=options.as_url(),
+    )
+    st.subheader("Export")
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Overlay (PNG)", display.png(rendered.overlay), f"{stem}_overlay.png",
+                       "image/png", key=f"{P}.dl_png", width="stretch")
+    d2.download_button("Raw attribution (.npz)",
+                       export.npz_bytes(attribution=result.attribution, map=rendered.raw,
+                                        probabilities=result.probabilities,
+                                        target=result.target, input=model_view),
+                       f"{stem}.npz", "application/octet-stream", key=f"{P}.dl_npz",
+                       width="stretch")
+    d3.download_button("Record (JSON)", record, f"{stem}.json", "application/json",
+                       key=f"{P}.dl_json", width="stretch")
+    with st.expander("Run details"):
+        st.json(result.metadata)
 
-# ---- the URL always describes this view ------------------------------------------------------
-settings = {"model": model_name, "device": device, "input": current.source, "method": method,
-            "target": target, **url_method_params(spec, params), **options.as_url()}
-encoded = session.publish(P, settings)
-session.share_box(encoded, uploaded=current.source.startswith("upload:"))
+
+result_view(result, note)

@@ -8,7 +8,10 @@ every gradient evaluation of a coarser one.
 - Seeded noisy copies always nest (copy s is the same whatever the count), so going from
   n to m samples evaluates only copies n .. m - 1.
 
-Going from n to 2n therefore costs n new evaluations, half of starting over. Other changes
+Going from n to 2n therefore costs n new evaluations, half of starting over. The sums of the
+last few counts are kept, so a count that was already evaluated (going back down, say from
+64 to 32 after 16 -> 32 -> 64) costs no model pass, and a refinement starts from the largest
+kept count whose grid it contains (50 -> 75 reuses a kept 25). Other changes
 (another quadrature, baseline, sigma, or a step count whose grid does not contain the old
 one) start over, so ``explain`` always returns what ``saliency_core.explain`` would.
 
@@ -46,6 +49,8 @@ from .noise import NoiseSource
 
 REFINABLE = {"integrated_gradients": "steps", "smoothgrad": "samples"}
 NESTED_RULES = ("riemann_left", "riemann_right", "riemann_trapezoid")
+# Kept sums per Refiner: each is one input-sized tensor (two for SmoothGrad).
+KEPT_STATES = 8
 
 
 def _nodes(quadrature: str, n: int) -> np.ndarray:
@@ -61,7 +66,15 @@ def _refines(quadrature: str, old: int, new: int) -> bool:
     """Whether every node of the old grid is a node of the new one."""
     _, d_old = _nodes(quadrature, old)
     _, d_new = _nodes(quadrature, new)
-    return new > old and d_new % d_old == 0
+    return new > old and d_old > 0 and d_new % d_old == 0
+
+
+def nested_counts(quadrature: str, n: int) -> list[int]:
+    """Step counts below n whose grids the n-step grid contains, smallest first (empty for
+    rules whose nodes never nest)."""
+    if quadrature not in NESTED_RULES:
+        return []
+    return [m for m in range(2 if quadrature == "riemann_trapezoid" else 1, n) if _refines(quadrature, m, n)]
 
 
 @dataclass
@@ -94,7 +107,7 @@ class Refiner:
         self._logits: torch.Tensor | None = None
         self._targets: torch.Tensor | None = None
         self._range: tuple[int, int] | None = None
-        self._state: _State | None = None
+        self._states: list[_State] = []  # most recently used last
 
     def attribute(self, **changes) -> torch.Tensor:
         return self.explain(**changes).attribution
@@ -137,15 +150,23 @@ class Refiner:
             metadata=meta,
         )
 
+    def _best(self, key: tuple, usable) -> _State | None:
+        """The kept state of these parameters with the largest count that ``usable`` accepts."""
+        fits = [s for s in self._states if s.key == key and usable(s.count)]
+        return max(fits, key=lambda s: s.count, default=None)
+
+    def _keep(self, state: _State) -> None:
+        self._states = [s for s in self._states if (s.key, s.count) != (state.key, state.count)]
+        self._states.append(state)
+        del self._states[:-KEPT_STATES]
+
     # Integrated Gradients -------------------------------------------------------------
 
     def _integrated_gradients(self, ctx: Context, p: dict):
         steps, rule = p["steps"], p["quadrature"]
         key = tuple(sorted((k, _key_value(v)) for k, v in p.items() if k != "steps"))
-        state = self._state
         random_base = isinstance(p["baseline"], str) and p["baseline"] in RANDOM_BASELINES
         if rule not in NESTED_RULES:
-            self._state = None
             return integrated_gradients(ctx, self.x, self._targets, p), 0
         x = self.x
         m = p["baseline_samples"] if random_base else 1
@@ -153,28 +174,31 @@ class Refiner:
         xs = x.repeat(m, *([1] * (x.dim() - 1)))
         ts = self._targets.repeat(m)
         index, denominator = _nodes(rule, steps)
-        reused = 0
-        if state is not None and state.key == key and _refines(rule, state.count, steps):
-            _, old_d = _nodes(rule, state.count)
-            ratio = denominator // old_d
-            index = index[index % ratio != 0]  # the old grid is every ratio-th node
-            reused = state.count * xs.shape[0]
-            sums = state.sums
+        state = self._best(key, lambda c: c == steps or _refines(rule, c, steps))
+        if state is not None and state.count == steps:
+            sums, reused = state.sums, steps * xs.shape[0]
         else:
-            sums = torch.zeros_like(xs)
-            state = None
-        alphas = torch.as_tensor(index / denominator)
-        # Trapezoid ends weigh half an interior node, at every resolution.
-        weights = torch.ones(len(index), dtype=torch.float64)
-        if rule == "riemann_trapezoid":
-            weights[(index == 0) | (index == denominator)] = 0.5
-        sums = sums + path_gradients(ctx, xs, baselines, ts, alphas, weights)
+            reused = 0
+            if state is not None:
+                _, old_d = _nodes(rule, state.count)
+                ratio = denominator // old_d
+                index = index[index % ratio != 0]  # the old grid is every ratio-th node
+                reused = state.count * xs.shape[0]
+                sums = state.sums
+            else:
+                sums = torch.zeros_like(xs)
+            alphas = torch.as_tensor(index / denominator)
+            # Trapezoid ends weigh half an interior node, at every resolution.
+            weights = torch.ones(len(index), dtype=torch.float64)
+            if rule == "riemann_trapezoid":
+                weights[(index == 0) | (index == denominator)] = 0.5
+            sums = sums + path_gradients(ctx, xs, baselines, ts, alphas, weights)
         f_baseline = state.f_baseline if state is not None else None
         if f_baseline is None:
             f_baseline = forward_no_grad(ctx.forward, baselines, ctx.stats).gather(1, ts[:, None]).squeeze(1)
             f_baseline = f_baseline.view(m, -1).mean(0)
         ctx.meta["f_baseline"] = f_baseline
-        self._state = _State(key=key, count=steps, sums=sums, f_baseline=f_baseline)
+        self._keep(_State(key=key, count=steps, sums=sums, f_baseline=f_baseline))
         attr = sums / denominator * (xs - baselines)
         return attr.view(m, *x.shape).mean(0), reused
 
@@ -184,23 +208,27 @@ class Refiner:
         samples = p["samples"]
         own = {k: _key_value(v) for k, v in p.items() if k not in ("samples", "variant")}
         key = tuple(sorted(own.items())) + tuple(sorted((k, _key_value(v)) for k, v in base_p.items()))
-        state = self._state
         # A random IG baseline is drawn per noisy copy's position in the batch, which an
-        # increment would shift; such runs start over.
+        # increment would shift; such runs start over (or reuse an identical count).
         nests = not (p["base"] == "integrated_gradients" and base_p.get("baseline") in RANDOM_BASELINES)
-        if not (nests and state is not None and state.key == key and samples > state.count):
+        state = self._best(key, lambda c: c == samples or (nests and c < samples))
+        if state is None:
             state = _State(key=key, count=0, sums=None, squares=None,
                            noise=NoiseSource(self.x, p["sigma"], p["seed"]))
         reused = state.count * self.x.shape[0]
         new = samples - state.count
-        noisy = state.noise.take(new)
-        base = method_entry(p["base"]).compute
-        attr = base(ctx, noisy, self._targets.repeat_interleave(new), base_p)
-        attr = attr.view(self.x.shape[0], new, *attr.shape[1:])
-        sums, squares = attr.sum(1), (attr * attr).sum(1)
-        if state.sums is not None:
-            sums, squares = state.sums + sums, state.squares + squares
-        self._state = _State(key=key, count=samples, sums=sums, squares=squares, noise=state.noise)
+        if new:
+            state.noise.drawn = state.count  # copies are handed out in order from here
+            noisy = state.noise.take(new)
+            base = method_entry(p["base"]).compute
+            attr = base(ctx, noisy, self._targets.repeat_interleave(new), base_p)
+            attr = attr.view(self.x.shape[0], new, *attr.shape[1:])
+            sums, squares = attr.sum(1), (attr * attr).sum(1)
+            if state.sums is not None:
+                sums, squares = state.sums + sums, state.squares + squares
+        else:
+            sums, squares = state.sums, state.squares
+        self._keep(_State(key=key, count=samples, sums=sums, squares=squares, noise=state.noise))
         mean = sums / samples
         if p["variant"] == "smoothgrad":
             return mean, reused

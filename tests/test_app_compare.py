@@ -4,7 +4,7 @@ times, the scoreboard, display changes without model runs, links."""
 from __future__ import annotations
 
 import pytest
-from apptest import run_app_page, shown
+from apptest import count_engine_runs, run_app_page, shown
 from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -24,13 +24,7 @@ CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 def engine_calls(monkeypatch):
     compute.result_cache.clear()
     calls: list[tuple[str, str]] = []
-    real = saliency_core.explain
-
-    def counting(model, inputs, method, *args, **kwargs):
-        calls.append((model.name, method))
-        return real(model, inputs, method, *args, **kwargs)
-
-    monkeypatch.setattr(saliency_core, "explain", counting)
+    count_engine_runs(monkeypatch, lambda model, method: calls.append((model.name, method)))
     yield calls
     compute.result_cache.clear()
 

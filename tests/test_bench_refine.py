@@ -105,3 +105,39 @@ def test_refiner_errors_and_predicted_target():
     direct = sc.attribute(model, x, "integrated_gradients", target=e.predicted.tolist(),
                           quadrature="riemann_left", steps=8)
     assert max_rel_diff(r.attribute(steps=8), direct) < 1e-5
+
+
+def test_kept_counts_are_served_again_and_larger_ones_start_from_the_best_kept():
+    model, x = small_cnn(), images(1)
+    kw = {"target": 2, "quadrature": "riemann_right", "baseline": "black"}
+    r = Refiner(model, x, "integrated_gradients", **kw)
+    for steps in (5, 25, 50):
+        r.explain(steps=steps)
+    back = r.explain(steps=25)  # lowering: the kept sums, no model pass
+    assert back.metadata["passes"] == 0 and back.metadata["reused_passes"] == 25
+    assert max_rel_diff(back.attribution, sc.attribute(model, x, "integrated_gradients", steps=25, **kw)) < 1e-5
+    up = r.explain(steps=75)  # +50 %: 75 nodes contain the 25-node grid, not the 50-node one
+    assert up.metadata["reused_passes"] == 25 and up.metadata["passes"] == 50
+    assert max_rel_diff(up.attribution, sc.attribute(model, x, "integrated_gradients", steps=75, **kw)) < 1e-5
+
+
+def test_smoothgrad_lower_counts_come_from_kept_sums():
+    model, x = small_cnn(), images(1)
+    r = Refiner(model, x, "smoothgrad", target=1, seed=3)
+    for samples in (4, 8, 16):
+        r.explain(samples=samples)
+    again = r.explain(samples=8)
+    assert again.metadata["passes"] == 0
+    assert torch.equal(again.attribution, r.explain(samples=8).attribution)
+    more = r.explain(samples=12)  # from the kept 8, after the 16 moved the noise on
+    assert more.metadata["passes"] == 4
+    ref = sc.attribute(model, x, "smoothgrad", target=1, seed=3, samples=12)
+    assert max_rel_diff(more.attribution, ref) < 1e-5
+
+
+def test_nested_counts():
+    from saliency_core.refine import nested_counts
+
+    assert nested_counts("riemann_right", 50) == [1, 2, 5, 10, 25]
+    assert nested_counts("riemann_trapezoid", 9) == [2, 3, 5]  # 1, 2, 4 intervals of 8
+    assert nested_counts("gauss_legendre", 50) == []

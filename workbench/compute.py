@@ -89,15 +89,20 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
         return hit
     explanation = engine_explain(loaded, x, method, target, progress=progress, cancel=cancel,
                                  **params)
-    result = ImageResult(
+    result = image_result(explanation)
+    result_cache().put(key, result)
+    return result
+
+
+def image_result(explanation) -> ImageResult:
+    """The numpy result a page keeps, from an Explanation of one image."""
+    return ImageResult(
         attribution=explanation.attribution[0].detach().float().cpu().numpy(),
         probabilities=explanation.probabilities[0].detach().float().cpu().numpy(),
         target=int(explanation.target[0]),
         predicted=int(explanation.predicted[0]),
         metadata=dict(explanation.metadata),
     )
-    result_cache().put(key, result)
-    return result
 
 
 def explain_text(loaded, device: str, text: str, method: str, params: dict, target,

@@ -88,6 +88,19 @@ def display_options(prefix: str, with_aggregation: bool = True) -> DisplayOption
     return DisplayOptions(cmap, float(alpha), float(clip), sign, agg)
 
 
+def stored_options(prefix: str) -> DisplayOptions:
+    """The display options as the widgets last left them, for drawing before the widgets are
+    (a progressive run's preview)."""
+    def value(name):
+        return st.session_state.get(f"{prefix}.view.{name}", DEFAULTS[name])
+
+    sign = value("sign")
+    cmap = value("cmap")
+    if cmap not in colormaps_for(sign):
+        cmap = render.DEFAULT_DIVERGING if sign == "signed" else DEFAULTS["cmap"]
+    return DisplayOptions(cmap, float(value("alpha")), float(value("clip")), sign, value("agg"))
+
+
 @dataclass
 class RenderedMap:
     raw: np.ndarray  # the aggregated map, model-input resolution, in attribution units

@@ -48,6 +48,7 @@ class Progress:
         self.key = key
         self._last = 0.0
         self._start = 0.0
+        self.stage = ""
 
     def __enter__(self) -> Self:
         self._holder = st.empty()
@@ -58,13 +59,19 @@ class Progress:
                       help="Stop this computation; the page keeps your settings.")
         return self
 
+    def relabel(self, stage: str) -> None:
+        """Name the stage now running (a level of a progressive run) in the bar's text."""
+        self.stage = stage
+        self._last = 0.0
+
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
         if done < total and now - self._last < MIN_UPDATE_S:
             return
         self._last = now
         fraction = done / total if total else 1.0
-        text = f"{self.label}: {done} of {total} model passes done, {total - done} to go"
+        label = f"{self.label} ({self.stage})" if self.stage else self.label
+        text = f"{label}: {done} of {total} model passes done, {total - done} to go"
         elapsed = now - self._start
         if 0 < done < total and elapsed > 1.0:
             text += f" (about {elapsed / done * (total - done):.0f} s left)"

@@ -1,0 +1,165 @@
+"""Progressive results: a coarse map at once, refined in place up to the requested setting.
+
+Integrated Gradients with many steps and SmoothGrad with many samples are run as a short
+ladder of levels (for 50 Riemann steps: 5, 25, 50), each shown as soon as it is ready, with
+its completeness gap or sample count. A ``saliency_core.Refiner`` kept per session and input
+makes each level evaluate only the points the previous ones did not: the whole ladder costs
+what the last level costs alone. Raising the steps or samples later starts from the largest
+count already evaluated whose grid it contains, and going back down is served from the kept
+sums (or the shared result cache) without a model pass.
+
+Where the grid does not nest (Gauss-Legendre, the midpoint rule, SmoothGrad over IG with a
+random baseline) the ladder is one cheap preview plus the full run. Every level is stored in
+the shared result cache under its own settings, and the page keeps the best level reached,
+so Stop leaves the best map so far on screen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+import saliency_core
+from saliency_core.baselines import RANDOM_BASELINES
+from saliency_core.refine import REFINABLE, nested_counts
+
+from . import compute
+from .results import ImageResult
+
+# The first level aims at about an eighth of the work, never below these counts.
+FIRST_FRACTION = 8
+MIN_FIRST = {"integrated_gradients": 4, "smoothgrad": 2}
+# Below this many evaluations the full run is quick enough to show at once.
+MIN_PROGRESSIVE = 16
+REFINERS_PER_SESSION = 4
+_REFINERS = "_progressive_refiners"
+_BEST = "_progressive_best"
+
+
+@dataclass(frozen=True)
+class Level:
+    count: int  # steps or samples of this level
+    total: int  # the requested count
+    knob: str  # "steps" or "samples"
+
+    @property
+    def final(self) -> bool:
+        return self.count == self.total
+
+
+def ladder(method: str, params: dict) -> list[int]:
+    """The counts to evaluate, coarse to fine, ending at the requested one."""
+    knob = REFINABLE.get(method)
+    if knob is None:
+        return []
+    n = int(params.get(knob, 0))
+    first = max(MIN_FIRST[method], math.ceil(n / FIRST_FRACTION))
+    if n < MIN_PROGRESSIVE or first >= n:
+        return [n]
+    if method == "integrated_gradients":
+        levels = [n]
+        while levels[0] > first:
+            inside = [m for m in nested_counts(params.get("quadrature", ""), levels[0])
+                      if MIN_FIRST[method] <= m <= levels[0] // 2]
+            if not inside:
+                break
+            levels.insert(0, max(inside))
+        return levels if len(levels) > 1 else [first, n]  # no nesting: one preview
+    nests = not (params.get("base") == "integrated_gradients"
+                 and params.get("baseline") in RANDOM_BASELINES)
+    if not nests:
+        return [first, n]
+    return sorted({max(MIN_FIRST[method], n // d) for d in (8, 4, 2)} | {n})
+
+
+def _refiner(loaded, device: str, x: torch.Tensor, digest: str, method: str, target):
+    """This session's Refiner for (model, device, input, method, target)."""
+    store: OrderedDict = st.session_state.setdefault(_REFINERS, OrderedDict())
+    key = (loaded.name, device, digest, method, str(target))
+    refiner = store.pop(key, None)
+    if refiner is None:
+        refiner = saliency_core.Refiner(loaded, x, method, target=target)
+    store[key] = refiner
+    while len(store) > REFINERS_PER_SESSION:
+        store.popitem(last=False)
+    return refiner
+
+
+def best_so_far(computation: str) -> tuple[ImageResult, Level] | None:
+    """The finest level this session reached for a computation (what Stop leaves)."""
+    return st.session_state.get(_BEST, {}).get(computation)
+
+
+def _keep_best(computation: str, result: ImageResult, level: Level) -> None:
+    best = st.session_state.setdefault(_BEST, {})
+    best.clear()  # one computation at a time is all a page shows after Stop
+    best[computation] = (result, level)
+
+
+def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str,
+                  params: dict, target, progress=None,
+                  on_level: Callable[[ImageResult, Level], None] | None = None) -> ImageResult:
+    """Like ``compute.explain_image``, but for refinable methods each level of the ladder is
+    computed (reusing the previous ones), cached and handed to ``on_level`` before the next;
+    the last level's result is returned. Other methods are one run."""
+    computation = compute.image_key(loaded.name, device, digest, method, params, target)
+    levels = ladder(method, params)
+    hit = compute.cached(computation)
+    # The engine service answers whole requests; a Refiner needs the model in this process.
+    if hit is not None or not levels or compute.engine_client() is not None:
+        return compute.explain_image(loaded, device, x, digest, method, params, target,
+                                     progress=progress)
+    knob = REFINABLE[method]
+    refiner = None
+    result = None
+    for count in levels:
+        level_params = {**params, knob: count}
+        level = Level(count, levels[-1], knob)
+        key = compute.image_key(loaded.name, device, digest, method, level_params, target)
+        result = compute.cached(key)
+        if result is None:
+            if refiner is None:
+                refiner = _refiner(loaded, device, x, digest, method, target)
+            if progress is not None and hasattr(progress, "relabel"):
+                progress.relabel(f"{count} of {level.total} {knob}")
+            explanation = refiner.explain(**level_params, progress=progress)
+            result = compute.image_result(explanation)
+            compute.result_cache().put(key, result)
+        _keep_best(computation, result, level)
+        if on_level is not None and not level.final:
+            on_level(result, level)
+    return result
+
+
+def level_note(result: ImageResult, level: Level) -> str:
+    """'25 of 50 steps · completeness gap 3.1 %' for a status line."""
+    note = f"{level.count} of {level.total} {level.knob}"
+    gap = completeness_gap(result.metadata)
+    if gap is not None:
+        note += f" · completeness gap {gap:.1%}"
+    return note
+
+
+def completeness_gap(meta: dict) -> float | None:
+    """|sum of attributions - (f(x) - f(baseline))| relative to the change, or None."""
+    try:
+        total = float(meta["sum_attribution"][0])
+        change = float(meta["f_x"][0]) - float(meta["f_baseline"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return abs(total - change) / max(abs(change), 1e-12)
+
+
+def preview_row(area, caption: str, images: list[tuple]) -> None:
+    """Draw (pixels, caption) pairs in one row of ``area`` (an st.empty), replacing what it
+    showed: the coarse maps of a run still in progress."""
+    with area.container():
+        st.caption(caption)
+        columns = st.columns(max(3, len(images)))
+        for column, (pixels, label) in zip(columns, images):
+            column.image(pixels, width="stretch", output_format="PNG", caption=label)
