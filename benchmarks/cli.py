@@ -50,13 +50,13 @@ def defaults(device: torch.device, quick: bool) -> dict:
 def per_point_bytes(subject: Subject, device: torch.device) -> int:
     """The engine's own estimate of one point's autograd state for this model and input."""
     stream = GradientStream(subject.model, device, Options(), Stats(),
-                            cache_key=("bench", subject.name, id(subject.model)), module=subject.model)
+                            module=subject.model)
     return stream._bytes_per_point(lambda a, b: (subject.x, None))
 
 
 def ours_chunk(subject: Subject, device: torch.device, points: int) -> int:
     stream = GradientStream(subject.model, device, Options(), Stats(),
-                            cache_key=("bench", subject.name, id(subject.model)), module=subject.model)
+                            module=subject.model)
     return stream.chunk_size(points, lambda a, b: (subject.x, None))
 
 

@@ -188,7 +188,6 @@ def _run(model, inputs: torch.Tensor, method: str, target="predicted", *, params
     ctx = Context(forward=forward, module=module, device=device, options=options, stats=Stats(),
                   kind=kind, normalization=facts["normalization"],
                   default_layer=facts["default_layer"], make_baseline=make_baseline,
-                  cache_key=(id(module), type(module).__name__) if module is not None else None,
                   want_completeness=want_logits and method == "integrated_gradients",
                   capture_logits=capture)
     start = time.perf_counter()

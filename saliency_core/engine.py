@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import CancelledError, SaliencyError, TargetError
+from .model_state import model_state, remembered
 
 # Default memory budget for one chunk's autograd state. CPU RAM is not measurable per
 # allocation, so the budget is enforced by estimating the bytes autograd saves per point.
@@ -28,7 +29,6 @@ from .errors import CancelledError, SaliencyError, TargetError
 DEFAULT_CPU_BUDGET = 1024**3
 MAX_CHUNK = {"cpu": 64, "cuda": 512, "mps": 128}
 
-_saved_bytes_per_point: dict = {}
 class FairLock:
     """A reentrant lock that waiting threads get in the order they asked for it.
 
@@ -115,7 +115,6 @@ class ModelLock(FairLock):
         self._training = []
 
 
-_model_locks: weakref.WeakKeyDictionary[nn.Module, ModelLock] = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
 
 
@@ -135,9 +134,10 @@ def model_lock(module: nn.Module | None) -> FairLock:
     if module is None:
         return FairLock()
     with _locks_guard:
-        lock = _model_locks.get(module)
+        state = model_state(module)
+        lock = state.get("lock")
         if lock is None:
-            lock = _model_locks[module] = ModelLock(module)
+            lock = state["lock"] = ModelLock(module)
         return lock
 
 
@@ -273,12 +273,11 @@ class GradientStream:
     """
 
     def __init__(self, forward: Callable, device: torch.device, options: Options, stats: Stats,
-                 cache_key=None, module: nn.Module | None = None):
+                 module: nn.Module | None = None):
         self.forward = forward
         self.device = device
         self.options = options
         self.stats = stats
-        self.cache_key = cache_key
         self.module = module
         self.target_range: tuple[int, int] | None = None  # (min, max) of every target, if known
         # Optional callable(start, stop, logits [m, K]): lets explain() read the model's output
@@ -326,28 +325,30 @@ class GradientStream:
         own parameters and buffers not at all: they exist once whatever the chunk size, and
         counting them per point would make chunks needlessly small."""
         points, _targets = make_chunk(0, 1)
-        key = (self.cache_key, tuple(points.shape[1:]), points.dtype, self.device.type,
+        key = (tuple(points.shape[1:]), points.dtype, self.device.type,
                torch.is_autocast_enabled(self.device.type))
-        if key not in _saved_bytes_per_point:
-            fixed = set()
-            if self.module is not None:
-                for t in (*self.module.parameters(), *self.module.buffers()):
-                    fixed.add(t.untyped_storage().data_ptr())
-            saved: dict = {}
+        owner = self.module if self.module is not None else self.forward
+        return remembered(owner, "saved_bytes_per_point", key, lambda: self._measure(points))
 
-            def pack(t):
-                storage = t.untyped_storage()
-                if storage.data_ptr() not in fixed:
-                    saved[storage.data_ptr()] = storage.nbytes()
-                return t
+    def _measure(self, points: torch.Tensor) -> int:
+        fixed = set()
+        if self.module is not None:
+            for t in (*self.module.parameters(), *self.module.buffers()):
+                fixed.add(t.untyped_storage().data_ptr())
+        saved: dict = {}
 
-            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                logits_of(self.forward(points[:1].detach().requires_grad_(True)))
-            self.stats.forwards += 1
-            # Saved activations plus the point, its gradient and transient buffers.
-            per_point = sum(saved.values()) + 4 * points[0].numel() * points.element_size()
-            _saved_bytes_per_point[key] = int(per_point * 1.5)
-        return _saved_bytes_per_point[key]
+        def pack(t):
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in fixed:
+                saved[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits_of(self.forward(points[:1].detach().requires_grad_(True)))
+        self.stats.forwards += 1
+        # Saved activations plus the point, its gradient and transient buffers.
+        per_point = sum(saved.values()) + 4 * points[0].numel() * points.element_size()
+        return int(per_point * 1.5)
 
     def _report(self, done: int, total: int) -> None:
         if self.options.progress is not None:

@@ -119,7 +119,6 @@ class Refiner:
                       stats=Stats(), kind=self.kind, normalization=self.facts["normalization"],
                       default_layer=self.facts["default_layer"],
                       make_baseline=partial(_image_baseline, normalization=self.facts["normalization"]),
-                      cache_key=(id(self.module), type(self.module).__name__) if self.module is not None else None,
                       want_completeness=self.method == "integrated_gradients")
         start = time.perf_counter()
         with model_lock(self.module):

@@ -73,7 +73,7 @@ def test_balanced_chunks():
 def test_bytes_per_point_ignores_parameters():
     big = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4096), nn.ReLU(), nn.Linear(4096, 5))
     x = torch.randn(1, 3, 8, 8)
-    stream = GradientStream(big, torch.device("cpu"), Options(), Stats(), cache_key="t1", module=big)
+    stream = GradientStream(big, torch.device("cpu"), Options(), Stats(), module=big)
     per_point = stream._bytes_per_point(lambda a, b: (x, None))
     weights = sum(p.numel() * 4 for p in big.parameters())
     assert per_point < weights / 10  # activations only: a few KB, not the 3 MB of weights

@@ -24,7 +24,6 @@ class Context:
     default_layer: str | None = None
     # Builds a named baseline for inputs x (image or text); set by the caller.
     make_baseline: Callable | None = None
-    cache_key: object = None
     # explain() reads completeness terms (f(baseline)) from metadata; attribute() does not,
     # so the forward pass they cost is only paid when they will be read.
     want_completeness: bool = False
@@ -37,7 +36,7 @@ class Context:
 
     def stream(self, forward: Callable | None = None) -> GradientStream:
         stream = GradientStream(forward or self.forward, self.device, self.options, self.stats,
-                                cache_key=self.cache_key, module=self.module)
+                                module=self.module)
         stream.target_range = self.target_range
         return stream
 

@@ -20,6 +20,7 @@ from ..layers import (
     resolve_module,
     to_spatial,
 )
+from ..model_state import remembered
 from ..specs import MethodSpec, Param
 from .base import Context
 from .guided import guided_gradients, hooks_agree, rectifying_relu_hooks
@@ -52,8 +53,6 @@ GUIDED_GRADCAM = MethodSpec(
     "Backprop's insensitivity to the weights.", family="input", params=CAM_PARAMS[:1],
     needs_relu=True, reference="Selvaraju et al. 2017")
 
-_default_layers: dict = {}
-
 
 def target_layer(ctx: Context, x: torch.Tensor, path):
     """The layer module for ``path``: a module path, the module itself (as Captum and
@@ -66,10 +65,8 @@ def target_layer(ctx: Context, x: torch.Tensor, path):
     if not path:
         path = ctx.default_layer
     if not path:
-        key = (id(ctx.module), tuple(x.shape[1:]))
-        path = _default_layers.get(key)
-        if path is None:
-            path = _default_layers[key] = default_layer(ctx.module, x[:1])
+        path = remembered(ctx.module, "default_cam_layer", tuple(x.shape[1:]),
+                          lambda: default_layer(ctx.module, x[:1]))
     ctx.meta["layer"] = path
     try:
         # A walk down the path, not a listing of every module of the model on each call.

@@ -4,13 +4,13 @@ gradient with modified ReLU backward rules, applied by relu_rules without touchi
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from ..engine import Stats, model_lock
+from ..model_state import model_state
 from ..relu_rules import with_relu_rule
 from ..specs import MethodSpec
 from .base import Context
@@ -82,11 +82,8 @@ def _hooked_forward(forward, module):
 # Per model: do ReLU-module hooks give the same Guided Backprop map as the operator-level
 # rule? Decided once, on the model's first guided call (functional or in-place-modified
 # ReLU outputs would make them differ).
-_HOOKS_AGREE: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
-
-
 def hooks_agree(module: nn.Module | None) -> bool:
-    return module is not None and _HOOKS_AGREE.get(module, False)
+    return module is not None and model_state(module).get("relu_hooks_agree", False)
 
 
 def guided_gradients(ctx: Context, x, targets, rule="guided", name="guided_backprop"):
@@ -96,8 +93,8 @@ def guided_gradients(ctx: Context, x, targets, rule="guided", name="guided_backp
         return input_gradients(ctx, x, targets, forward=_hooked_forward(ctx.forward, ctx.module))
     ruled = with_relu_rule(ctx.forward, "guided", name)
     grads = input_gradients(ctx, x, targets, forward=ruled)
-    if ctx.module is not None and ctx.module not in _HOOKS_AGREE:
-        _HOOKS_AGREE[ctx.module] = _check_hooks(ctx, x[:1], ctx.meta["targets"][:1], grads[:1],
+    if ctx.module is not None and "relu_hooks_agree" not in model_state(ctx.module):
+        model_state(ctx.module)["relu_hooks_agree"] = _check_hooks(ctx, x[:1], ctx.meta["targets"][:1], grads[:1],
                                                 ruled.relu_calls)
     return grads
 
