@@ -160,6 +160,8 @@ def fetch(name: str, on_progress=None, poll_s: float = 0.25) -> None:
             on_progress(max(0, measure() - before), expected or None)
     if errors:
         exc = errors[0]
+        if isinstance(exc, SaliencyError):  # the fetchers already say what happened and what to do
+            raise exc
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise SaliencyError(
             f"Could not fetch {name}: {first}. Without network access, fetch on a connected "

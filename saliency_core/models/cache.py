@@ -42,3 +42,63 @@ def folder_size(path: Path) -> int:
         if item.is_file():
             total += item.stat().st_size
     return total
+
+
+def relative_to_cache(path: Path) -> str:
+    try:
+        return str(path.relative_to(cache_root()))
+    except ValueError:
+        return str(path)
+
+
+class NewFolders:
+    """Creates a folder and its missing parents; ``discard()`` removes those it created that
+    are still empty, so a failed download leaves the cache as it was."""
+
+    def __init__(self, folder: Path):
+        self.created: list[Path] = []
+        missing = folder
+        while not missing.exists():
+            self.created.append(missing)
+            missing = missing.parent
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def discard(self) -> None:
+        for folder in self.created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): keep it
+                break
+
+
+def is_network_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) means the host could not be reached at all."""
+    import socket
+    from urllib.error import URLError
+
+    network = (ConnectionError, TimeoutError, socket.gaierror, socket.timeout)
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, network) or type(exc).__name__ in (
+            "ConnectError", "ConnectTimeout", "OfflineModeIsEnabled"
+        ):
+            return True
+        if isinstance(exc, URLError) and isinstance(exc.reason, (OSError, socket.gaierror)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def unreachable_message(name: str, url: str, mirror_env: str, copy_what: str) -> str:
+    """What to do when the weights' host cannot be reached from this machine."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).netloc or url
+    return (
+        f"{name}: could not reach {host}; this machine seems to have no network access to it. "
+        f"Either set {mirror_env} to a mirror you can reach (your organisation's copy of the "
+        f"files, laid out as on {host}), or run '{fetch_command(name)}' on a connected "
+        f"machine and copy {copy_what} into the same place under this machine's cache "
+        f"({cache_root()})."
+    )

@@ -2,11 +2,13 @@
 
 Loading is always ``local_files_only=True`` (and never runs code shipped with a model), so a
 missing model fails at once with a message naming the fetch command instead of waiting on a
-network that may not exist. ``fetch`` is the only path that downloads.
+network that may not exist. ``fetch`` is the only path that downloads, from huggingface.co or the
+mirror named by HF_ENDPOINT.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,14 @@ import torch
 
 from ..errors import ModelUnavailableError, SaliencyError
 from .base import LoadedModel
-from .cache import fetch_command, hf_hub_dir
+from .cache import (
+    NewFolders,
+    fetch_command,
+    hf_hub_dir,
+    is_network_failure,
+    relative_to_cache,
+    unreachable_message,
+)
 
 
 @dataclass(frozen=True)
@@ -156,16 +165,44 @@ def load_folder(name: str, folder: Path, device: torch.device) -> LoadedModel:
     return text_loaded_model(name, model, tokenizer, labels, "uploaded", card)
 
 
+# What a sequence classifier needs from its repository: the config, the tokenizer's files
+# and one copy of the weights (safetensors when there are any, else the PyTorch .bin).
+_NEEDED = re.compile(r"^(config\.json|tokenizer.*|vocab\..*|merges\.txt|special_tokens_map\.json"
+                     r"|added_tokens\.json|spiece\.model|sentencepiece\.bpe\.model)$")
+
+
+def hub_endpoint() -> str:
+    """The hub to fetch from: HF_ENDPOINT (an organisation's mirror) or huggingface.co; read at
+    each fetch, not when huggingface_hub was imported."""
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or "https://huggingface.co"
+
+
 def fetch(name: str) -> Path:
-    """Download model and tokenizer into the cache with transformers' own downloader."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """Model, tokenizer and config into the cache with huggingface_hub's downloader, which
+    writes each file to an .incomplete blob, resumes it with a Range request after a failure,
+    checks its size against the hub's and moves it into place only when complete. Its
+    progress bars show on the terminal (the Models page measures the files as they grow)."""
+    from huggingface_hub import HfApi, snapshot_download
 
     spec = HUB_MODELS[name]
-    cache_dir = str(hf_hub_dir())
-    AutoModelForSequenceClassification.from_pretrained(
-        spec.repo_id, cache_dir=cache_dir
-    )
-    AutoTokenizer.from_pretrained(spec.repo_id, cache_dir=cache_dir)
+    endpoint = hub_endpoint()
+    folders = NewFolders(hf_hub_dir())
+    try:
+        files = [s.rfilename for s in HfApi(endpoint=endpoint).model_info(spec.repo_id).siblings]
+        weights = ([f for f in files if f.endswith(".safetensors")]
+                   or [f for f in files if f == "pytorch_model.bin"])
+        snapshot_download(spec.repo_id, cache_dir=str(hf_hub_dir()), endpoint=endpoint,
+                          allow_patterns=[*weights, *(f for f in files if _NEEDED.match(f))])
+    except Exception as exc:
+        folders.discard()
+        if is_network_failure(exc):
+            raise ModelUnavailableError(unreachable_message(
+                name, endpoint, "HF_ENDPOINT",
+                relative_to_cache(repo_cache_dir(spec.repo_id)))) from exc
+        raise ModelUnavailableError(
+            f"{name}: the download from {endpoint} failed ({exc.__class__.__name__}: "
+            f"{first_line(exc)}); run the fetch again to resume it."
+        ) from exc
     return repo_cache_dir(spec.repo_id)
 
 

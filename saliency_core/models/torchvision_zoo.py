@@ -1,12 +1,14 @@
 """torchvision ImageNet classifiers with their official weights, preprocessing and class names.
 
 Loading never downloads: the checkpoint must already be in the cache (``fetch`` puts it there
-with torch.hub's own downloader), otherwise ModelUnavailableError names the fetch command. The
+with torch.hub's own downloader, from download.pytorch.org or the mirror named by
+SALIENCY_TORCHVISION_MIRROR), otherwise ModelUnavailableError names the fetch command. The
 architecture is built empty and the server-side checkpoint read with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,14 @@ from torchvision import models as tv_models
 
 from ..errors import ModelUnavailableError
 from .base import LoadedModel
-from .cache import fetch_command, torch_checkpoint_dir
+from .cache import (
+    NewFolders,
+    fetch_command,
+    is_network_failure,
+    relative_to_cache,
+    torch_checkpoint_dir,
+    unreachable_message,
+)
 
 
 @dataclass(frozen=True)
@@ -158,16 +167,47 @@ def load(arch: str, device: torch.device) -> LoadedModel:
     return image_loaded_model(arch, arch, model.to(device), categories, "zoo", card)
 
 
+# Base URL of a mirror of download.pytorch.org/models (an organisation's own copy): the
+# checkpoint is fetched from <mirror>/<file name>, and checked against the same hash.
+MIRROR_ENV = "SALIENCY_TORCHVISION_MIRROR"
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
+
+
+def download_url(arch: str) -> str:
+    url = official_weights(arch).url
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}" if mirror else url
+
+
+def download_checkpoint(url: str, path: Path, progress: bool = True) -> Path:
+    """Download ``url`` to ``path`` with torch.hub's downloader: into a temporary file next to
+    it, checked against the SHA-256 prefix in the file's name, then moved into place. A
+    failure (network, truncation, wrong bytes) leaves neither a partial file nor the folders
+    this call created, so running it again starts cleanly."""
+    match = _HASH_PREFIX.search(path.name)
+    folders = NewFolders(path.parent)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=match and match.group(1),
+                                       progress=progress)
+    except BaseException:
+        folders.discard()
+        raise
+    return path
+
+
 def fetch(arch: str, progress: bool = True) -> Path:
-    """Download the official checkpoint into the cache with torch.hub (hash checked)."""
-    target_dir = torch_checkpoint_dir()
-    target_dir.mkdir(parents=True, exist_ok=True)
-    torch.hub.load_state_dict_from_url(
-        official_weights(arch).url,
-        model_dir=str(target_dir),
-        map_location="cpu",
-        progress=progress,
-        check_hash=True,
-        weights_only=True,
-    )
-    return checkpoint_path(arch)
+    """The official checkpoint into the cache, from download.pytorch.org or the mirror."""
+    path = checkpoint_path(arch)
+    if path.is_file():
+        return path
+    url = download_url(arch)
+    try:
+        return download_checkpoint(url, path, progress)
+    except Exception as exc:
+        if is_network_failure(exc):
+            raise ModelUnavailableError(unreachable_message(
+                arch, url, MIRROR_ENV, relative_to_cache(path))) from exc
+        raise ModelUnavailableError(
+            f"{arch}: the download from {url} failed ({exc.__class__.__name__}: "
+            f"{str(exc)[:300]}); nothing was kept, so it can simply be run again."
+        ) from exc
