@@ -25,7 +25,6 @@ RUN pip install -r requirements.txt
 
 COPY --chown=workbench:workbench .streamlit/ .streamlit/
 COPY --chown=workbench:workbench saliency_core/ saliency_core/
-COPY --chown=workbench:workbench models_cache/bundled/ models_cache/bundled/
 COPY --chown=workbench:workbench pages/ pages/
 COPY --chown=workbench:workbench workbench/ workbench/
 COPY --chown=workbench:workbench app.py ./

@@ -3,6 +3,8 @@
 Never imports streamlit; usable from a notebook, the CLI (python -m saliency_core) or the app.
 """
 
+__version__ = "0.2.0"
+
 from .api import Explanation, attribute, explain
 from .errors import SaliencyError
 from .layers import candidate_layers

@@ -1,4 +1,4 @@
-"""``python -m saliency_core``: each subcommand lives beside the code it drives and registers
+"""``saliency`` (or ``python -m saliency_core``): each subcommand lives beside the code it drives and registers
 itself through a ``register(subparsers)`` function listed here."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from .errors import SaliencyError
 
@@ -18,9 +19,9 @@ SUBCOMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m saliency_core",
+        prog=prog or _program_name(),
         description="Gradient saliency from the command line: list and fetch models, explain "
         "an image or a sentence, run the sanity checks.",
     )
@@ -34,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
+
+
+def _program_name() -> str:
+    """``saliency`` when started as the console script, else the ``-m`` form."""
+    launched = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "saliency" if launched.startswith("saliency") and launched != "__main__.py" else (
+        "python -m saliency_core")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -727,7 +727,10 @@ def run_report(model_name: str = "shapes-cnn", methods: Sequence[str] | None = N
 
 
 def register(subparsers) -> None:
-    from .models.cache import REPO_ROOT
+    from .models.cache import REPO_ROOT, in_checkout
+
+    # The measured table belongs in the repository's docs; an installed package writes beside you.
+    default_out = REPO_ROOT / "docs" / "SANITY.md" if in_checkout() else Path("SANITY.md")
 
     p = subparsers.add_parser(
         "sanity", help="run the model and data randomization sanity checks and write the table",
@@ -745,8 +748,8 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"Spearman(abs) below which a map counts as changed (default {DEFAULT_THRESHOLD})")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU when present)")
-    p.add_argument("--out", default=str(REPO_ROOT / "docs" / "SANITY.md"),
-                   help="markdown file to write ('-' to only print); default docs/SANITY.md")
+    p.add_argument("--out", default=str(default_out),
+                   help=f"markdown file to write ('-' to only print); default {default_out}")
     p.add_argument("--figure", default=None, metavar="PNG",
                    help="also draw the first image's maps, step by step, into this PNG file")
     p.set_defaults(func=_run_cli)

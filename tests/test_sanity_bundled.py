@@ -1,5 +1,5 @@
 """The paper's findings and Grad-CAM localisation on the bundled shapes models (the weights are
-committed in models_cache/bundled; numbers below were measured and are deterministic on CPU)."""
+committed in saliency_core/weights; numbers below were measured and are deterministic on CPU)."""
 
 import numpy as np
 import pytest

@@ -34,9 +34,9 @@ def usable_models(task: str) -> list[str]:
 
 _MISSING = {
     "image": "No image model is available: the bundled models are missing from "
-             "models_cache/bundled. Regenerate them with `python -m saliency_core train-bundled`.",
+             "saliency_core/weights. Regenerate them with `python -m saliency_core train-bundled`.",
     "text": "No text model is available: the bundled sentiment model is missing from "
-            "models_cache/bundled. Regenerate it with "
+            "saliency_core/weights. Regenerate it with "
             "`python -m saliency_core train-bundled --only minilm-sentiment`.",
 }
 

@@ -1,4 +1,4 @@
-"""Loaders for the models that ship with the project (``models_cache/bundled``).
+"""Loaders for the models that ship with the project (package data in ``saliency_core/weights``).
 
 Each model is ``<name>.safetensors`` plus a JSON card ``<name>.json`` written by
 ``python -m saliency_core train-bundled`` (saliency_core/bundled/train.py); the card holds the
@@ -91,7 +91,7 @@ def load(name: str, device: torch.device, directory: Path | None = None) -> Load
     if not is_present(name, directory):
         raise ModelUnavailableError(
             f"The bundled model {name} is missing from {directory or BUNDLED_DIR} (its "
-            f".safetensors and .json should be in the repository). Regenerate it with: "
+            f".safetensors and .json are package data of saliency_core). Regenerate it with: "
             f"python -m saliency_core train-bundled --only {name}"
         )
     card = read_card(name, directory)

@@ -1,10 +1,13 @@
 """Where model weights live on disk.
 
-Downloaded weights go under the cache root: ``$SALIENCY_CACHE`` or ``<repo>/models_cache``,
-laid out as TORCH_HOME=<root>/torch and HF_HOME=<root>/hf would lay them out, so files fetched
-by the libraries' own tools outside this project can be dropped in. The loaders pass these
-folders explicitly instead of changing the process environment. Bundled weights are part of the
-repository, in ``<repo>/models_cache/bundled``, whatever the cache root.
+Downloaded weights go under the cache root: ``$SALIENCY_CACHE`` when set; otherwise
+``<repo>/models_cache`` when the package runs from a checkout of the repository, and the user's
+cache directory (``platformdirs.user_cache_dir("saliency-workbench")``, e.g.
+``~/.cache/saliency-workbench``) when it was installed with pip. The root is laid out as
+TORCH_HOME=<root>/torch and HF_HOME=<root>/hf would lay it out, so files fetched by the
+libraries' own tools outside this project can be dropped in. The loaders pass these folders
+explicitly instead of changing the process environment. Bundled weights are package data, in
+``saliency_core/weights``, whatever the cache root, so they travel inside the wheel.
 """
 
 from __future__ import annotations
@@ -12,13 +15,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_DIR = REPO_ROOT / "models_cache" / "bundled"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+BUNDLED_DIR = PACKAGE_DIR / "weights"
+# The checkout the package runs from, when it does (after pip install this is site-packages).
+REPO_ROOT = PACKAGE_DIR.parent
+DISTRIBUTION = "saliency-workbench"
+
+
+def in_checkout() -> bool:
+    """True when saliency_core is imported from the repository (plain or editable install)."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "app.py").is_file()
 
 
 def cache_root() -> Path:
     configured = os.environ.get("SALIENCY_CACHE")
-    return Path(configured).expanduser() if configured else REPO_ROOT / "models_cache"
+    if configured:
+        return Path(configured).expanduser()
+    if in_checkout():
+        return REPO_ROOT / "models_cache"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir(DISTRIBUTION, appauthor=False))
 
 
 def torch_checkpoint_dir() -> Path:

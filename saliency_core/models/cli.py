@@ -21,7 +21,8 @@ def register(subparsers) -> None:
         "fetch",
         help="download zoo weights into the model cache",
         description="Download zoo weights with the libraries' own downloaders into the cache "
-        "($SALIENCY_CACHE, default models_cache/), for offline use and Docker images.",
+        "($SALIENCY_CACHE; default models_cache/ in a checkout, else the user cache folder), "
+        "for offline use and Docker images.",
     )
     fetch.add_argument(
         "names", nargs="+", metavar="NAME", help="zoo model names, or 'zoo' for all"
