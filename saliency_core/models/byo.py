@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 
 from ..errors import SaliencyError
-from . import hf_text, registry, torchvision_zoo
+from . import hf_text, registry, timm_zoo, torchvision_zoo
 from .cache import folder_size
 
 ALLOWLIST_ENV = "SALIENCY_HF_ALLOWLIST"
@@ -52,11 +52,13 @@ def load_uploaded_weights(
     ``available_models(owner)``, never replacing another owner's model, subject to the caps
     on resident uploads (registry.register_uploaded).
     """
-    if arch not in torchvision_zoo.ARCHITECTURES:
+    if arch not in torchvision_zoo.ARCHITECTURES and not timm_zoo.is_timm_name(arch):
         raise SaliencyError(
-            f"Uploads must be for one of: {', '.join(torchvision_zoo.ARCHITECTURES)} "
-            f"(got {arch!r})."
+            f"Uploads must be for one of: {', '.join(torchvision_zoo.ARCHITECTURES)}, or a timm "
+            f"architecture as timm:<name> (got {arch!r})."
         )
+    if timm_zoo.is_timm_name(arch):
+        timm_zoo.pretrained_cfg(arch)  # an unknown timm name is refused before anything is read
     num_classes = _checked_class_count(num_classes)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise SaliencyError("Upload the weights file's bytes.")
@@ -71,8 +73,15 @@ def load_uploaded_weights(
         )
 
     state = _read_safetensors(data)
-    state = torchvision_zoo.rename_legacy_keys(arch, _strip_wrapper_prefix(state))
-    model = torchvision_zoo.build_architecture(arch, num_classes)
+    state = _strip_wrapper_prefix(state)
+    if timm_zoo.is_timm_name(arch):
+        import timm
+
+        model = timm.create_model(arch.removeprefix(timm_zoo.PREFIX), pretrained=False,
+                                  num_classes=num_classes)
+    else:
+        state = torchvision_zoo.rename_legacy_keys(arch, state)
+        model = torchvision_zoo.build_architecture(arch, num_classes)
     problems = _mismatches(model, state)
     if problems:
         raise SaliencyError(
@@ -89,6 +98,8 @@ def load_uploaded_weights(
 
     def factory(target: torch.device):
         instance = model if target.type == "cpu" else copy.deepcopy(model).to(target)
+        if timm_zoo.is_timm_name(arch):
+            return timm_zoo.timm_loaded_model(name, instance, labels, "uploaded", card)
         return torchvision_zoo.image_loaded_model(
             name, arch, instance, labels, "uploaded", card
         )

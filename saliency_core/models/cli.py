@@ -25,7 +25,8 @@ def register(subparsers) -> None:
         "for offline use and Docker images.",
     )
     fetch.add_argument(
-        "names", nargs="+", metavar="NAME", help="zoo model names, or 'zoo' for all"
+        "names", nargs="+", metavar="NAME",
+        help="zoo model names (timm:<name> for any timm model), or 'zoo' for all"
     )
     fetch.set_defaults(func=_fetch)
 
@@ -86,7 +87,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from . import efficientnet_lite, hf_text, torchvision_zoo
+    from . import efficientnet_lite, hf_text, timm_zoo, torchvision_zoo
     from .bundled import BUNDLED_MODELS
 
     names = []
@@ -105,7 +106,8 @@ def _fetch(args: argparse.Namespace) -> int:
             print(f"{name}: installed with the requirements "
                   f"({efficientnet_lite.VARIANTS[name].package}), nothing to fetch")
             continue
-        if name not in torchvision_zoo.ARCHITECTURES and name not in hf_text.HUB_MODELS:
+        if (name not in torchvision_zoo.ARCHITECTURES and name not in hf_text.HUB_MODELS
+                and not timm_zoo.is_timm_name(name)):
             print(
                 f"{name}: not a zoo model (see: python -m saliency_core models)",
                 file=sys.stderr,
@@ -116,6 +118,8 @@ def _fetch(args: argparse.Namespace) -> int:
         try:
             if name in torchvision_zoo.ARCHITECTURES:
                 where = torchvision_zoo.fetch(name, progress=True)
+            elif timm_zoo.is_timm_name(name):
+                where = timm_zoo.fetch(name)
             else:
                 where = hf_text.fetch(name)
         # Network, disk or hash failures alike: report them and go on with the others.

@@ -178,32 +178,41 @@ def hub_endpoint() -> str:
 
 
 def fetch(name: str) -> Path:
-    """Model, tokenizer and config into the cache with huggingface_hub's downloader, which
-    writes each file to an .incomplete blob, resumes it with a Range request after a failure,
-    checks its size against the hub's and moves it into place only when complete. Its
-    progress bars show on the terminal (the Models page measures the files as they grow)."""
+    """Model, tokenizer and config (one copy of the weights: safetensors when there are any,
+    else the PyTorch .bin) into the cache."""
+
+    def wanted(files: list[str]) -> list[str]:
+        weights = ([f for f in files if f.endswith(".safetensors")]
+                   or [f for f in files if f == "pytorch_model.bin"])
+        return [*weights, *(f for f in files if _NEEDED.match(f))]
+
+    return download_snapshot(name, HUB_MODELS[name].repo_id, wanted)
+
+
+def download_snapshot(name: str, repo_id: str, wanted) -> Path:
+    """The files ``wanted(list of the repository's files)`` picks, into the cache with
+    huggingface_hub's downloader, which writes each file to an .incomplete blob, resumes it
+    after a dropped connection, checks its size against the hub's and moves it into place
+    only when complete. Its progress bars show on the terminal (the Models page measures the
+    files as they grow). Failures become one ModelUnavailableError saying what to do."""
     from huggingface_hub import HfApi, snapshot_download
 
-    spec = HUB_MODELS[name]
     endpoint = hub_endpoint()
     folders = NewFolders(hf_hub_dir())
     try:
-        files = [s.rfilename for s in HfApi(endpoint=endpoint).model_info(spec.repo_id).siblings]
-        weights = ([f for f in files if f.endswith(".safetensors")]
-                   or [f for f in files if f == "pytorch_model.bin"])
-        snapshot_download(spec.repo_id, cache_dir=str(hf_hub_dir()), endpoint=endpoint,
-                          allow_patterns=[*weights, *(f for f in files if _NEEDED.match(f))])
+        files = [s.rfilename for s in HfApi(endpoint=endpoint).model_info(repo_id).siblings]
+        snapshot_download(repo_id, cache_dir=str(hf_hub_dir()), endpoint=endpoint,
+                          allow_patterns=wanted(files))
     except Exception as exc:
         folders.discard()
         if is_network_failure(exc):
             raise ModelUnavailableError(unreachable_message(
-                name, endpoint, "HF_ENDPOINT",
-                relative_to_cache(repo_cache_dir(spec.repo_id)))) from exc
+                name, endpoint, "HF_ENDPOINT", relative_to_cache(repo_cache_dir(repo_id)))) from exc
         raise ModelUnavailableError(
             f"{name}: the download from {endpoint} failed ({exc.__class__.__name__}: "
             f"{first_line(exc)}); run the fetch again to resume it."
         ) from exc
-    return repo_cache_dir(spec.repo_id)
+    return repo_cache_dir(repo_id)
 
 
 def first_line(exc: Exception) -> str:

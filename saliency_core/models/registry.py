@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ModelUnavailableError, SaliencyError
-from . import bundled, efficientnet_lite, hf_text, torchvision_zoo
+from . import bundled, efficientnet_lite, hf_text, timm_zoo, torchvision_zoo
 from .base import LoadedModel
 
 
@@ -111,6 +111,11 @@ def available_models(owner: str | None = None) -> list[ModelInfo]:
             f"{spec.description} (Hugging Face)",
         )
         for spec in hf_text.HUB_MODELS.values()
+    ]
+    infos += [
+        ModelInfo(name, "image", "zoo", True, timm_zoo.weights_path(name).stat().st_size,
+                  f"timm {name.removeprefix(timm_zoo.PREFIX)} (weights in the cache)")
+        for name in timm_zoo.cached_names()
     ]
     with _registry_lock:
         uploaded = [info for info, _, who in _uploaded.values() if who is None or who == owner]
@@ -226,6 +231,8 @@ def _build(name: str, device: torch.device) -> LoadedModel:
         return torchvision_zoo.load(name, device)
     if name in hf_text.HUB_MODELS:
         return hf_text.load(name, device)
+    if timm_zoo.is_timm_name(name):
+        return timm_zoo.load(name, device)
     folder = byo.allowed_folders().get(name)
     if folder is not None:
         return hf_text.load_folder(name, folder, device)
