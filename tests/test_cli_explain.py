@@ -77,3 +77,85 @@ def test_explain_reports_bad_choices_clearly(registered, tmp_path, capsys):
     assert main(["explain", str(tmp_path / "missing.png"), "--model", "cli-cnn",
                  "--out", str(tmp_path / "x.png"), "--device", "cpu"]) == 2
     assert "no such image file" in capsys.readouterr().err
+
+
+def test_unknown_out_extension_fails_before_any_work(registered, tmp_path, capsys):
+    assert main(["explain", str(registered), "--model", "cli-cnn", "--out", str(tmp_path / "x.jpg"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown extension '.jpg'" in err and "wrote" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_image_path_given_to_a_text_model_is_an_error(registered, tmp_path, capsys):
+    assert main(["explain", str(registered), "--model", "cli-bert", "--out", str(tmp_path / "t.html"),
+                 "--device", "cpu"]) == 2
+    assert "is a text model" in capsys.readouterr().err
+    assert not (tmp_path / "t.html").exists()
+
+
+def test_target_and_method_names_suggest_close_matches(registered, tmp_path, capsys):
+    assert main(["explain", str(registered), "--model", "cli-cnn", "--target", "sqare",
+                 "--out", str(tmp_path / "x.png"), "--device", "cpu"]) == 2
+    assert "Did you mean 'square'" in capsys.readouterr().err
+    assert main(["explain", str(registered), "--model", "cli-cnn", "--method", "gradcamm",
+                 "--out", str(tmp_path / "x.png"), "--device", "cpu"]) == 2
+    assert "Did you mean 'gradcam'" in capsys.readouterr().err
+
+
+def test_several_inputs_need_a_folder_for_out(registered, tmp_path, capsys):
+    assert main(["explain", str(registered), str(registered), "--model", "cli-cnn",
+                 "--out", str(tmp_path / "x.png"), "--device", "cpu"]) == 2
+    assert "give a folder for --out" in capsys.readouterr().err
+
+
+def _photos(folder, n):
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(folder / f"im{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_folder_of_images_gives_one_result_each_and_an_offline_report(registered, tmp_path, capsys):
+    photos = _photos(tmp_path / "photos", 3)
+    (photos / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "results"
+    code = main(["explain", str(photos), "--model", "cli-cnn", "--method", "gradient,gradcam",
+                 "--method", "integrated_gradients", "--steps", "4", "--out", str(out), "--device", "cpu"])
+    assert code == 2  # broken.png failed; the three others are still written
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err and "100%" in captured.err  # the error and the progress bar
+    for i in range(3):
+        record = json.loads((out / f"im{i}.json").read_text())
+        assert set(record["methods"]) == {"gradient", "gradcam", "integrated_gradients"}
+        assert record["methods"]["integrated_gradients"]["params"]["steps"] == 4
+        assert len(record["top"]) == 5 and record["top"][0]["probability"] >= record["top"][1]["probability"]
+        raw = np.load(out / f"im{i}.npz")
+        assert raw["gradient"].shape == (3, 16, 16) and raw["gradcam"].shape == (16, 16)
+        assert Image.open(out / f"im{i}.gradcam.png").size == (16, 16)
+    report = (out / "report.html").read_text()
+    assert report.count("<section") == 4 and report.count('src="data:image/png;base64,') == 3 * 4
+    assert "http://" not in report and "https://" not in report  # opens offline
+    assert "4 inputs, 1 failed" in report
+
+
+def test_glob_selects_images(registered, tmp_path, capsys):
+    photos = _photos(tmp_path / "photos", 2)
+    out = tmp_path / "r"
+    assert main(["explain", str(photos / "im1.*"), "--model", "cli-cnn", "--out", str(out),
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == ["im1.json"]
+
+
+def test_file_of_sentences_gives_one_result_per_line(registered, tmp_path, capsys):
+    sentences = tmp_path / "s.txt"
+    sentences.write_text("the film was great\n\na dull <b>lifeless</b> film\n")
+    out = tmp_path / "text"
+    assert main(["explain", f"@{sentences}", "--model", "cli-bert", "--method", "gradient,gradient_x_input",
+                 "--target", "positive", "--out", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "s1.json").read_text())["target_label"] == "positive"
+    assert json.loads((out / "s2.json").read_text())["input"] == "a dull <b>lifeless</b> film"
+    report = (out / "report.html").read_text()
+    assert report.count('class="token-saliency"') == 4 and "<b>lifeless" not in report

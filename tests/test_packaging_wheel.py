@@ -78,7 +78,8 @@ def test_installed_library_and_console_script_work_from_another_directory(instal
     # Both start at once: each spends most of its time importing torch.
     library = subprocess.Popen([str(installed / "python"), "-c", check], cwd=elsewhere, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    script = subprocess.Popen([str(installed / "saliency"), "models"],
+    script = subprocess.Popen([str(installed / "saliency"), "explain", "photos", "--model", "shapes-cnn",
+                               "--method", "gradient,gradcam", "--out", "results", "--device", "cpu"],
                               cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     out, err = library.communicate(timeout=300)
@@ -90,4 +91,6 @@ def test_installed_library_and_console_script_work_from_another_directory(instal
 
     out, err = script.communicate(timeout=300)
     assert script.returncode == 0, err
-    assert "shapes-cnn " in out
+    report = (elsewhere / "results" / "report.html").read_text()
+    assert report.count("<section") == 2 and "gradcam" in report
+    assert sorted(p.name for p in (elsewhere / "results").glob("*.json")) == ["p0.json", "p1.json"]
