@@ -1,17 +1,16 @@
-"""The one hot path: gradients of a target score with respect to many input points.
+"""The one hot path: every model pass over many points goes through one stream.
 
-Integrated Gradients asks for gradients along a path, SmoothGrad at noisy copies, their
-combination at noisy paths; all of them describe their points lazily and hand them here. This
-module alone decides chunk sizes, device placement, out-of-memory retries, cancellation and
-progress, so those concerns are solved once.
+Integrated Gradients asks for gradients along a path, SmoothGrad at noisy copies, CAM for a
+layer's activations and gradients, the perturbation curves and f(x) for plain forward passes;
+all of them describe their points lazily and hand them here with the kind of step each chunk
+takes (input gradient, layer gradient, forward only). This module alone decides chunk sizes,
+device placement, out-of-memory retries, cancellation and progress, so those concerns are
+solved once and Stop interrupts every method alike.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -19,7 +18,8 @@ import torch
 from torch import nn
 
 from .errors import CancelledError, SaliencyError, TargetError
-from .model_state import model_state, remembered
+from .locks import FairLock, ModelLock, locked_forward, model_lock  # noqa: F401 - re-exported
+from .model_state import remembered
 
 # Default memory budget for one chunk's autograd state. CPU RAM is not measurable per
 # allocation, so the budget is enforced by estimating the bytes autograd saves per point.
@@ -28,132 +28,6 @@ from .model_state import model_state, remembered
 # +24% at 1.4 GiB against 1 GiB; measured on a 2-core EPYC), so bigger chunks buy nothing.
 DEFAULT_CPU_BUDGET = 1024**3
 MAX_CHUNK = {"cpu": 64, "cuda": 512, "mps": 128}
-
-class FairLock:
-    """A reentrant lock that waiting threads get in the order they asked for it.
-
-    The model lock is taken and released once per pass; with a plain lock the thread that
-    just released it usually wins it straight back, so a long request would still starve a
-    short one. Here a thread that asks again queues behind those already waiting.
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
-        self._owner: int | None = None
-        self._depth = 0
-        self._queue: deque = deque()
-
-    def acquire(self) -> bool:
-        me = threading.get_ident()
-        with self._cond:
-            if self._owner == me:
-                self._depth += 1
-                return True
-            ticket = object()
-            self._queue.append(ticket)
-            try:
-                while self._owner is not None or self._queue[0] is not ticket:
-                    self._cond.wait()
-            except BaseException:
-                self._queue.remove(ticket)
-                self._cond.notify_all()
-                raise
-            self._queue.popleft()
-            self._owner, self._depth = me, 1
-            self._held()
-            return True
-
-    def release(self) -> None:
-        with self._cond:
-            if self._owner != threading.get_ident():
-                raise RuntimeError("release of a FairLock this thread does not hold")
-            self._depth -= 1
-            if self._depth == 0:
-                self._released()
-                self._owner = None
-                self._cond.notify_all()
-
-    def _held(self) -> None:
-        """Runs when a thread has just taken the lock (not on re-entry)."""
-
-    def _released(self) -> None:
-        """Runs when the holding thread lets the lock go for good."""
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-class ModelLock(FairLock):
-    """A model's lock; while it is held the model computes in evaluation mode.
-
-    A model handed over in training mode would otherwise update its BatchNorm running
-    statistics (and num_batches_tracked) on every pass, drop units at random, and, worse,
-    normalise with batch statistics that couple the points of one chunk (an IG path's points
-    would explain each other). Each submodule's own flag is set aside and restored on
-    release, so a model left mixed (a BatchNorm frozen in eval mode inside a training
-    network) comes back exactly as it was. The flags are set directly, not through
-    ``train()``, which some models override with side effects.
-    """
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self._module = weakref.ref(module)  # the lock is the value of a weak-keyed dict
-        self._training: list[nn.Module] = []
-
-    def _held(self) -> None:
-        module = self._module()
-        self._training = [m for m in module.modules() if m.training] if module is not None else []
-        for m in self._training:
-            m.training = False
-
-    def _released(self) -> None:
-        for m in self._training:
-            m.training = True
-        self._training = []
-
-
-_locks_guard = threading.Lock()
-
-
-def model_lock(module: nn.Module | None) -> FairLock:
-    """One lock per shared model, held for one model pass at a time (never a whole request).
-
-    Hooks live on modules shared by every browser session: a hook registered by one thread
-    would run inside another thread's forward pass (a CAM hook capturing the wrong
-    activations, a guided rule changing someone else's gradients), and registering one while
-    another thread iterates the hook dictionary can corrupt that iteration. So every forward
-    pass holds the lock (``locked_forward``), and so does every span in which hooks are on the
-    model (registration, the forward pass, removal). Backward passes need no lock: they only
-    follow their own graph. Holding it per pass lets a short request on the same model run
-    between the chunks of a long one. While held, the model is in evaluation mode
-    (ModelLock). A fresh lock serves callables without a module.
-    """
-    if module is None:
-        return FairLock()
-    with _locks_guard:
-        state = model_state(module)
-        lock = state.get("lock")
-        if lock is None:
-            lock = state["lock"] = ModelLock(module)
-        return lock
-
-
-def locked_forward(forward: Callable, module: nn.Module | None) -> Callable:
-    """``forward`` holding ``module``'s lock for the length of each call."""
-    if module is None or getattr(forward, "locked_module", None) is module:
-        return forward
-    lock = model_lock(module)
-
-    def call(points, *args, **kwargs):
-        with lock:
-            return forward(points, *args, **kwargs)
-
-    call.locked_module = module
-    return call
-
 
 def logits_of(output) -> torch.Tensor:
     """Hugging Face output objects, dicts, tuples and plain tensors all yield their logits."""
@@ -263,6 +137,45 @@ def _score(logits: torch.Tensor, targets: torch.Tensor | None,
     return logits.gather(1, targets[:, None]).squeeze(1), targets
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one chunk of points goes through. ``take(stream, points, targets)`` returns the
+    logits (or None) and the values handed to ``consume`` after ``(start, stop)``."""
+
+    kind: str  # "input_gradient", "layer_gradient" or "forward"
+    take: Callable
+
+    @property
+    def needs_graph(self) -> bool:
+        return self.kind != "forward"
+
+
+def _input_gradient(stream: GradientStream, points, targets):
+    points = points.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = logits_of(stream.forward(points))
+        scores, targets = _score(logits, targets, stream.target_range if targets is not None else None)
+        # Only the input gradient is asked for: autograd then skips every parameter
+        # gradient, which is what keeps a pass at the floor cost.
+        (grads,) = torch.autograd.grad(scores.sum(), points)
+    return logits, (grads.detach(), scores.detach(), targets)
+
+
+def _forward_only(stream: GradientStream, points, _targets):
+    with torch.no_grad():
+        logits = logits_of(stream.forward(points)).reshape(points.shape[0], -1)
+    return None, (logits,)
+
+
+INPUT_GRADIENT = Step("input_gradient", _input_gradient)
+FORWARD = Step("forward", _forward_only)
+
+
+def layer_gradient(take: Callable) -> Step:
+    """A step whose gradients are taken at a layer (CAM methods); ``take`` as for Step."""
+    return Step("layer_gradient", take)
+
+
 class GradientStream:
     """Evaluates d score[target] / d point for ``total`` points described lazily.
 
@@ -284,23 +197,34 @@ class GradientStream:
         # at the inputs from the gradient pass instead of paying for a forward of its own.
         self.logits_sink: Callable | None = None
 
-    def chunk_size(self, total: int, make_chunk: Callable) -> int:
+    def chunk_size(self, total: int, make_chunk: Callable, step: Step = INPUT_GRADIENT) -> int:
         """Points per pass: the caller's batch_size, else as many as the memory budget allows,
-        spread evenly over the passes that need."""
+        spread evenly over the passes that need. A forward-only pass keeps no autograd state,
+        so only the device's chunk limit bounds it."""
         if self.options.batch_size:
             return self.options.batch_size
+        if not step.needs_graph:
+            return balanced_chunk(total, MAX_CHUNK.get(self.device.type, 64))
         return balanced_chunk(total, self._chunk_for(self._bytes_per_point(make_chunk)))
 
-    def run(self, total: int, make_chunk: Callable, consume: Callable) -> None:
-        chunk = self.chunk_size(total, make_chunk)
+    def run(self, total: int, make_chunk: Callable, consume: Callable,
+            step: Step = INPUT_GRADIENT, chunk: int | None = None, report: bool = True) -> None:
+        """``consume(start, stop, *values)`` for every chunk in order. ``chunk`` fixes the
+        chunk size (else chunk_size decides); ``report=False`` keeps an auxiliary pass (f(x),
+        a baseline's score) out of the caller's progress, though Stop still ends it."""
+        if total <= 0:
+            return
+        chunk = chunk or self.chunk_size(total, make_chunk, step)
         start = 0
-        self._report(0, total)
+        report = report and self.options.progress is not None
+        if report:
+            self.options.progress(0, total)
         while start < total:
             if self.options.cancelled():
                 raise CancelledError("stopped on request")
             stop = min(total, start + chunk)
             try:
-                self._one_chunk(start, stop, make_chunk, consume)
+                self._one_chunk(start, stop, make_chunk, consume, step)
             except Exception as exc:
                 if not _is_oom(exc):
                     raise
@@ -313,9 +237,9 @@ class GradientStream:
                 chunk = max(1, (stop - start) // 2)
                 self.stats.oom_retries += 1
                 continue
-            self.stats.chunk_size = max(self.stats.chunk_size, stop - start)
             start = stop
-            self._report(start, total)
+            if report:
+                self.options.progress(start, total)
 
     def _bytes_per_point(self, make_chunk) -> int:
         """Autograd state one point keeps alive, measured once per model and input shape by
@@ -350,29 +274,23 @@ class GradientStream:
         per_point = sum(saved.values()) + 4 * points[0].numel() * points.element_size()
         return int(per_point * 1.5)
 
-    def _report(self, done: int, total: int) -> None:
-        if self.options.progress is not None:
-            self.options.progress(done, total)
-
     def _chunk_for(self, per_point: int) -> int:
         budget = _budget(self.device, self.options)
         limit = MAX_CHUNK.get(self.device.type, 64)
         return int(max(1, min(limit, budget // max(1, per_point))))
 
-    def _one_chunk(self, start, stop, make_chunk, consume):
+    def _one_chunk(self, start, stop, make_chunk, consume, step: Step):
         points, targets = make_chunk(start, stop)
-        points = points.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = logits_of(self.forward(points))
-            scores, targets = _score(logits, targets, self.target_range if targets is not None else None)
-            # Only the input gradient is asked for: autograd then skips every parameter
-            # gradient, which is what keeps a pass at the floor cost.
-            (grads,) = torch.autograd.grad(scores.sum(), points)
-        if self.logits_sink is not None:
-            self.logits_sink(start, stop, logits.detach().reshape(stop - start, -1))
-        self.stats.passes += stop - start
-        self.stats.chunks += 1
-        consume(start, stop, grads.detach(), scores.detach(), targets)
+        logits, values = step.take(self, points, targets)
+        if not step.needs_graph:
+            self.stats.forwards += stop - start
+        else:
+            if self.logits_sink is not None and logits is not None:
+                self.logits_sink(start, stop, logits.detach().reshape(stop - start, -1))
+            self.stats.passes += stop - start
+            self.stats.chunks += 1
+            self.stats.chunk_size = max(self.stats.chunk_size, stop - start)
+        consume(start, stop, *values)
 
 
 def balanced_chunk(total: int, limit: int, slack: float = 0.1) -> int:
@@ -398,11 +316,12 @@ class LogitsCollector:
         self.logits[start:stop] = logits
 
 
-def forward_no_grad(forward: Callable, points: torch.Tensor, stats: Stats, chunk: int = 64) -> torch.Tensor:
-    """Logits at points without building a graph (targets, baselines, f(x))."""
-    outs = []
-    with torch.no_grad():
-        for i in range(0, points.shape[0], chunk):
-            outs.append(logits_of(forward(points[i:i + chunk])).reshape(min(chunk, points.shape[0] - i), -1))
-    stats.forwards += points.shape[0]
-    return torch.cat(outs) if outs else torch.empty(0)
+def forward_no_grad(forward: Callable, points: torch.Tensor, stats: Stats,
+                    options: Options | None = None) -> torch.Tensor:
+    """Logits at points without building a graph (targets, baselines, f(x)), through the
+    stream: chunked, retried on out-of-memory and stopped on request like every pass."""
+    outs: list[torch.Tensor] = []
+    stream = GradientStream(forward, points.device, options or Options(), stats)
+    stream.run(points.shape[0], lambda a, b: (points[a:b], None),
+               lambda a, b, logits: outs.append(logits), step=FORWARD, report=False)
+    return (outs[0] if len(outs) == 1 else torch.cat(outs)) if outs else torch.empty(0)

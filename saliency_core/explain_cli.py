@@ -58,7 +58,7 @@ def _reads(method: str, args) -> set[str]:
     """The hyperparameters a method reads (SmoothGrad: its own and its base method's)."""
     spec = method_entry(method).spec
     names = {p.name for p in spec.params}
-    if method == "smoothgrad":
+    if method_entry(method).wraps:
         base = getattr(args, "base", None) or spec.param("base").default
         names |= {p.name for p in method_entry(base).spec.params}
     return names

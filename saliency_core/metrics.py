@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .baselines import RANDOM_BASELINES
+from .engine import FORWARD, GradientStream, Options, Stats, forward_no_grad
 from .errors import InputShapeError, SaliencyError
 
 SIMILARITY_METRICS = ("spearman_abs", "spearman_signed", "ssim", "hog")
@@ -167,22 +168,17 @@ def _model_parts(model):
     return locked_forward(fn, module), (module_device(module) if module is not None else None), facts
 
 
-def _probabilities(fn, x: torch.Tensor) -> torch.Tensor:
-    from .engine import logits_of
-
-    with torch.no_grad():
-        return torch.softmax(logits_of(fn(x)).float(), dim=1)
+def _probabilities(fn, x: torch.Tensor, options=None) -> torch.Tensor:
+    """Softmax of the model at x, through the stream (chunked, retried, stopped on request)."""
+    return torch.softmax(forward_no_grad(fn, x, Stats(), options).float(), dim=1)
 
 
 def _targets(target, x: torch.Tensor, fn) -> torch.Tensor:
     """Targets as a CPU LongTensor [N], checked against the model's number of outputs."""
-    from .api import resolve_targets
-    from .engine import check_targets
+    from .harness import resolve_targets
 
     probs = _probabilities(fn, x)
-    t = resolve_targets(target, x.shape[0], torch.device("cpu"), lambda: probs.cpu())
-    check_targets(t, probs.shape[1])
-    return t.cpu()
+    return resolve_targets(target, x.shape[0], torch.device("cpu"), probs.cpu())
 
 
 def _pixel_maps(attribution, n: int, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -258,7 +254,8 @@ def pixel_order(map2d: torch.Tensor, seed: int = 0) -> torch.Tensor:
 def perturbation_curve(model, inputs: torch.Tensor, attribution, target="predicted",
                        kind: str = "deletion", steps: int = 32, substrate: str = "blur",
                        order_by: str = "abs", batch_size: int = 64, seed: int = 0,
-                       progress: Callable[[int, int], None] | None = None) -> PerturbationCurve:
+                       progress: Callable[[int, int], None] | None = None,
+                       cancel=None) -> PerturbationCurve:
     """Deletion (start from the image, replace the most important pixels first with the
     substrate) or insertion (start from the substrate, restore the most important pixels
     first) in ``steps`` equal steps, scoring the target's softmax probability at each step.
@@ -267,7 +264,8 @@ def perturbation_curve(model, inputs: torch.Tensor, attribution, target="predict
     treats methods whose sign is not evidence (plain gradients, guided backprop) fairly;
     "signed" ranks by the signed sum (positive evidence first).
     Perturbed images are built for a chunk of steps at a time and scored in batches of
-    ``batch_size`` without gradients.
+    ``batch_size`` without gradients, through the engine's stream: ``cancel`` (an Event or a
+    callable) stops between batches, and a batch too big for the device is retried smaller.
     """
     if kind not in ("deletion", "insertion"):
         raise SaliencyError(f"kind must be 'deletion' or 'insertion'; got {kind!r}")
@@ -288,22 +286,33 @@ def perturbation_curve(model, inputs: torch.Tensor, attribution, target="predict
     counts = torch.round(torch.linspace(0, h * w, steps + 1)).long()
     fractions = (counts.double() / (h * w)).numpy()
     scores = np.empty((n, steps + 1))
-    per_chunk = max(1, batch_size)
-    total, done = n * (steps + 1), 0
+    ranks = []
     for i in range(n):
         order = pixel_order(maps[i], seed=seed + i)
         rank = torch.empty(h * w, dtype=torch.long)
         rank[order] = torch.arange(h * w)
-        rank = rank.to(x.device).view(1, 1, h, w)
-        for s0 in range(0, steps + 1, per_chunk):
-            k = counts[s0:s0 + per_chunk].to(x.device).view(-1, 1, 1, 1)
-            changed = rank < k  # [S, 1, H, W]: the first k pixels of the order
-            batch = torch.where(changed, end[i:i + 1], start[i:i + 1])
-            p = _probabilities(fn, batch)[:, targets[i]]
-            scores[i, s0:s0 + k.shape[0]] = p.cpu().numpy()
-            done += k.shape[0]
-            if progress is not None:
-                progress(done, total)
+        ranks.append(rank.to(x.device).view(1, 1, h, w))
+    counts = counts.to(x.device)
+    per_input = steps + 1
+
+    def make(start, stop):
+        """Perturbed images for points start..stop; point j is step j % S of input j // S."""
+        parts = []
+        for i in range(start // per_input, (stop - 1) // per_input + 1):
+            s0, s1 = max(start, i * per_input) - i * per_input, min(stop, (i + 1) * per_input) - i * per_input
+            changed = ranks[i] < counts[s0:s1].view(-1, 1, 1, 1)  # the first k pixels of the order
+            parts.append(torch.where(changed, end[i:i + 1], start_images[i:i + 1]))
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)), None
+
+    def consume(a, b, logits):
+        probs = torch.softmax(logits.float(), dim=1)
+        idx = torch.arange(a, b, device=probs.device)
+        p = probs.gather(1, targets[idx // per_input][:, None]).squeeze(1)
+        scores.reshape(-1)[a:b] = p.cpu().numpy()
+
+    start_images = start
+    options = Options(batch_size=max(1, batch_size), progress=progress, cancel=cancel)
+    GradientStream(fn, x.device, options, Stats()).run(n * per_input, make, consume, step=FORWARD)
     auc = np.trapezoid(scores, fractions, axis=1)
     return PerturbationCurve(fractions, scores, auc, targets.cpu().numpy(), kind, substrate)
 

@@ -4,7 +4,9 @@ Explaining the top-5 classes with five calls costs five forward and five backwar
 The forward pass does not depend on the target, and the backward passes differ only in the
 vector they start from, so one forward and one vmapped backward (``is_grads_batched``)
 give all of them; where vmap cannot batch an operator, the backward passes run one after
-another on the kept graph, which still saves every forward pass but the first.
+another on the kept graph, which still saves every forward pass but the first. The targets
+go through the stream in chunks (batch_size, else all at once), so Stop, progress and the
+out-of-memory retry apply here as everywhere.
 
     result = attribute_targets(model, x, method="gradcam", top_k=5)
     result.attribution   # [5, H, W]; result.targets holds the five classes
@@ -12,31 +14,24 @@ another on the kept graph, which still saves every forward pass but the first.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .api import check_inputs, split_params, unwrap_model
-from .engine import Stats, check_targets, logits_of, model_lock, module_device
-from .errors import MethodNotApplicableError, ParameterError, TargetError
+from .api import input_errors_explained, prepare
+from .engine import Step, logits_of, model_lock
+from .errors import MethodNotApplicableError, ParameterError
+from .harness import resolve_targets
 from .layers import capture_output, to_spatial
-from .methods.base import Context
-from .methods.cam import (
-    gradcam_formula,
-    gradcam_plus_plus_formula,
-    hirescam_formula,
-    layer_as_leaf,
-    target_layer,
-)
+from .methods import get as method_entry
+from .methods import with_capability
+from .methods.cam import layer_as_leaf, target_layer
 
-CAM_FORMULAS = {
-    "gradcam": gradcam_formula,
-    "gradcam_plus_plus": gradcam_plus_plus_formula,
-    "hirescam": hirescam_formula,
-}
-INPUT_METHODS = ("gradient", "gradient_x_input")
+# The methods whose attribution is a function of one gradient, by where it is taken.
+SEVERAL_TARGETS = with_capability("from_gradients")
+CAM_FORMULAS = {n: method_entry(n).from_gradients for n in SEVERAL_TARGETS if method_entry(n).needs_layer}
+INPUT_METHODS = tuple(n for n in SEVERAL_TARGETS if n not in CAM_FORMULAS)
 
 
 @dataclass
@@ -62,7 +57,7 @@ def _batched_grads(scores: torch.Tensor, wrt: torch.Tensor) -> tuple[torch.Tenso
         return torch.stack(grads), False
 
 
-def _resolve(targets, top_k, logits: torch.Tensor) -> torch.Tensor:
+def _classes(targets, top_k, logits: torch.Tensor) -> torch.Tensor:
     if targets is None:
         k = 5 if top_k is None else top_k
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= logits.shape[1]:
@@ -70,58 +65,35 @@ def _resolve(targets, top_k, logits: torch.Tensor) -> torch.Tensor:
         return logits[0].topk(k).indices
     if top_k is not None:
         raise ParameterError("give either targets or top_k, not both")
-    try:
-        t = torch.as_tensor(targets, dtype=torch.long, device=logits.device).flatten()
-    except (TypeError, ValueError, RuntimeError):
-        raise TargetError(f"targets must be a sequence of class indices, got {targets!r}") from None
-    if t.numel() == 0:
-        raise TargetError("give at least one target class")
-    check_targets(t, logits.shape[1])
-    return t
+    return resolve_targets(targets, None, logits.device, logits)
 
 
 def attribute_targets(model, inputs: torch.Tensor, targets=None, method: str = "gradcam", *,
                       top_k: int | None = None, **params) -> TargetAttributions:
     """Attributions of one input [1, C, H, W] for each class in ``targets`` (or the ``top_k``
-    highest-scoring ones, 5 by default). Methods: gradcam, gradcam_plus_plus, hirescam
-    (params: layer, upsample) and gradient, gradient_x_input. Each map equals what
-    ``attribute(model, inputs, method, target=k)`` returns."""
-    if method not in CAM_FORMULAS and method not in INPUT_METHODS:
+    highest-scoring ones, 5 by default). Methods: those that are a function of one gradient
+    (gradcam, gradcam_plus_plus, hirescam, ... with params layer, upsample; gradient,
+    gradient_x_input). Each map equals what ``attribute(model, inputs, method, target=k)``
+    returns."""
+    if method not in SEVERAL_TARGETS:
         raise MethodNotApplicableError(
-            f"several targets at once are supported for {', '.join([*CAM_FORMULAS, *INPUT_METHODS])}; got {method!r}"
+            f"several targets at once are supported for {', '.join(SEVERAL_TARGETS)}; got {method!r}"
         )
-    fn, module, facts = unwrap_model(model)
-    kind = facts["kind"] or "image"
-    family = "cam" if method in CAM_FORMULAS else "input"
-    check_inputs(inputs, family, kind)
-    if inputs.shape[0] != 1:
-        raise ParameterError(f"explain one input at a time for several targets; got a batch of {inputs.shape[0]}")
-    p, _base, options = split_params(method, params, kind)
-    device = module_device(module) if module is not None else inputs.device
-    x = inputs.detach().to(device)
-    ctx = Context(forward=fn, module=module, device=device, options=options, stats=Stats(),
-                  kind=kind, default_layer=facts["default_layer"])
-    start = time.perf_counter()
-    with model_lock(module):
-        if family == "cam":
-            attr, t, logits, batched = _cam_targets(ctx, x, targets, top_k, method, p)
-        else:
-            attr, t, logits, batched = _input_targets(ctx, x, targets, top_k, method)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    meta = {
-        "method": method,
-        "params": {k: v for k, v in p.items() if not isinstance(v, torch.Tensor)},
-        "time_s": time.perf_counter() - start,
-        "forwards": 1,
-        "backward_batched": batched,
-        "device": str(device),
-    }
-    if "layer" in ctx.meta:
-        meta["layer"] = ctx.meta["layer"]
+    with input_errors_explained(model, inputs, None):
+        r = prepare(model, inputs, method, params, family="cam" if method in CAM_FORMULAS else "input")
+        if inputs.shape[0] != 1:
+            raise ParameterError(f"explain one input at a time for several targets; got a batch of {inputs.shape[0]}")
+        with model_lock(r.ctx.module):
+            if method in CAM_FORMULAS:
+                attr, t, logits, batched = _cam_targets(r, targets, top_k)
+            else:
+                attr, t, logits, batched = _input_targets(r, targets, top_k)
+        attr = r.finish(attr)
+    meta = r.metadata()
+    meta["backward_batched"] = batched
     logits = logits.detach()
     return TargetAttributions(
-        attribution=attr.to(inputs.device),
+        attribution=attr,
         targets=t.cpu(),
         scores=logits[0, t].cpu(),
         probabilities=torch.softmax(logits[0].float(), 0).cpu(),
@@ -136,36 +108,56 @@ def cam_for_targets(model, inputs: torch.Tensor, targets=None, method: str = "gr
     return attribute_targets(model, inputs, targets, method, **params).attribution
 
 
-def _cam_targets(ctx, x, targets, top_k, method, p):
-    layer = target_layer(ctx, x, p["layer"])
+def _gradients(r, flat_logits: torch.Tensor, t: torch.Tensor, wrt: torch.Tensor, kind: str):
+    """d logit[t_k] / d wrt for every class, the classes chunked by the stream."""
+    parts, batched = [], []
+
+    def take(_stream, classes, _none):
+        g, b = _batched_grads(flat_logits[0, classes], wrt)
+        batched.append(b)
+        return None, (g,)
+
+    r.ctx.stream().run(t.shape[0], lambda a, b: (t[a:b], None), lambda a, b, g: parts.append(g),
+                       step=Step(kind, take), chunk=r.ctx.options.batch_size or t.shape[0])
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)), all(batched)
+
+
+def _cam_targets(r, targets, top_k):
+    ctx, x = r.ctx, r.x
+    layer = target_layer(ctx, x, r.p["layer"])
     with torch.no_grad(), layer_as_leaf(layer) as store:
         logits = logits_of(ctx.forward(x))
+        ctx.stats.forwards += 1
         a = store.get("output")
-        if a is not None and logits.requires_grad:
-            t = _resolve(targets, top_k, logits.reshape(1, -1))
+        leaf = a is not None and logits.requires_grad
+        if leaf:
+            t = _classes(targets, top_k, logits.reshape(1, -1))
             with torch.enable_grad():
-                g, batched = _batched_grads(logits.reshape(1, -1)[0, t], a)
-    if a is None or not logits.requires_grad:  # the layer's output could not become a leaf
+                g, batched = _gradients(r, logits.reshape(1, -1), t, a, "layer_gradient")
+    if not leaf:  # the layer's output could not become a leaf: record the whole forward
         with torch.enable_grad(), capture_output(layer) as store:
             logits = logits_of(ctx.forward(x.detach().requires_grad_(True)))
+            ctx.stats.forwards += 1
             a = store["output"]
-            t = _resolve(targets, top_k, logits.reshape(1, -1))
-            g, batched = _batched_grads(logits.reshape(1, -1)[0, t], a)
+            t = _classes(targets, top_k, logits.reshape(1, -1))
+            g, batched = _gradients(r, logits.reshape(1, -1), t, a, "layer_gradient")
     k = t.shape[0]
     acts = to_spatial(a.detach()).expand(k, -1, -1, -1)
     grads = to_spatial(g.detach().reshape(k, *a.shape[1:]))
-    cam = CAM_FORMULAS[method](acts, grads)
-    if p["upsample"]:
+    cam = CAM_FORMULAS[r.method](acts, grads)
+    if r.p["upsample"]:
         cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     return cam, t, logits, batched
 
 
-def _input_targets(ctx, x, targets, top_k, method):
+def _input_targets(r, targets, top_k):
+    x = r.x
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = logits_of(ctx.forward(xg))
+        logits = logits_of(r.ctx.forward(xg))
+        r.ctx.stats.forwards += 1
         flat = logits.reshape(1, -1)
-        t = _resolve(targets, top_k, flat)
-        g, batched = _batched_grads(flat[0, t], xg)
+        t = _classes(targets, top_k, flat)
+        g, batched = _gradients(r, flat, t, xg, "input_gradient")
     g = g.detach().reshape(t.shape[0], *x.shape[1:])
-    return (g * x if method == "gradient_x_input" else g), t, logits, batched
+    return r.entry.from_gradients(x, g), t, logits, batched

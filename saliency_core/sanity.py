@@ -327,15 +327,12 @@ class RandomizationResult:
 
 
 def _resolve_targets(model, x: torch.Tensor, target) -> torch.Tensor:
-    from .api import resolve_targets, unwrap_model
-    from .engine import check_targets, logits_of, model_lock
+    from .engine import Stats, forward_no_grad, locked_forward
+    from .harness import resolve_targets, unwrap_model
 
     fn, module, _facts = unwrap_model(model)
-    with torch.no_grad(), model_lock(module):
-        logits = logits_of(fn(x))
-    t = resolve_targets(target, x.shape[0], x.device, lambda: logits)
-    check_targets(t, logits.shape[1])
-    return t.cpu()
+    logits = forward_no_grad(locked_forward(fn, module), x, Stats())
+    return resolve_targets(target, x.shape[0], x.device, logits).cpu()
 
 
 def _check_methods(methods: Sequence[str]) -> list[str]:

@@ -56,10 +56,20 @@ class Job:
         self.batch_key = batch_key(request)
 
 
+def _batchable(method) -> bool:
+    from .errors import SaliencyError
+    from .methods import get
+
+    try:
+        return get(method).batchable
+    except SaliencyError:
+        return False  # an unknown name runs alone and fails with its own message
+
+
 def batch_key(request: dict) -> str | None:
     """Requests with equal keys can run as one engine call; None means: run alone."""
     params = request["params"]
-    if request["op"] == "attribute_text" or request["method"] == "smoothgrad":
+    if request["op"] == "attribute_text" or not _batchable(request["method"]):
         return None
     if params.get("baseline") in _RANDOM_BASELINES or params.get("baseline_samples", 1) != 1:
         return None

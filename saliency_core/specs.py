@@ -30,6 +30,7 @@ class Param:
     label: str = ""
     advanced: bool = False
     text_default: Any = None  # default for text models, when it differs
+    accepts_tensor: bool = False  # code may pass a tensor instead of a named choice
 
     def choices_for(self, kind: str = "image") -> tuple:
         return self.text_choices if (kind == "text" and self.text_choices) else self.choices
@@ -59,8 +60,8 @@ class Param:
                 raise ParameterError(f"{self.name} must be true or false, got {value!r}")
         elif self.type in ("choice", "method"):
             allowed = self.choices_for(kind)
-            if self.name == "baseline" and not isinstance(value, str):
-                return value  # a tensor baseline given from code
+            if self.accepts_tensor and not isinstance(value, str):
+                return value  # e.g. a tensor baseline given from code
             if value not in allowed:
                 raise ParameterError(
                     f"{self.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"

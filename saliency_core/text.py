@@ -8,13 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .api import _explanation, run, unwrap_model
+from .api import run, unwrap_model
 from .errors import ParameterError, SaliencyError
 from .methods.integrated_gradients import TEXT_BASELINES
 
-# Methods whose attribution already includes the input (x · grad), so summing over the
-# embedding dimension gives a signed per-token contribution.
-_INPUT_WEIGHTED = {"gradient_x_input", "integrated_gradients"}
 AGGREGATIONS = ("auto", "sum", "l2")
 
 
@@ -96,15 +93,15 @@ def attribute_text(model, tokenizer, text: str, method: str, target="predicted",
     def make_baseline(name, x, seed=0, sample=0):
         return base_builder(name, x, seed, sample, tokenizer=tokenizer)
 
-    attr, ctx, logits = run(model, embeds, method, target, params=params, kind="text",
-                            forward=forward, make_baseline=make_baseline, want_logits=True)
-    exp = _explanation(ctx, method, attr, logits)
+    attr, r, logits = run(model, embeds, method, target, params=params, task="text",
+                          forward=forward, make_baseline=make_baseline, want_logits=True)
+    exp = r.explanation(attr, logits)
     a = exp.attribution[0]
     mode = aggregation
     if mode == "auto":
-        base = params.get("base", "gradient")
-        weighted = method in _INPUT_WEIGHTED or (method == "smoothgrad" and base in _INPUT_WEIGHTED)
-        mode = "sum" if weighted else "l2"
+        # An attribution that includes the input (x · grad) sums over the embedding to a
+        # signed per-token contribution; a plain gradient has no sign worth summing.
+        mode = "sum" if r.entry.includes_input(r.p) else "l2"
     scores = a.sum(-1) if mode == "sum" else a.norm(dim=-1)
     meta = dict(exp.metadata, aggregation=mode, truncated=bool(truncated), max_length=limit,
                 num_tokens=int(ids.shape[1]))

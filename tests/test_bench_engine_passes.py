@@ -15,6 +15,7 @@ from saliency_core.engine import (
     balanced_chunk,
     forward_no_grad,
 )
+from saliency_core.errors import CancelledError
 from saliency_core.methods.cam import layer_as_leaf
 from saliency_core.methods.guided import hooks_agree
 from saliency_core.methods.smoothgrad import noisy_copies
@@ -192,7 +193,36 @@ def test_forward_no_grad_matches_the_model():
     model = small_cnn()
     x = images(3)
     stats = Stats()
-    out = forward_no_grad(model, x, stats, chunk=2)
+    out = forward_no_grad(model, x, stats, Options(batch_size=2))  # chunks of 2 + 1
     with torch.no_grad():
         assert torch.allclose(out, model(x), atol=1e-6)
     assert stats.forwards == 3
+
+
+def test_stop_interrupts_a_cam_run_between_chunks():
+    """CAM passes go through the stream like gradients: Stop ends them between chunks."""
+    model = small_cnn()
+    x = images(4)
+    seen = []
+    with pytest.raises(CancelledError):
+        sc.attribute(model, x, "gradcam", batch_size=1, progress=lambda d, t: seen.append(d),
+                     cancel=lambda: len(seen) > 2)
+    assert seen == [0, 1, 2]
+
+
+def test_forward_passes_are_retried_smaller_on_out_of_memory():
+    model = small_cnn()
+    x = images(4)
+    sizes = []
+
+    def forward(points):
+        sizes.append(points.shape[0])
+        if points.shape[0] > 1:
+            raise torch.OutOfMemoryError("out of memory (simulated)")
+        return model(points)
+
+    stats = Stats()
+    out = forward_no_grad(forward, x, stats)
+    with torch.no_grad():
+        assert torch.allclose(out, model(x), atol=1e-6)
+    assert sizes[:3] == [4, 2, 1] and stats.forwards == 4

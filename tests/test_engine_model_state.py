@@ -5,6 +5,7 @@ model's id() starts from nothing instead of inheriting the dead model's facts.""
 from __future__ import annotations
 
 import gc
+import weakref
 
 import torch
 from torch import nn
@@ -48,8 +49,10 @@ class Shallow(nn.Module):
 
 def test_state_leaves_with_its_model():
     x = torch.rand(1, 3, 8, 8)
+    gc.collect()  # models dropped by earlier tests leave first
     before = known_owners()
     model = deep_cnn()
+    alive = weakref.ref(model)
     exp = sc.explain(model, x, "gradcam")
     sc.attribute(model, x, "guided_backprop")
     sc.attribute(model, x, "gradient", batch_size=None)
@@ -58,6 +61,7 @@ def test_state_leaves_with_its_model():
     assert {"default_cam_layer", "saved_bytes_per_point", "relu_hooks_agree", "lock"} <= set(state)
     del model, exp, state
     gc.collect()
+    assert alive() is None  # the store did not keep the model alive
     assert known_owners() == before
 
 

@@ -1,4 +1,9 @@
-"""The method registry: each name maps to its spec and its compute function."""
+"""The method registry: each name maps to its spec, its compute function and what it is.
+
+A method says what it is here (wraps another method, multiplies by the input, needs a layer,
+has a completeness check, can be refined, ...); nothing outside a method's own module reads
+its name. Adding a method is its module and one line below.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +18,66 @@ from . import cam, gradient, guided, integrated_gradients, smoothgrad
 @dataclass(frozen=True)
 class Method:
     spec: MethodSpec
-    compute: Callable  # (ctx, x, targets, params) -> raw attribution
+    # (ctx, x, targets, params) -> raw attribution; a wrapper's is
+    # (ctx, x, targets, params, base: Method, base_params).
+    compute: Callable
     # True when every gradient is taken at the input itself, so "predicted" can be read
     # from the same pass instead of costing a separate forward.
     at_input: bool = True
+    wraps: bool = False  # runs around the method named by its "base" parameter
+    times_input: bool = False  # the attribution includes the input (x · ∂f/∂x...)
+    needs_layer: bool = False  # reads an image layer's activations: not for text
+    # (ctx, attribution, score) -> metadata entries that check an axiom (IG: completeness).
+    completeness: Callable | None = None
+    # Refinement: the count parameter and (ctx, x, targets, p, [base, base_p,] shelf) ->
+    # (attribution, points reused), evaluating only what no kept run has.
+    refine_count: str | None = None
+    refine: Callable | None = None
+    # (A or x, gradient) -> attribution: lets several targets share one forward pass and
+    # one batched backward (multi_target). CAM formulas take the layer's A and dscore/dA.
+    from_gradients: Callable | None = None
+    # False when one input's result depends on the others in the call (SmoothGrad's noise is
+    # drawn per position), so requests must not be merged into one batch.
+    batchable: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def includes_input(self, params: dict) -> bool:
+        """Whether the attribution is input-weighted, through the base method for a wrapper."""
+        if self.wraps:
+            return get(params.get("base", self.spec.param("base").default)).times_input
+        return self.times_input
 
 
-REGISTRY: dict[str, Method] = {
-    m.spec.name: m
-    for m in (
-        Method(gradient.GRADIENT, gradient.gradient),
-        Method(gradient.GRADIENT_X_INPUT, gradient.gradient_x_input),
-        Method(integrated_gradients.INTEGRATED_GRADIENTS, integrated_gradients.integrated_gradients, at_input=False),
-        Method(smoothgrad.SMOOTHGRAD, None, at_input=False),  # composed in api
-        Method(guided.GUIDED_BACKPROP, guided.guided_backprop),
-        Method(guided.DECONVNET, guided.deconvnet),
-        Method(cam.GRADCAM, cam.gradcam),
-        Method(cam.GRADCAM_PLUS_PLUS, cam.gradcam_plus_plus),
-        Method(cam.HIRESCAM, cam.hirescam),
-        Method(cam.GUIDED_GRADCAM, cam.guided_gradcam),
-    )
-}
+def _cam(spec: MethodSpec, formula) -> Method:
+    return Method(spec, cam.cam_method(formula), needs_layer=True, from_gradients=formula)
+
+
+_BASES = (
+    Method(gradient.GRADIENT, gradient.gradient, from_gradients=gradient.plain),
+    Method(gradient.GRADIENT_X_INPUT, gradient.gradient_x_input, times_input=True,
+           from_gradients=gradient.times_input),
+    Method(integrated_gradients.INTEGRATED_GRADIENTS, integrated_gradients.integrated_gradients,
+           at_input=False, times_input=True, completeness=integrated_gradients.completeness,
+           refine_count="steps", refine=integrated_gradients.refine),
+    Method(guided.GUIDED_BACKPROP, guided.guided_backprop),
+    Method(guided.DECONVNET, guided.deconvnet),
+    _cam(cam.GRADCAM, cam.gradcam_formula),
+    _cam(cam.GRADCAM_PLUS_PLUS, cam.gradcam_plus_plus_formula),
+    _cam(cam.HIRESCAM, cam.hirescam_formula),
+    Method(cam.GUIDED_GRADCAM, cam.guided_gradcam, needs_layer=True),
+)
+# Wrappers take any input-space method as their base.
+_SMOOTHABLE = tuple(m.name for m in _BASES if m.spec.family == "input")
+_WRAPPERS = (
+    Method(smoothgrad.smoothgrad_spec(_SMOOTHABLE, tuple(m.name for m in _BASES
+                                                         if m.spec.family == "input" and m.spec.text)),
+           smoothgrad.smooth, at_input=False, wraps=True, refine_count="samples",
+           refine=smoothgrad.refine, batchable=False),
+)
+REGISTRY: dict[str, Method] = {m.name: m for m in (*_BASES[:3], _WRAPPERS[0], *_BASES[3:])}
 
 
 def get(name: str) -> Method:
@@ -48,3 +92,10 @@ def get(name: str) -> Method:
 def specs() -> list[MethodSpec]:
     return [m.spec for m in REGISTRY.values()]
 
+
+def with_capability(capability: str) -> list[str]:
+    """Names of the methods that have ``capability`` (a Method field), in registry order."""
+    return [m.name for m in REGISTRY.values() if getattr(m, capability)]
+
+
+__all__ = ["REGISTRY", "Method", "get", "specs", "with_capability"]

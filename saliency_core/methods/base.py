@@ -57,3 +57,41 @@ class Context:
 def expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A per-point vector shaped to broadcast over points like x: [m] -> [m, 1, 1, ...]."""
     return v.view(-1, *([1] * (x.dim() - 1)))
+
+
+@dataclass
+class RefineState:
+    """What a refinable method keeps of one run so a finer one can reuse it."""
+
+    key: tuple  # every parameter but the refinable count
+    count: int  # steps or samples evaluated so far
+    sums: torch.Tensor | None  # IG: weighted gradient sum; SmoothGrad: sum of attributions
+    squares: torch.Tensor | None = None  # SmoothGrad: sum of squared attributions
+    noise: object = None  # SmoothGrad: the NoiseSource the copies come from
+    f_baseline: torch.Tensor | None = None
+
+
+class Shelf:
+    """The last few RefineStates of one Refiner, so that going back to a count, or up from
+    any kept one, reuses what was evaluated."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self.states: list[RefineState] = []  # most recently used last
+
+    def best(self, key: tuple, usable) -> RefineState | None:
+        """The kept state of these parameters with the largest count ``usable`` accepts."""
+        fits = [s for s in self.states if s.key == key and usable(s.count)]
+        return max(fits, key=lambda s: s.count, default=None)
+
+    def keep(self, state: RefineState) -> None:
+        self.states = [s for s in self.states if (s.key, s.count) != (state.key, state.count)]
+        self.states.append(state)
+        del self.states[:-self.size]
+
+
+def key_value(v):
+    """Parameters as comparable keys; a tensor baseline by identity and content."""
+    if isinstance(v, torch.Tensor):
+        return ("tensor", id(v), tuple(v.shape), float(v.double().sum()))
+    return v

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from ..engine import _score, logits_of, model_lock
+from ..engine import _score, layer_gradient, logits_of, model_lock
 from ..errors import SaliencyError
 from ..layers import (
     capture_output,
@@ -33,18 +33,19 @@ CAM_PARAMS = (
 )
 
 
-def _spec(name, label, description, reference):
+def cam_spec(name, label, description, reference):
+    """The spec of a CAM variant: a layer and upsampling, nothing else to choose."""
     return MethodSpec(name=name, label=label, description=description, family="cam",
                       params=CAM_PARAMS, reference=reference)
 
 
-GRADCAM = _spec("gradcam", "Grad-CAM",
+GRADCAM = cam_spec("gradcam", "Grad-CAM",
                 "Layer activations weighted by their spatially averaged gradients, rectified: "
                 "coarse, class-discriminative regions.", "Selvaraju et al. 2017")
-GRADCAM_PLUS_PLUS = _spec("gradcam_plus_plus", "Grad-CAM++",
+GRADCAM_PLUS_PLUS = cam_spec("gradcam_plus_plus", "Grad-CAM++",
                           "Grad-CAM with weights from higher-order gradient terms; better for "
                           "several instances of a class.", "Chattopadhay et al. 2018")
-HIRESCAM = _spec("hirescam", "HiResCAM",
+HIRESCAM = cam_spec("hirescam", "HiResCAM",
                  "Element-wise gradient × activation summed over channels; faithful to the "
                  "layer's actual contribution.", "Draelos & Carin 2020")
 GUIDED_GRADCAM = MethodSpec(
@@ -140,22 +141,31 @@ def _layer_pass_locked(ctx: Context, xc, tc, layer):
 
 
 def activations_and_gradients(ctx: Context, x, targets, layer):
-    """Spatial A and G [N, C, h, w] for each input's target, batched; backward stops at A."""
+    """Spatial A and G [N, C, h, w] for each input's target, batched by the stream; backward
+    stops at A."""
     acts, grads, resolved = [], [], []
-    chunk = ctx.options.batch_size or 32
-    sink = ctx.logits_sink(x.shape[0])
-    for start in range(0, x.shape[0], chunk):
-        xc = x[start:start + chunk].detach()
-        tc = None if targets is None else targets[start:start + chunk]
+
+    def take(_stream, xc, tc):
         a, g, logits, t = _layer_pass(ctx, xc, tc, layer)
-        if sink is not None:
-            sink(start, start + xc.shape[0], logits.detach().reshape(xc.shape[0], -1))
-        acts.append(to_spatial(a.detach()))
-        grads.append(to_spatial(g.detach()))
+        return logits, (to_spatial(a.detach()), to_spatial(g.detach()), t)
+
+    def consume(_start, _stop, a, g, t):
+        acts.append(a)
+        grads.append(g)
         resolved.append(t)
-        ctx.stats.passes += xc.shape[0]
+
+    _run_layer_step(ctx, x, targets, take, consume)
     ctx.meta["targets"] = _joined(resolved)
     return _joined(acts), _joined(grads)
+
+
+def _run_layer_step(ctx: Context, x, targets, take, consume):
+    def make(start, stop):
+        return x[start:stop].detach(), None if targets is None else targets[start:stop]
+
+    stream = ctx.stream()
+    stream.logits_sink = ctx.logits_sink(x.shape[0])
+    stream.run(x.shape[0], make, consume, step=layer_gradient(take))
 
 
 def _joined(parts):
@@ -244,20 +254,17 @@ def guided_gradcam(ctx: Context, x, targets, params):
         gb = guided_gradients(ctx, x, targets)
         return gb * _upsample(cam, x.shape[-2:])[:, None]
     layer = target_layer(ctx, x, params["layer"])
-    n = x.shape[0]
-    stream = ctx.stream()
-    chunk = min(32, stream.chunk_size(n, lambda a, b: (x[a:b], None)))
-    sink = ctx.logits_sink(n)
     out, resolved = [], []
-    for start in range(0, n, chunk):
-        xc = x[start:start + chunk]
-        tc = None if targets is None else targets[start:start + chunk]
+
+    def take(_stream, xc, tc):
         a, g_a, g_x, logits, t = _guided_gradcam_pass(ctx, xc, tc, layer)
-        if sink is not None:
-            sink(start, start + xc.shape[0], logits.reshape(xc.shape[0], -1))
         cam = gradcam_formula(to_spatial(a), to_spatial(g_a))
-        out.append(g_x * _upsample(cam, x.shape[-2:])[:, None])
+        return logits, (g_x * _upsample(cam, x.shape[-2:])[:, None], t)
+
+    def consume(_start, _stop, maps, t):
+        out.append(maps)
         resolved.append(t)
-        ctx.stats.passes += xc.shape[0]
+
+    _run_layer_step(ctx, x, targets, take, consume)
     ctx.meta["targets"] = _joined(resolved)
     return _joined(out)

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from ..baselines import IMAGE_BASELINES, RANDOM_BASELINES
-from ..engine import forward_no_grad, logits_of  # noqa: F401 - logits_of re-exported for methods
+from ..engine import forward_no_grad
 from ..specs import MethodSpec, Param
-from .base import Context
+from .base import Context, RefineState, Shelf, key_value
 
 QUADRATURES = ("gauss_legendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 TEXT_BASELINES = ("pad", "mask", "unk", "zeros")
@@ -18,7 +18,8 @@ TEXT_BASELINES = ("pad", "mask", "unk", "zeros")
 IG_PARAMS = (
     Param("steps", "int", 50, "Number of gradient evaluations along the path.", min=2, max=1024, step=1, label="Steps"),
     Param("baseline", "choice", "black", "The reference input the path starts from.",
-          choices=IMAGE_BASELINES, text_choices=TEXT_BASELINES, text_default="pad", label="Baseline"),
+          choices=IMAGE_BASELINES, text_choices=TEXT_BASELINES, text_default="pad", label="Baseline",
+          accepts_tensor=True),
     Param("quadrature", "choice", "gauss_legendre",
           "Rule for the path integral; Gauss-Legendre converges fastest on smooth paths, "
           "left/right/trapezoid grids nest when steps double.",
@@ -156,7 +157,92 @@ def integrated_gradients(ctx: Context, x, targets, params, forward=None):
         if len(at_zero) == xs.shape[0]:
             f_base = torch.stack([at_zero[b] for b in range(xs.shape[0])])
         else:
-            f_base = forward_no_grad(forward or ctx.forward, baselines, ctx.stats)
+            f_base = forward_no_grad(forward or ctx.forward, baselines, ctx.stats, ctx.options)
             f_base = f_base.gather(1, ts[:, None]).squeeze(1)
         ctx.meta.setdefault("f_baseline", f_base.detach().view(m, -1).mean(0))
     return attr
+
+
+def completeness(ctx: Context, attr: torch.Tensor, score: torch.Tensor) -> dict:
+    """Per-sample f(x), f(baseline), the attributions' sum and how far it is from
+    f(x) - f(baseline): the axiom Integrated Gradients is built to satisfy."""
+    f_b = ctx.meta["f_baseline"].cpu()
+    total = attr.detach().flatten(1).sum(1).cpu()
+    f_x = score.detach().cpu()
+    return {"f_x": f_x.tolist(), "f_baseline": f_b.tolist(), "sum_attribution": total.tolist(),
+            "completeness_delta": (total - (f_x - f_b)).tolist()}
+
+
+# Refinement --------------------------------------------------------------------------------
+# Riemann left and right grids nest when the step count is multiplied (n -> 2n keeps every old
+# node); the trapezoid grid nests when its intervals are (n points -> 2n - 1 points). Their
+# weights are uniform (the trapezoid's two ends at half weight, whatever n), so one running
+# sum of the gradients evaluated so far is all the state a refinement needs.
+
+NESTED_RULES = ("riemann_left", "riemann_right", "riemann_trapezoid")
+
+
+def _nodes(quadrature: str, n: int):
+    """Grid indices j of the nodes j / d of an n-step rule, and d."""
+    if quadrature == "riemann_left":
+        return np.arange(n), n
+    if quadrature == "riemann_right":
+        return np.arange(1, n + 1), n
+    return np.arange(n), n - 1  # trapezoid: both ends included
+
+
+def refines(quadrature: str, old: int, new: int) -> bool:
+    """Whether every node of the old grid is a node of the new one."""
+    _, d_old = _nodes(quadrature, old)
+    _, d_new = _nodes(quadrature, new)
+    return new > old and d_old > 0 and d_new % d_old == 0
+
+
+def nested_counts(quadrature: str, n: int) -> list[int]:
+    """Step counts below n whose grids the n-step grid contains, smallest first (empty for
+    rules whose nodes never nest)."""
+    if quadrature not in NESTED_RULES:
+        return []
+    return [m for m in range(2 if quadrature == "riemann_trapezoid" else 1, n) if refines(quadrature, m, n)]
+
+
+def refine(ctx: Context, x, targets, p: dict, shelf: Shelf):
+    """Integrated Gradients at p["steps"], evaluating only the nodes no kept run has.
+    Returns (attribution, points reused)."""
+    steps, rule = p["steps"], p["quadrature"]
+    if rule not in NESTED_RULES:
+        return integrated_gradients(ctx, x, targets, p), 0
+    key = tuple(sorted((k, key_value(v)) for k, v in p.items() if k != "steps"))
+    random_base = isinstance(p["baseline"], str) and p["baseline"] in RANDOM_BASELINES
+    m = p["baseline_samples"] if random_base else 1
+    baselines = torch.cat([ctx.make_baseline(p["baseline"], x, seed=p["seed"], sample=s) for s in range(m)])
+    xs = x.repeat(m, *([1] * (x.dim() - 1)))
+    ts = targets.repeat(m)
+    index, denominator = _nodes(rule, steps)
+    state = shelf.best(key, lambda c: c == steps or refines(rule, c, steps))
+    if state is not None and state.count == steps:
+        sums, reused = state.sums, steps * xs.shape[0]
+    else:
+        reused = 0
+        if state is not None:
+            _, old_d = _nodes(rule, state.count)
+            ratio = denominator // old_d
+            index = index[index % ratio != 0]  # the old grid is every ratio-th node
+            reused = state.count * xs.shape[0]
+            sums = state.sums
+        else:
+            sums = torch.zeros_like(xs)
+        alphas = torch.as_tensor(index / denominator)
+        # Trapezoid ends weigh half an interior node, at every resolution.
+        weights = torch.ones(len(index), dtype=torch.float64)
+        if rule == "riemann_trapezoid":
+            weights[(index == 0) | (index == denominator)] = 0.5
+        sums = sums + path_gradients(ctx, xs, baselines, ts, alphas, weights)
+    f_baseline = state.f_baseline if state is not None else None
+    if f_baseline is None:
+        f_baseline = forward_no_grad(ctx.forward, baselines, ctx.stats, ctx.options)
+        f_baseline = f_baseline.gather(1, ts[:, None]).squeeze(1).view(m, -1).mean(0)
+    ctx.meta["f_baseline"] = f_baseline
+    shelf.keep(RefineState(key=key, count=steps, sums=sums, f_baseline=f_baseline))
+    attr = sums / denominator * (xs - baselines)
+    return attr.view(m, *x.shape).mean(0), reused

@@ -5,31 +5,40 @@ from __future__ import annotations
 
 import torch
 
+from ..baselines import RANDOM_BASELINES
 from ..noise import NoiseSource
 from ..specs import MethodSpec, Param
+from .base import Context, RefineState, Shelf, key_value
 
+# The default bases; the registry offers every input-space method that is not itself a
+# wrapper (smoothgrad_spec), so a new method can be smoothed without an edit here.
 SMOOTHABLE = ("gradient", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet")
 
-SMOOTHGRAD = MethodSpec(
-    name="smoothgrad",
-    label="SmoothGrad",
-    description="Average of a base method over noisy copies of the input; removes the "
-    "high-frequency speckle of raw gradients.",
-    family="input",
-    params=(
-        Param("samples", "int", 32, "Noisy copies averaged.", min=1, max=1024, step=1, label="Samples"),
-        Param("sigma", "float", 0.15, "Noise std as a fraction of the input's value range.",
-              min=0.0, max=1.0, step=0.01, label="Noise σ"),
-        Param("base", "method", "gradient", "The method applied to each noisy copy.",
-              choices=SMOOTHABLE, label="Base method"),
-        Param("variant", "choice", "smoothgrad",
-              "Mean (smoothgrad), mean of squares (smoothgrad_sq) or variance (vargrad).",
-              choices=("smoothgrad", "smoothgrad_sq", "vargrad"), label="Variant"),
-        Param("seed", "int", 0, "Seed of the noise.", min=0, max=2**31 - 1, step=1, label="Seed", advanced=True),
-    ),
-    text=True,
-    reference="Smilkov et al. 2017; Adebayo et al. 2018 (VarGrad)",
-)
+
+def smoothgrad_spec(bases: tuple[str, ...] = SMOOTHABLE, text_bases: tuple[str, ...] = ()) -> MethodSpec:
+    return MethodSpec(
+        name="smoothgrad",
+        label="SmoothGrad",
+        description="Average of a base method over noisy copies of the input; removes the "
+        "high-frequency speckle of raw gradients.",
+        family="input",
+        params=(
+            Param("samples", "int", 32, "Noisy copies averaged.", min=1, max=1024, step=1, label="Samples"),
+            Param("sigma", "float", 0.15, "Noise std as a fraction of the input's value range.",
+                  min=0.0, max=1.0, step=0.01, label="Noise σ"),
+            Param("base", "method", "gradient", "The method applied to each noisy copy.",
+                  choices=bases, text_choices=text_bases, label="Base method"),
+            Param("variant", "choice", "smoothgrad",
+                  "Mean (smoothgrad), mean of squares (smoothgrad_sq) or variance (vargrad).",
+                  choices=("smoothgrad", "smoothgrad_sq", "vargrad"), label="Variant"),
+            Param("seed", "int", 0, "Seed of the noise.", min=0, max=2**31 - 1, step=1, label="Seed", advanced=True),
+        ),
+        text=True,
+        reference="Smilkov et al. 2017; Adebayo et al. 2018 (VarGrad)",
+    )
+
+
+SMOOTHGRAD = smoothgrad_spec()
 
 
 def noisy_copies(x: torch.Tensor, samples: int, sigma: float, seed: int) -> torch.Tensor:
@@ -38,11 +47,27 @@ def noisy_copies(x: torch.Tensor, samples: int, sigma: float, seed: int) -> torc
     return NoiseSource(x, sigma, seed).take(samples)
 
 
-def smooth(base_fn, ctx, x, targets, params, base_params):
+def _on_copies(base, ctx, noisy, targets, per_input: int, base_params):
+    """The base method on every noisy copy at once: [N, copies, ...]."""
+    attr = base.compute(ctx, noisy, targets.repeat_interleave(per_input), base_params)
+    return attr.view(-1, per_input, *attr.shape[1:])
+
+
+def _combine(variant: str, sums, squares, count: int):
+    mean = sums / count
+    if variant == "smoothgrad":
+        return mean
+    if variant == "smoothgrad_sq":
+        return squares / count
+    return squares / count - mean * mean
+
+
+def smooth(ctx: Context, x, targets, params, base, base_params):
+    """SmoothGrad around ``base`` (a registered Method), as Captum's NoiseTunnel wraps any
+    attribution method."""
     s = params["samples"]
-    noisy = noisy_copies(x, s, params["sigma"], params["seed"])
-    attr = base_fn(ctx, noisy, targets.repeat_interleave(s), base_params)
-    attr = attr.view(x.shape[0], s, *attr.shape[1:])
+    attr = _on_copies(base, ctx, noisy_copies(x, s, params["sigma"], params["seed"]), targets, s,
+                      base_params)
     variant = params["variant"]
     if variant == "smoothgrad":
         return attr.mean(1)
@@ -50,3 +75,28 @@ def smooth(base_fn, ctx, x, targets, params, base_params):
         return (attr * attr).mean(1)
     mean = attr.mean(1)
     return (attr * attr).mean(1) - mean * mean
+
+
+def refine(ctx: Context, x, targets, p: dict, base, base_p: dict, shelf: Shelf):
+    """SmoothGrad at p["samples"], evaluating only copies no kept run has: seeded copies
+    nest (copy s is the same whatever the count). Returns (attribution, points reused)."""
+    samples = p["samples"]
+    own = {k: key_value(v) for k, v in p.items() if k not in ("samples", "variant")}
+    key = tuple(sorted(own.items())) + tuple(sorted((k, key_value(v)) for k, v in base_p.items()))
+    # A random baseline is drawn per noisy copy's position in the batch, which an increment
+    # would shift; such runs start over (or reuse an identical count).
+    nests = base_p.get("baseline") not in RANDOM_BASELINES
+    state = shelf.best(key, lambda c: c == samples or (nests and c < samples))
+    if state is None:
+        state = RefineState(key=key, count=0, sums=None, noise=NoiseSource(x, p["sigma"], p["seed"]))
+    reused = state.count * x.shape[0]
+    new = samples - state.count
+    sums, squares = state.sums, state.squares
+    if new:
+        state.noise.drawn = state.count  # copies are handed out in order from here
+        attr = _on_copies(base, ctx, state.noise.take(new), targets, new, base_p)
+        more_sums, more_squares = attr.sum(1), (attr * attr).sum(1)
+        sums = more_sums if sums is None else sums + more_sums
+        squares = more_squares if squares is None else squares + more_squares
+    shelf.keep(RefineState(key=key, count=samples, sums=sums, squares=squares, noise=state.noise))
+    return _combine(p["variant"], sums, squares, samples), reused
