@@ -72,3 +72,24 @@ def test_the_app_and_the_client_never_import_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_app_says_when_the_service_is_down(monkeypatch, tmp_path):
+    import socket
+    import time
+
+    from apptest import run_app_page
+
+    from workbench import compute
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("SALIENCY_ENGINE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path))
+    compute.result_cache().clear()
+    started = time.monotonic()
+    at = run_app_page(str(REPO_ROOT / "pages" / "image.py"),
+                      {"model": "shapes-cnn", "input": "shapes:1", "method": "gradient"})
+    assert any("engine service" in e.value and "not reachable" in e.value for e in at.error)
+    assert time.monotonic() - started < 60
