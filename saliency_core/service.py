@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 APP_NAME = "saliency"
 HEARTBEAT_S = 1.0
 POLL_S = 0.05
+MAX_REQUEST_BYTES = 256 * 2**20  # a batch of large images; nothing legitimate is bigger
 _RANDOM_BASELINES = ("uniform", "gaussian")
 
 
@@ -155,6 +156,9 @@ class Engine:
                                  "max_batch_size": self.max_batch_size,
                                  "batch_wait_timeout_s": self.batch_wait_timeout_s})
         if request.method == "POST" and path == "run":
+            if int(request.headers.get("content-length") or 0) > MAX_REQUEST_BYTES:
+                return JSONResponse({"error": f"requests are limited to "
+                                     f"{MAX_REQUEST_BYTES // 2**20} MB"}, status_code=413)
             try:
                 job = Job(wire.decode_request(await request.body()))
             except SaliencyError as exc:
@@ -262,8 +266,10 @@ def error_doc(exc: BaseException) -> dict:
         return {"kind": "CancelledError", "message": str(exc) or "stopped"}
     if isinstance(exc, SaliencyError):
         return {"kind": type(exc).__name__, "message": str(exc)}
-    log.exception("engine request failed", exc_info=exc)
-    return {"kind": "EngineError", "message": f"the engine failed: {type(exc).__name__}: {exc}"}
+    log.error("engine request failed", exc_info=exc)
+    # The message may name server paths or internals: the details stay in the replica's log.
+    return {"kind": "EngineError",
+            "message": f"the engine failed ({type(exc).__name__}); the service log has details"}
 
 
 def build_app(config: EngineConfig | dict | None = None, cluster_gpus: float = 0.0):

@@ -86,7 +86,7 @@ def test_a_link_made_on_one_replica_opens_on_another(s3):
         first.get(digest)
 
 
-def test_storage_that_is_down_gives_a_message_not_a_hang(monkeypatch):
+def test_storage_that_is_down_gives_a_message_not_a_hang(monkeypatch, tmp_path):
     monkeypatch.setenv("SALIENCY_S3_BUCKET", "nowhere")
     monkeypatch.setenv("SALIENCY_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
@@ -96,6 +96,11 @@ def test_storage_that_is_down_gives_a_message_not_a_hang(monkeypatch):
     cache = configured_cache()
     cache.put("k", image_result())  # the memory tier keeps it; the failure is only logged
     assert cache.get("k") is not None
+    # For a while after a failure the shared tier is not even tried (a store that is down
+    # must not add its timeouts to every run), even if it is back.
+    cache.store = storage.LocalStorage(tmp_path)
+    cache.put("k2", image_result(2))
+    assert cache.store.entries() == []
 
 
 def test_result_cache_shares_exact_results_between_replicas(s3):

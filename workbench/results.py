@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ RESULT_DIR_ENV = "SALIENCY_RESULT_DIR"
 RESULT_STORE_MB_ENV = "SALIENCY_RESULT_STORE_MB"
 DEFAULT_RESULT_CACHE_MB = 256
 DEFAULT_RESULT_STORE_MB = 2048
+STORE_RETRY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,9 @@ class ResultCache:
         self.store = store
         self.store_limit_bytes = store_limit_bytes or DEFAULT_RESULT_STORE_MB * 1024 * 1024
         self._prune_timer = PruneTimer()
+        # After a failure the shared tier is skipped for a while: a store that is down must
+        # not add its timeouts to every page run.
+        self._store_down_until = 0.0
         self._items: OrderedDict[str, Any] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -157,20 +162,30 @@ class ResultCache:
         self._remember(key, value)
         return value
 
+    def _store_usable(self) -> bool:
+        return self.store is not None and time.monotonic() >= self._store_down_until
+
+    def _store_failed(self, exc: Exception) -> None:
+        log.warning("shared result cache unavailable for %.0f s: %s", STORE_RETRY_S, exc)
+        self._store_down_until = time.monotonic() + STORE_RETRY_S
+
     def _from_store(self, key: str):
-        if self.store is None:
+        if not self._store_usable():
             return None
         try:
             return from_bytes(self.store.read(storage_key(key)))
         except KeyError:
             return None
-        except (StorageUnavailable, WireError) as exc:
-            log.warning("shared result cache: %s", exc)
+        except WireError as exc:
+            log.warning("shared result cache: damaged entry: %s", exc)
+            return None
+        except StorageUnavailable as exc:
+            self._store_failed(exc)
             return None
 
     def put(self, key: str, value) -> None:
         self._remember(key, value)
-        if self.store is None:
+        if not self._store_usable():
             return
         data = to_bytes(value)
         if data is None:
@@ -181,7 +196,7 @@ class ResultCache:
             if self._prune_timer.due():
                 self.store.prune(self.store_limit_bytes, keep=name)
         except StorageUnavailable as exc:  # the memory tier still has it
-            log.warning("shared result cache: %s", exc)
+            self._store_failed(exc)
 
     def _remember(self, key: str, value) -> None:
         size = int(getattr(value, "nbytes", 0))
