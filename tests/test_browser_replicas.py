@@ -35,19 +35,25 @@ def replicas(tmp_path_factory):
         yield tuple(urls)
 
 
+def alerts(page) -> list[str]:
+    return page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
+
+
 def media_names(page) -> list[str]:
     return [src.rsplit("/", 1)[-1] for src in panels(page)]
 
 
 def test_a_link_made_on_one_replica_opens_on_the_other(replicas, page, browser):
     first, second = replicas
-    open_app(page, first, "image")
+    # The small bundled CNN and a cheap method: this test is about where state lives.
+    open_app(page, first, "image?model=shapes-cnn&method=gradcam&input=shapes:0")
     upload(page, "replica-shape.png", shapes_png(5))
     assert_no_exception(page)
     shown = media_names(page)
+    notices = alerts(page)
     timing = page.get_by_text("model passes").inner_text()
     link = share_link(page)
-    assert link.startswith(first) and "input=upload%3A" in link
+    assert link.startswith(first) and "input=upload%3A" in link and "model=shapes-cnn" in link
 
     colleague = browser.new_context(viewport={"width": 1366, "height": 900})
     try:
@@ -59,7 +65,9 @@ def test_a_link_made_on_one_replica_opens_on_the_other(replicas, page, browser):
         # The run's own timing line came along: the second replica read the first one's result
         # from the bucket instead of running the model again.
         assert other.get_by_text("model passes").inner_text() == timing
-        assert other.locator('[data-testid="stAlertContentWarning"]').count() == 0
+        # The same notices as on the first replica (the model's note about inputs it does not
+        # know), and no "this server does not have the image" or any error.
+        assert alerts(other) == notices
         assert other.locator('[data-testid="stAlertContentError"]').count() == 0
     finally:
         colleague.close()
