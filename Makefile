@@ -11,6 +11,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 DEVICE ?= cpu
 BENCH_ARGS ?=
+UI_BENCH_ARGS ?=
 MODELS ?=
 PYTEST_ARGS ?=
 CHROMIUM ?= /usr/bin/chromium
@@ -51,7 +52,7 @@ dev-venv: $(DEV_STAMP)
 
 # Offline on purpose: the app must work from the bundled and already fetched weights alone.
 run: $(REQ_STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m workbench.serve run app.py --server.port $(PORT) --server.headless true
 
 # Browser tests need Debian's chromium (Playwright's own browser downloads are not used).
 # As root we install it; otherwise the browser tests skip and say why.
@@ -74,6 +75,7 @@ test: $(DEV_STAMP) browser-deps
 
 bench: $(DEV_STAMP)
 	$(PY) -m benchmarks --device $(DEVICE) $(BENCH_ARGS)
+	$(PY) -m benchmarks.ui $(UI_BENCH_ARGS)
 
 # The engine as a Ray Serve service (local Ray, or the cluster in RAY_ADDRESS); point the app at
 # it with SALIENCY_ENGINE_URL=http://127.0.0.1:$(ENGINE_PORT) make run.

@@ -25,8 +25,10 @@ pages += [
     st.Page("pages/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
     st.Page("pages/guide.py", title="Guide", icon=":material/menu_book:", url_path="guide"),
 ]
-# Less empty space above each page's title: the navigation bar already sits at the top.
-st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3rem;}</style>")
+# Less empty space above each page's title: the navigation bar already sits at the top. Maps
+# are sent at the model's resolution and scaled up here, pixel for pixel (no blur).
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3rem;}"
+        "[data-testid='stMain'] [data-testid='stImage'] img{image-rendering:pixelated;}</style>")
 # With sign-in on, a visitor who may not use the app sees neither the pages' names nor any page
 # (a shared link included): only the sign-in or "not allowed" page.
 access = auth.access()

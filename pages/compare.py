@@ -166,7 +166,7 @@ finished: list[tuple] = []  # (overlay, caption) of each map done, shown while o
 def show_preview(name: str, view, result, note: str = "") -> tuple:
     """Redraw the preview row: the finished maps and this one (coarse, or just done)."""
     rendered = display.render_map(result.attribution, view, display.stored_options(P))
-    entry = (display.enlarge(rendered.overlay, 200), f"{METHODS[name].label} {note}".strip())
+    entry = (display.screen_png(rendered.overlay), f"{METHODS[name].label} {note}".strip())
     progressive.preview_row(preview_area, f"{len(finished)} of {total} maps ready",
                             [*finished, entry])
     return entry
@@ -241,7 +241,7 @@ for mname, mloaded in models.items():
                 view, _raw = maps[(mname, name)]
                 result = mruns[name][1]
                 rendered = display.render_map(result.attribution, view, options, scale=shared)
-                st.image(display.enlarge(rendered.overlay, 200), width="stretch", output_format="PNG")
+                st.image(display.screen_png(rendered.overlay), width="stretch")
                 st.caption(f"**{METHODS[name].label}** · {result.metadata.get('time_s', 0):.2f} s"
                            f" · {result.metadata.get('passes', 0)} passes")
 

@@ -117,9 +117,9 @@ def show_preview(result, level) -> None:
     """A coarse level of a progressive run, replaced in place by the next one."""
     rendered = display.render_map(result.attribution, model_view, display.stored_options(P))
     progressive.preview_row(preview_area, f"Refining: {progressive.level_note(result, level)}",
-                            [(display.enlarge(model_view), "Input"),
-                             (display.enlarge(rendered.heat), "Heatmap"),
-                             (display.enlarge(rendered.overlay), "Overlay")])
+                            [(display.screen_png(model_view), "Input"),
+                             (display.screen_png(rendered.heat), "Heatmap"),
+                             (display.screen_png(rendered.overlay), "Overlay")])
 
 
 result = None
@@ -161,7 +161,7 @@ def show_result(result, note, options) -> None:
         st.caption(note)
     c1, c2, c3 = st.columns(3)
     with c1:
-        st.image(display.enlarge(model_view), width="stretch", output_format="PNG",
+        st.image(display.screen_png(model_view), width="stretch",
                  caption=f"Input as the model sees it · {plaintext.plain(current.label)}")
     with c2:
         st.plotly_chart(display.heatmap_figure(rendered, options.cmap), key=f"{P}.heatmap",
@@ -169,8 +169,7 @@ def show_result(result, note, options) -> None:
         st.caption(f"Heatmap · hover for values · colour scale clipped at "
                    f"{rendered.clip_value:.3g}")
     with c3:
-        st.image(display.enlarge(rendered.overlay), caption="Overlay", width="stretch",
-                 output_format="PNG")
+        st.image(display.screen_png(rendered.overlay), caption="Overlay", width="stretch")
 
     reading = display.completeness_reading(result.metadata)
     if reading is not None:

@@ -50,7 +50,9 @@ def of(keyword: str) -> list[str]:
 
 def streamlit_invocation(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """From a command line, the words from `streamlit` to the script and its --server options."""
-    start = next(i for i, word in enumerate(argv) if word.endswith("streamlit"))
+    # workbench.serve is `streamlit` with a warm start, taking the same arguments.
+    start = next(i for i, word in enumerate(argv)
+                 if word.endswith("streamlit") or word == "workbench.serve")
     run = argv[start + 1 : start + 3]
     options = {}
     rest = argv[start + 3 :]
@@ -110,7 +112,7 @@ def make_run_command() -> list[str]:
     output = subprocess.run(
         ["make", "-n", "run"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout
-    lines = [line for line in output.splitlines() if re.search(r"streamlit run", line)]
+    lines = [line for line in output.splitlines() if re.search(r"(streamlit|workbench\.serve) run", line)]
     assert len(lines) == 1, output
     return shlex.split(lines[0])
 

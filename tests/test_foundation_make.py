@@ -138,7 +138,7 @@ def test_make_targets_print_the_expected_commands():
     assert "-m ruff check" in dry("lint")
     assert "-m pytest" in dry("test")
     run = dry("run", "PORT=8600")
-    assert "-m streamlit run app.py --server.port 8600" in run
+    assert "-m workbench.serve run app.py --server.port 8600" in run
 
 
 def test_readme_leads_with_the_two_commands_and_documents_real_targets():

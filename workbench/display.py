@@ -3,6 +3,7 @@ heatmap, the prediction table, side-by-side panels, and a plain reading of IG's 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +144,15 @@ def png(pixels: np.ndarray) -> bytes:
     return render.to_png(enlarge(pixels))
 
 
+def screen_png(pixels: np.ndarray) -> bytes:
+    """PNG for the screen at the map's own resolution, compressed for speed rather than size:
+    the browser scales it up (crisp, see app.py's image-rendering rule), so a display change
+    encodes 224 x 224 pixels instead of an enlarged copy, in a few milliseconds."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def _plotly_colorscale(cmap: str, n: int = 11) -> list:
     import matplotlib
 
@@ -153,9 +163,10 @@ def _plotly_colorscale(cmap: str, n: int = 11) -> list:
 
 def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX) -> go.Figure:
     """Interactive heatmap; hovering a pixel shows its raw attribution and scaled value."""
-    z = rendered.scaled
+    # float32 halves what goes to the browser (plotly sends numpy arrays as typed binary).
+    z = rendered.scaled.astype(np.float32)
     fig = go.Figure(go.Heatmap(
-        z=z, customdata=rendered.raw, colorscale=_plotly_colorscale(cmap),
+        z=z, customdata=rendered.raw.astype(np.float32), colorscale=_plotly_colorscale(cmap),
         zmin=-1.0 if rendered.signed else 0.0, zmax=1.0,
         hovertemplate="x=%{x}, y=%{y}<br>attribution=%{customdata:.4g}<br>"
                       "scaled=%{z:.3f}<extra></extra>",

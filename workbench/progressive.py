@@ -156,10 +156,10 @@ def completeness_gap(meta: dict) -> float | None:
 
 
 def preview_row(area, caption: str, images: list[tuple]) -> None:
-    """Draw (pixels, caption) pairs in one row of ``area`` (an st.empty), replacing what it
+    """Draw (PNG bytes, caption) pairs in one row of ``area`` (an st.empty), replacing what it
     showed: the coarse maps of a run still in progress."""
     with area.container():
         st.caption(caption)
         columns = st.columns(max(3, len(images)))
         for column, (pixels, label) in zip(columns, images):
-            column.image(pixels, width="stretch", output_format="PNG", caption=label)
+            column.image(pixels, width="stretch", caption=label)

@@ -96,5 +96,5 @@ def top_k_section(prefix: str, loaded, model_name: str, device: str, x: torch.Te
             rendered = display.render_map(top.maps[i], view, options)
             t = top.targets[i]
             label = loaded.labels[t] if t < len(loaded.labels) else str(t)
-            col.image(display.enlarge(rendered.overlay, 200), width="stretch", output_format="PNG",
+            col.image(display.screen_png(rendered.overlay), width="stretch",
                       caption=f"{plaintext.plain(label)} · {top.probabilities[i]:.1%}")

@@ -1,0 +1,84 @@
+"""``python -m workbench.serve run app.py [options]``: ``streamlit run`` with a warm start.
+
+``streamlit run app.py`` runs nothing until the first visitor opens a page, so that visitor
+waits for torch and the model libraries to import, the default models to load and the first
+passes to run through cold kernels (about 15 s on a busy 2-core server). Here a background
+thread does all of that as the server starts, through the same cached loaders the pages use
+(``st.cache_resource`` lives in the process, not in a session), so the first page view finds
+everything in memory. The arguments are those of the ``streamlit`` command, unchanged:
+
+    python -m workbench.serve run app.py --server.port 8600 --server.headless true
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+
+# Comma-separated model names to warm instead of each task's default; empty: none.
+WARM_MODELS_ENV = "SALIENCY_WARM_MODELS"
+log = logging.getLogger("workbench.serve")
+
+
+def warm_models(present: list, default_model) -> list[str]:
+    """The models to warm: SALIENCY_WARM_MODELS when set, else each task's default."""
+    raw = os.environ.get(WARM_MODELS_ENV)
+    if raw is not None:
+        names = {m.name for m in present}
+        return [n for n in (part.strip() for part in raw.split(",")) if n in names]
+    return [name for task in ("image", "text")
+            if (name := default_model(task, [m.name for m in present if m.task == task]))]
+
+
+def warm_up() -> dict[str, float]:
+    """Import what the pages use, load the default models (or SALIENCY_WARM_MODELS) on the
+    default device and run one small attribution each; seconds per step, for the log."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    import plotly.graph_objects  # noqa: F401  (the heatmap's first figure imports it)
+    import torch
+
+    import saliency_core
+    import saliency_core.models as sc_models
+
+    from . import display, inputs, models  # noqa: F401
+    timings["imports_s"] = time.perf_counter() - start
+    present = [m for m in sc_models.available_models() if m.present]
+    device = models.default_device()
+    tasks = {m.name: m.task for m in present}
+    for name in warm_models(present, models.default_model):
+        start = time.perf_counter()
+        loaded = models.get_model(name, device)
+        if tasks[name] == "image":
+            models.candidate_layers(name, device)
+            x = loaded.preprocess(inputs.from_sample(inputs.default_sample(name)).image)
+            saliency_core.attribute(loaded, x, "gradient")
+        else:
+            saliency_core.attribute_text(loaded, loaded.tokenizer, "A warm start.", "gradient")
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        timings[f"{name}_s"] = time.perf_counter() - start
+    return timings
+
+
+def _warm_in_background() -> None:
+    try:
+        timings = warm_up()
+        log.warning("warm start done: %s", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    except Exception:  # a failed warm-up only means the first visitor waits; say why
+        log.exception("warm start failed; the first visitor will load the models instead")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from streamlit.web import cli
+
+    threading.Thread(target=_warm_in_background, name="warm-start", daemon=True).start()
+    sys.argv = ["streamlit", *(sys.argv[1:] if argv is None else argv)]
+    cli.main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    main()
