@@ -9,7 +9,8 @@ from saliency_core.errors import MethodNotApplicableError, ParameterError, Targe
 from saliency_core.multi_target import attribute_targets, cam_for_targets
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "hirescam", "gradient", "gradient_x_input"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "hirescam", "layercam", "xgradcam",
+                                    "gradient", "gradient_x_input"])
 def test_each_map_equals_a_separate_call(method):
     model, x = small_cnn(), images(1)
     r = attribute_targets(model, x, [0, 3, 4], method)

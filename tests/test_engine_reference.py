@@ -150,13 +150,26 @@ def _grad_cam_reference(cam_class, model, layer, x, targets):
     return torch.from_numpy(np.maximum(raw, 0))
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "hirescam"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "hirescam", "layercam", "xgradcam"])
 def test_cam_variants_match_pytorch_grad_cam(model, x, method):
-    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 
-    cls = {"gradcam": GradCAM, "gradcam_plus_plus": GradCAMPlusPlus, "hirescam": HiResCAM}[method]
+    cls = {"gradcam": GradCAM, "gradcam_plus_plus": GradCAMPlusPlus, "hirescam": HiResCAM,
+           "layercam": LayerCAM, "xgradcam": XGradCAM}[method]
     ours = sc.attribute(model, x, method, TARGETS, layer="features.5", upsample=False)
     ref = _grad_cam_reference(cls, model, model.features[5], x, TARGETS)
+    assert max_rel_diff(ours, ref) < 1e-4
+
+
+@pytest.mark.parametrize("method", ["layercam", "xgradcam"])
+def test_new_cam_variants_match_pytorch_grad_cam_at_an_early_layer(model, x, method):
+    """Where LayerCAM differs most from Grad-CAM: an early, high-resolution layer."""
+    from pytorch_grad_cam import LayerCAM, XGradCAM
+
+    cls = {"layercam": LayerCAM, "xgradcam": XGradCAM}[method]
+    ours = sc.attribute(model, x, method, TARGETS, layer="features.1", upsample=False)
+    ref = _grad_cam_reference(cls, model, model.features[1], x, TARGETS)
+    assert ours.abs().max() > 0
     assert max_rel_diff(ours, ref) < 1e-4
 
 

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 from ..errors import UnknownMethodError
 from ..specs import MethodSpec
-from . import cam, gradient, guided, integrated_gradients, smoothgrad
+from . import (
+    cam,
+    gradient,
+    guided,
+    integrated_gradients,
+    layercam,
+    smoothgrad,
+    xgradcam,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ _BASES = (
     _cam(cam.GRADCAM, cam.gradcam_formula),
     _cam(cam.GRADCAM_PLUS_PLUS, cam.gradcam_plus_plus_formula),
     _cam(cam.HIRESCAM, cam.hirescam_formula),
+    _cam(layercam.LAYERCAM, layercam.layercam_formula),
+    _cam(xgradcam.XGRADCAM, xgradcam.xgradcam_formula),
     Method(cam.GUIDED_GRADCAM, cam.guided_gradcam, needs_layer=True),
 )
 # Wrappers take any input-space method as their base.
