@@ -506,7 +506,7 @@ def shapes_inputs(loaded, samples: int, seed: int) -> tuple[torch.Tensor, np.nda
     """``samples`` generated shapes images in ``loaded``'s input space, and their labels."""
     from PIL import Image
 
-    from .bundled.shapes import generate
+    from .training.shapes import generate
 
     if loaded.preprocess is None or loaded.kind != "image":
         raise SaliencyError(f"{loaded.name} is not an image model; sanity checks here need images")
@@ -556,7 +556,7 @@ class Report:
             f"Reproduce with: `{self.command}`",
             "",
             (f"- Inputs: {self.samples} generated shapes images, "
-            f"`saliency_core.bundled.shapes.generate({self.samples}, seed={IMAGE_SEED_BASE + self.seed})`; "
+            f"`saliency_core.training.shapes.generate({self.samples}, seed={IMAGE_SEED_BASE + self.seed})`; "
             "targets: the trained model's predicted classes, the same for every compared map."),
             (f"- Randomization seed: {self.seed} (layer k, counted from the logits, is "
             "re-initialised with `torch.manual_seed(saliency_core.sanity.layer_seed(seed, k) + j)` "

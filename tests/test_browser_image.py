@@ -12,7 +12,7 @@ import pytest
 from browser import REPO_ROOT, assert_no_exception, open_app, screenshot, wait_for_app
 from PIL import Image
 
-from saliency_core.bundled.shapes import generate
+from saliency_core.training.shapes import generate
 
 pytestmark = pytest.mark.browser
 

@@ -8,9 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from saliency_core.bundled import shapes
-from saliency_core.bundled.shapes_cnn import images_to_tensor
-from saliency_core.bundled.train import BUNDLED_NAMES, train_all
 from saliency_core.models import (
     available_models,
     bundled,
@@ -19,6 +16,9 @@ from saliency_core.models import (
     load_model,
 )
 from saliency_core.models.cli import register
+from saliency_core.training import shapes
+from saliency_core.training.shapes_cnn import images_to_tensor
+from saliency_core.training.train import BUNDLED_NAMES, train_all
 
 SHAPES_MODELS = ["shapes-cnn", "shapes-cnn-watermark", "shapes-cnn-random-labels"]
 

@@ -8,8 +8,6 @@ from PIL import Image
 from safetensors.torch import save
 from test_models_hf import save_tiny_classifier
 
-from saliency_core.bundled import shapes
-from saliency_core.bundled.minilm import MeanPooledClassifier
 from saliency_core.models import (
     forget_loaded,
     load_hf_folder,
@@ -18,6 +16,8 @@ from saliency_core.models import (
     torchvision_zoo,
 )
 from saliency_core.models.cache import torch_checkpoint_dir
+from saliency_core.training import shapes
+from saliency_core.training.minilm import MeanPooledClassifier
 
 pytestmark = [
     pytest.mark.gpu,

@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.ndimage import binary_dilation
 
-from saliency_core.bundled import shapes
-from saliency_core.bundled.shapes_cnn import DEFAULT_LAYER, ShapesCNN, images_to_tensor
+from saliency_core.training import shapes
+from saliency_core.training.shapes_cnn import DEFAULT_LAYER, ShapesCNN, images_to_tensor
 
 
 @pytest.fixture(scope="module")

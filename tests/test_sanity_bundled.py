@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from saliency_core import attribute, load_model, metrics, sanity
-from saliency_core.bundled.shapes import generate
-from saliency_core.bundled.shapes_cnn import images_to_tensor
 from saliency_core.models import bundled
+from saliency_core.training.shapes import generate
+from saliency_core.training.shapes_cnn import images_to_tensor
 
 pytestmark = pytest.mark.skipif(
     not (bundled.is_present("shapes-cnn") and bundled.is_present("shapes-cnn-random-labels")),

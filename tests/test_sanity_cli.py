@@ -4,7 +4,6 @@ their own names (the bundled pair is exercised in test_sanity_bundled.py)."""
 import pytest
 import torch
 
-from saliency_core.bundled.shapes_cnn import MEAN, STD, ShapesCNN
 from saliency_core.cli import main
 from saliency_core.models.base import LoadedModel
 from saliency_core.models.registry import (
@@ -12,6 +11,7 @@ from saliency_core.models.registry import (
     register_uploaded,
     unregister_uploaded,
 )
+from saliency_core.training.shapes_cnn import MEAN, STD, ShapesCNN
 
 NAMES = ("cli-sanity-net", "cli-sanity-shuffled")
 

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from saliency_core import sanity
-from saliency_core.bundled.shapes_cnn import MEAN, STD, ShapesCNN
 from saliency_core.errors import CancelledError, SaliencyError
 from saliency_core.models.base import LoadedModel
+from saliency_core.training.shapes_cnn import MEAN, STD, ShapesCNN
 
 
 def _loaded(seed=0, widths=(4, 8, 8, 16)):

@@ -51,7 +51,7 @@ def sample_sources() -> list[str]:
 
 @st.cache_data(show_spinner=False)
 def _shapes(spurious: bool):
-    from saliency_core.bundled.shapes import CLASS_NAMES, generate
+    from saliency_core.training.shapes import CLASS_NAMES, generate
 
     data = generate(SHAPES_COUNT, SHAPES_SEED, spurious=spurious)
     return data.images, data.labels, data.masks, list(CLASS_NAMES)

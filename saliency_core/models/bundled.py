@@ -74,7 +74,7 @@ def size_bytes(name: str, directory: Path | None = None) -> int | None:
         return None
     size = path.stat().st_size
     if BUNDLED_MODELS[name].kind == "text":  # the encoder is part of what runs
-        from ..bundled.minilm import encoder_dir
+        from ..training.minilm import encoder_dir
 
         try:
             size += (encoder_dir() / "model.safetensors").stat().st_size
@@ -106,7 +106,7 @@ def _load_shapes_cnn(
 ) -> LoadedModel:
     from PIL import Image
 
-    from ..bundled.shapes_cnn import ShapesCNN
+    from ..training.shapes_cnn import ShapesCNN
 
     arch = card["architecture"]
     labels = list(card["labels"])
@@ -143,7 +143,7 @@ def _load_shapes_cnn(
 def _load_sentiment(
     name: str, card: dict, state: dict, device: torch.device
 ) -> LoadedModel:
-    from ..bundled.minilm import MeanPooledClassifier, load_encoder
+    from ..training.minilm import MeanPooledClassifier, load_encoder
 
     encoder, tokenizer = load_encoder()
     labels = list(card["labels"])
@@ -172,7 +172,7 @@ def load_zero_shot(
     The encoder is the one already loaded for minilm-sentiment (shared, never changed); the
     model is registered as ``minilm-zero-shot: a | b | c`` so later calls get the same one.
     """
-    from ..bundled.minilm import (
+    from ..training.minilm import (
         ZERO_SHOT_SCALE,
         ZERO_SHOT_TEMPLATE,
         zero_shot_classifier,

@@ -139,8 +139,8 @@ def _fetch(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bundled.train import BUNDLED_NAMES, train_all
     from ..errors import SaliencyError
+    from ..training.train import BUNDLED_NAMES, train_all
 
     unknown = [n for n in args.only or [] if n not in BUNDLED_NAMES]
     if unknown:

