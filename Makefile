@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run test bench train-bundled fetch lint venv dev-venv browser-deps serve-engine test-engine bench-serve
+.PHONY: help run test bench train-bundled fetch lint venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -35,6 +35,7 @@ help:
 	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint"
 	@echo "make serve-engine [ENGINE_PORT=8000 ENGINE_ARGS=...]   the engine as a Ray Serve service"
 	@echo "make test-engine | make bench-serve   the engine service's long tests and its benchmark"
+	@echo "make hostile (every hostile-input case) | make fuzz (Hypothesis, 10k examples) | make audit"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +73,10 @@ test: $(DEV_STAMP) browser-deps
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; \
 	exit $$rc
+
+# Every hostile-input case of tests/hostile_cases.py in the browser (make test runs a part).
+hostile: $(DEV_STAMP) browser-deps
+	HOSTILE_FULL=1 $(PY) -m pytest -q tests/test_hostile_browser.py $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
 	$(PY) -m benchmarks --device $(DEVICE) $(BENCH_ARGS)

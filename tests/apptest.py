@@ -11,7 +11,7 @@ _ESCAPED = re.compile(r"\\(.)")
 
 def shown(markdown: str) -> str:
     """What a reader sees of Markdown source whose user-supplied parts were escaped."""
-    return _ESCAPED.sub(r"\1", markdown)
+    return _ESCAPED.sub(r"\1", markdown).replace("\u200b", "")
 
 
 def run_app_page(path: str, query: dict | None = None, timeout: float = 180) -> AppTest:

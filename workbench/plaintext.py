@@ -5,7 +5,8 @@ and radio options as Markdown (with its own directives such as ``:red[...]`` and
 ``:material/icon:``, emoji shortcodes and ``$math$``). A file name, a link parameter, an
 uploaded model's name or class names are chosen by whoever sends them, so everywhere they are
 displayed they go through ``plain()``: every ASCII punctuation character is backslash-escaped
-(CommonMark lets any of them be escaped, so the text reads the same), control and invisible
+(CommonMark lets any of them be escaped, so the text reads the same; bare URLs are broken
+up so they are not turned into links), control and invisible
 characters become visible placeholders, and very long strings are cut.
 """
 
@@ -17,6 +18,10 @@ import unicodedata
 import streamlit as st
 
 _ESCAPE = {ord(c): "\\" + c for c in string.punctuation}
+# GitHub-flavoured Markdown turns bare "https://...", "www.x" and "a@b.c" into links even when
+# their punctuation is escaped; a zero-width space after ":", "." and "@" breaks those patterns
+# without changing what is seen.
+_ESCAPE.update({ord(c): "\\" + c + "\u200b" for c in ":.@"})
 # Format characters (zero-width joiners, bidi overrides) and controls would let a name hide
 # or reorder what is shown around it.
 _HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
