@@ -93,6 +93,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from .service import config_summary
 
     config = load_config(args.config, args)
+    if args.detach and not (args.address or os.environ.get("RAY_ADDRESS")):
+        raise SaliencyError("--detach needs a cluster to leave the service on (--address or "
+                            "RAY_ADDRESS); a local Ray ends with this command")
     url = start(config, args.address, args.host, args.port, args.ray_cpus)
     print(f"engine service ready at {url} (settings {config_summary(config)})", flush=True)
     print(f"point the app at it: SALIENCY_ENGINE_URL={url} make run", flush=True)
@@ -123,7 +126,7 @@ def register(subparsers) -> None:
     p.add_argument("--ray-cpus", type=int, default=None,
                    help="CPUs a local Ray may use (default: all)")
     p.add_argument("--detach", action="store_true",
-                   help="return once the service runs (it stays up with the Ray cluster)")
+                   help="with --address: return once deployed (it stays up with the cluster)")
     for name, (kind, text) in _FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
     p.set_defaults(func=run_serve)
