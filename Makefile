@@ -78,6 +78,17 @@ test: $(DEV_STAMP) browser-deps
 hostile: $(DEV_STAMP) browser-deps
 	HOSTILE_FULL=1 $(PY) -m pytest -q tests/test_hostile_browser.py $(PYTEST_ARGS)
 
+# Hypothesis at full strength: 10,000 examples per target (make test runs a few dozen).
+fuzz: $(DEV_STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_hostile_properties.py $(PYTEST_ARGS)
+
+# Known vulnerabilities in the pinned requirements (pip-audit asks PyPI's advisory service) and
+# Bandit on our code; findings we keep are justified in .bandit-baseline.json and
+# docs/SECURITY.md, so only new ones fail.
+audit: $(DEV_STAMP)
+	$(PY) -m pip_audit -r requirements.txt -r requirements-dev.txt --progress-spinner off
+	$(PY) -m bandit -q -r saliency_core workbench pages app.py -b .bandit-baseline.json
+
 bench: $(DEV_STAMP)
 	$(PY) -m benchmarks --device $(DEVICE) $(BENCH_ARGS)
 	$(PY) -m benchmarks.ui $(UI_BENCH_ARGS)
