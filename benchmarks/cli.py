@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from saliency_core.engine import GradientStream, Options, Stats, _budget
+from saliency_core.engine import GradientStream, Options, Stats, chunk_memory_budget
 
 from . import extras as extra
 from .contenders import CONTENDERS, Skip
@@ -67,7 +67,7 @@ def best_batch(subject: Subject, device: torch.device, candidates, max_points: i
     ``rounds`` times, the sizes taking turns; the best time per point of each counts."""
     # Not the engine's CPU budget, which is itself a speed choice: the floor may try batches
     # up to 2 GiB of autograd state and keep whichever is fastest.
-    budget = _budget(device, Options()) if device.type == "cuda" else 2 * 1024**3
+    budget = chunk_memory_budget(device, Options()) if device.type == "cuda" else 2 * 1024**3
     cap = max(1, budget // per_point_bytes(subject, device))
     sizes = sorted({min(b, max_points, cap) for b in candidates})
     model, t = subject.model, subject.target

@@ -98,7 +98,7 @@ def _is_oom(exc: BaseException) -> bool:
     )
 
 
-def _budget(device: torch.device, options: Options) -> int:
+def chunk_memory_budget(device: torch.device, options: Options) -> int:
     if options.memory_budget:
         return options.memory_budget
     if device.type == "cuda":
@@ -275,7 +275,7 @@ class GradientStream:
         return int(per_point * 1.5)
 
     def _chunk_for(self, per_point: int) -> int:
-        budget = _budget(self.device, self.options)
+        budget = chunk_memory_budget(self.device, self.options)
         limit = MAX_CHUNK.get(self.device.type, 64)
         return int(max(1, min(limit, budget // max(1, per_point))))
 

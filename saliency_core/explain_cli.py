@@ -366,7 +366,9 @@ def _token_chart(tokens: list[str], scores: np.ndarray, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(tokens)), 3))
-    colors = ["#c0392b" if s < 0 else "#2471a3" for s in scores]
+    from .render import token_colour_hex
+
+    colors = [token_colour_hex(s) for s in scores]  # the app's convention: red for, blue against
     ax.bar(range(len(tokens)), scores, color=colors)
     ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right")
     ax.set_ylabel("attribution")

@@ -28,7 +28,7 @@ _cache_bytes: dict = {}
 _lock = threading.Lock()
 
 
-def _budget(device: torch.device) -> int:
+def _cache_budget(device: torch.device) -> int:
     return CACHE_BYTES.get(device.type, DEFAULT_CACHE_BYTES)
 
 
@@ -49,7 +49,7 @@ def unit_noise(seed: int, index: int, shape: tuple, first: int, count: int,
                 torch.randn(shape, generator=generator, dtype=torch.float32, out=fresh[s])
             have = torch.cat([have, fresh.to(device)]) if have.shape[0] else fresh.to(device)
         nbytes = have.numel() * have.element_size()
-        if nbytes <= _budget(device) // 2:
+        if nbytes <= _cache_budget(device) // 2:
             _cache[key] = (have, generator)
             _cache_bytes[key] = nbytes
             _evict(device)
@@ -64,7 +64,7 @@ def _evict(device: torch.device) -> None:
     mine = [k for k in _cache if k[3] == dev]
     total = sum(_cache_bytes[k] for k in mine)
     for k in mine:
-        if total <= _budget(device):
+        if total <= _cache_budget(device):
             break
         total -= _cache_bytes.pop(k)
         del _cache[k]

@@ -192,10 +192,21 @@ def token_display(token: str) -> tuple[str, bool]:
     return token, True
 
 
+# The one sign convention for token scores, in the app, the HTML report and the CLI's chart:
+# red is evidence for the target, blue against.
+TOKEN_FOR_RGB = (220, 38, 38)
+TOKEN_AGAINST_RGB = (37, 99, 235)
+
+
+def token_colour_hex(value: float) -> str:
+    """The solid colour of a score's sign, as #rrggbb (for charts)."""
+    return "#{:02x}{:02x}{:02x}".format(*(TOKEN_FOR_RGB if value >= 0 else TOKEN_AGAINST_RGB))
+
+
 def _token_colour(value: float) -> str:
-    """Signed colours: red for evidence for the target, blue against; alpha is |value|."""
+    """Signed colours (see TOKEN_FOR_RGB); alpha is |value|."""
     v = max(-1.0, min(1.0, float(value)))
-    rgb = "220, 38, 38" if v >= 0 else "37, 99, 235"
+    rgb = ", ".join(map(str, TOKEN_FOR_RGB if v >= 0 else TOKEN_AGAINST_RGB))
     return f"rgba({rgb}, {abs(v):.3f})"
 
 

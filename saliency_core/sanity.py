@@ -44,7 +44,7 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class Layer:
+class RandomizationUnit:
     """One randomization unit: module paths re-initialised together, and its display name."""
 
     name: str
@@ -92,7 +92,7 @@ def execution_order(module: nn.Module, example: torch.Tensor) -> list[str]:
     return order
 
 
-def randomization_layers(model, example: torch.Tensor, max_steps: int = DEFAULT_MAX_STEPS) -> list[Layer]:
+def randomization_layers(model, example: torch.Tensor, max_steps: int = DEFAULT_MAX_STEPS) -> list[RandomizationUnit]:
     """The cascade's units, logits first.
 
     A normalisation layer joins the weighted layer before it (a conv and its batch norm are one
@@ -118,7 +118,7 @@ def randomization_layers(model, example: torch.Tensor, max_steps: int = DEFAULT_
             grouped = _group_by_prefix(units, d)
             if len(grouped) <= max_steps:
                 break
-    layers = [Layer(_unit_name(u), tuple(u)) for u in grouped]
+    layers = [RandomizationUnit(_unit_name(u), tuple(u)) for u in grouped]
     return layers[::-1]
 
 
@@ -185,7 +185,7 @@ def reinitialize(module: nn.Module, seed: int) -> None:
         p.copy_((torch.randn(p.shape, generator=g) * std).to(p.device, p.dtype))
 
 
-def randomize_layer(module: nn.Module, layer: Layer, seed: int) -> None:
+def randomize_layer(module: nn.Module, layer: RandomizationUnit, seed: int) -> None:
     modules = dict(module.named_modules())
     for j, path in enumerate(layer.modules):
         reinitialize(modules[path], seed + j)
@@ -208,7 +208,7 @@ def model_copy(model):
     return rewrap(clone), clone
 
 
-def randomized_copy(model, layers: Sequence[Layer], seed: int = 0, upto: int | None = None,
+def randomized_copy(model, layers: Sequence[RandomizationUnit], seed: int = 0, upto: int | None = None,
                     only: int | None = None):
     """A copy of ``model`` with layers[:upto] (cascading) or layers[only] (independent)
     re-initialised; ``layers`` as from randomization_layers (logits first)."""
@@ -288,7 +288,7 @@ class RandomizationResult:
     """
 
     mode: str
-    layers: list[Layer]
+    layers: list[RandomizationUnit]
     steps: list[str]
     targets: np.ndarray
     seed: int
@@ -358,7 +358,7 @@ def _inputs_on(model, inputs: torch.Tensor) -> torch.Tensor:
 
 def parameter_randomization(model, inputs: torch.Tensor, methods: Sequence[str],
                             target="predicted", mode: str = "cascading", seed: int = 0,
-                            layers: Sequence[Layer] | None = None,
+                            layers: Sequence[RandomizationUnit] | None = None,
                             max_steps: int = DEFAULT_MAX_STEPS,
                             threshold: float = DEFAULT_THRESHOLD,
                             method_params: dict | None = None, keep_maps: bool = True,

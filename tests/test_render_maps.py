@@ -167,3 +167,20 @@ def test_token_display_markers():
     assert render.token_display("▁word") == ("word", True)
     assert render.token_display("Ġword") == ("word", True)
     assert render.token_display("##") == ("##", True)
+
+
+def test_one_token_colour_convention_for_the_app_and_the_cli_chart():
+    """Red for evidence for the target, blue against, in the HTML and the CLI's bar chart."""
+    from saliency_core.render import (
+        TOKEN_AGAINST_RGB,
+        TOKEN_FOR_RGB,
+        token_colour_hex,
+        token_html,
+    )
+
+    html_out = token_html(["good", "bad"], [1.0, -1.0])
+    assert f"rgba({', '.join(map(str, TOKEN_FOR_RGB))}, 1.000)" in html_out.split("bad")[0]
+    assert f"rgba({', '.join(map(str, TOKEN_AGAINST_RGB))}, 1.000)" in html_out.split("bad")[1]
+    assert token_colour_hex(0.5) == "#dc2626"
+    assert token_colour_hex(-0.5) == "#2563eb"
+    assert TOKEN_FOR_RGB[0] > TOKEN_FOR_RGB[2] and TOKEN_AGAINST_RGB[2] > TOKEN_AGAINST_RGB[0]
