@@ -158,6 +158,8 @@ class Bench:
 
     def add(self, name: str, seconds: float) -> None:
         self.samples.setdefault(name, []).append(seconds)
+        # Each figure as it comes, so a long run on a busy machine shows where it is.
+        print(f"{name}: {1000 * seconds:.0f} ms", file=sys.stderr, flush=True)
 
     def new_page(self):
         context = self.browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -218,7 +220,7 @@ class Bench:
             self.add("after an upload: final map", final)
             settle(page)
 
-            methods = ["Vanilla gradient", "Grad-CAM", "Gradient × Input", "Guided Backprop",
+            methods = ["Vanilla gradient", "Grad-CAM", "Gradient × input", "Guided Backprop",
                        "HiResCAM"]
             old = overlay_src(page)
             sidebar.get_by_role("combobox", name="Method", exact=True).click()
@@ -312,6 +314,10 @@ def run(reps: int, model: str, input_: str, smoke: bool = False, url: str | None
                 bench.image_page(rep, full=not smoke)
                 if not smoke:
                     bench.compare(rep)
+        except Exception as exc:  # keep what was measured; say where it stopped
+            if smoke or not bench.samples:
+                raise
+            print(f"stopped early: {exc!r}"[:500], file=sys.stderr, flush=True)
         finally:
             browser.close()
     return {"machine": machine(), "model": model, "input": input_, "reps": reps,
