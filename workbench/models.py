@@ -1,5 +1,5 @@
 """Models for the pages: which are usable here, which one to start with, on which devices, and
-one shared loaded instance per (model, device) for the whole server (st.cache_resource)."""
+one shared loaded instance per (model, device) for the whole server (workbench.modelpool)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import torch
 import saliency_core.models as sc_models
 from saliency_core.engine import model_lock
 from saliency_core.models import registry
+
+from .modelpool import ModelPool, configured_max_bytes
 
 # A real ImageNet classifier is the first impression: EfficientNet-Lite0 is installed with the
 # requirements, so photos, uploads and shared links are explained offline by default. The
@@ -78,9 +80,17 @@ def get_model(name: str, device: str):
     return _cached_model(name, device)
 
 
-@st.cache_resource(show_spinner="Loading the model...", max_entries=8)
+@st.cache_resource(show_spinner=False)
+def model_pool() -> ModelPool:
+    return ModelPool(sc_models.load_model, configured_max_bytes())
+
+
 def _cached_model(name: str, device: str):
-    return sc_models.load_model(name, device)
+    pool = model_pool()
+    if (name, device) in pool.names():
+        return pool.get(name, device)
+    with st.spinner(f"Loading {name}..."):
+        return pool.get(name, device)
 
 
 def candidate_layers(name: str, device: str) -> list[tuple[str, tuple[int, ...]]]:
