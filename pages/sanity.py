@@ -14,7 +14,7 @@ import streamlit as st
 import saliency_core
 from saliency_core import render, sanity
 from saliency_core.errors import SaliencyError
-from workbench import compute, plaintext
+from workbench import compute, costs, plaintext
 from workbench.display import enlarge
 from workbench.inputs import default_sample, input_picker
 from workbench.models import (
@@ -122,15 +122,26 @@ if run_clicked:
                              text=f"{label}: {done} of {total} maps computed")
             return progress
 
-        cascade = sanity.parameter_randomization(
-            loaded, x, chosen, mode=mode, seed=seed, threshold=threshold, method_params=params,
-            progress=report(f"{mode.capitalize()} randomization of {model_name}"))
+        # Through the device's queue like every other model request: one map per method for
+        # the trained model and for each randomization step (at most DEFAULT_MAX_STEPS).
+        method_passes = sum(costs.estimate_passes(m, params.get(m, {})) for m in chosen)
+        cascade = compute.scheduled(
+            P, loaded, device, f"sanity-{mode}", ("sanity", run_key),
+            lambda: sanity.parameter_randomization(
+                loaded, x, chosen, mode=mode, seed=seed, threshold=threshold,
+                method_params=params,
+                progress=report(f"{mode.capitalize()} randomization of {model_name}")),
+            passes=method_passes * (sanity.DEFAULT_MAX_STEPS + 1))
         data = None
         if partner != NO_PARTNER:
             other = get_model(partner, device)
-            data = sanity.data_randomization(
-                loaded, other, x, chosen, target=cascade.targets.tolist(), threshold=threshold,
-                method_params=params, progress=report(f"Data randomization against {partner}"))
+            data = compute.scheduled(
+                P, loaded, device, "sanity-data", ("sanity-data", run_key),
+                lambda: sanity.data_randomization(
+                    loaded, other, x, chosen, target=cascade.targets.tolist(),
+                    threshold=threshold, method_params=params,
+                    progress=report(f"Data randomization against {partner}")),
+                passes=2 * method_passes)
         stored = {"key": run_key, "cascade": cascade, "data": data}
         st.session_state[f"{P}.result"] = stored
     except SaliencyError as exc:

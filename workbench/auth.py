@@ -76,7 +76,10 @@ def configured_allowlist() -> Allowlist:
 
 
 def _claims() -> Mapping:
-    return st.user.to_dict() if st.user.is_logged_in else {}
+    if not auth_configured():
+        return {}
+    claims = st.user.to_dict()
+    return claims if claims.get("is_logged_in") else {}
 
 
 def current_user() -> str | None:
@@ -133,9 +136,9 @@ def access() -> Access:
     before it shows the refusal."""
     if not auth_configured():
         return Access(True, None)
-    if not st.user.is_logged_in:
-        return Access(False, None, "signed_out")
     claims = _claims()
+    if not claims:
+        return Access(False, None, "signed_out")
     if not user_allowed(claims, configured_allowlist()):
         return Access(False, current_user(), "not_allowed")
     return Access(True, current_user())

@@ -4,12 +4,16 @@ The engine is in this process by default, reached as ``saliency_core.explain`` /
 ``saliency_core.attribute_text`` at call time (so tests can count model runs by replacing those
 attributes). With ``SALIENCY_ENGINE_URL`` set, the same calls go to the engine service
 (saliency_core.remote, no Ray in the app); progress and Stop work the same through it.
+Either way every computation that misses the cache waits its turn in the device's queue
+(workbench.service, workbench.scheduler), within the budget and the rate limit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -19,6 +23,7 @@ import saliency_core
 from saliency_core import metrics
 from saliency_core.remote import ENGINE_URL_ENV, Client
 
+from . import costs, service
 from .results import (
     ImageResult,
     ResultCache,
@@ -27,6 +32,9 @@ from .results import (
     configured_cache,
     result_key,
 )
+
+# metrics.scoreboard's default number of deletion/insertion steps, for the cost estimate.
+SCOREBOARD_STEPS = 32
 
 
 @st.cache_resource(show_spinner=False)
@@ -80,54 +88,128 @@ def cached(key: str):
     return result_cache().get(key)
 
 
+def image_result(explanation, i: int = 0, batch: int = 1) -> ImageResult:
+    """The numpy result a page keeps, for image ``i`` of an Explanation of ``batch`` images."""
+    metadata = dict(explanation.metadata)
+    if batch > 1:
+        # Per-sample lists (completeness figures) belong to their own input; totals are shared.
+        metadata = {k: (v[i:i + 1] if isinstance(v, list) and len(v) == batch else v)
+                    for k, v in metadata.items()}
+        metadata["batched_with"] = batch - 1
+    return ImageResult(
+        attribution=explanation.attribution[i].detach().float().cpu().numpy(),
+        probabilities=explanation.probabilities[i].detach().float().cpu().numpy(),
+        target=int(explanation.target[i]),
+        predicted=int(explanation.predicted[i]),
+        metadata=metadata,
+    )
+
+
+# Points per calibration batch: the many-point methods (IG, SmoothGrad) run in chunks like this,
+# where one pass costs much less than a lone one.
+CALIBRATION_POINTS = 8
+
+
+def _calibrate_image(loaded, x: torch.Tensor) -> Callable[[], float]:
+    """Seconds of one gradient pass of this model on this input size (the cost model's unit),
+    measured on a warm model in a batch. It times the engine's own path, not the counted
+    ``saliency_core.explain`` attribute."""
+    from saliency_core.api import explain as engine_explain
+
+    def measure() -> float:
+        engine_explain(loaded, x, "gradient")  # warm-up: first-call allocations, lazy modules
+        meta = engine_explain(loaded, x.repeat(CALIBRATION_POINTS, 1, 1, 1), "gradient").metadata
+        return float(meta.get("time_s", 0.0)) / max(1, int(meta.get("passes", 1)))
+    return measure
+
+
+def image_request(loaded, device: str, x: torch.Tensor, method: str, params: dict, target,
+                  key: str, page: str, progress=None, cancel=None) -> service.Request:
+    """The scheduler's request for one image: batched with other sessions' images that use
+    the same model, method, settings and target."""
+    def run_batch(inputs):
+        batch = torch.cat(list(inputs), dim=0)
+        explanation = engine_explain(loaded, batch, method, target, progress=progress,
+                                     cancel=cancel, **params)
+        return [image_result(explanation, i, len(inputs)) for i in range(len(inputs))]
+
+    return service.Request(
+        page=page, model=loaded.name, device=device, method=method, key=key, payload=x,
+        run_batch=run_batch, passes=costs.estimate_passes(method, params, "image"),
+        batch_key=result_key("image-batch", loaded.name, device, method, params, target,
+                             tuple(x.shape[1:])),
+        calibrate=_calibrate_image(loaded, x))
+
+
 def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str, params: dict,
-                  target, progress=None, cancel=None) -> ImageResult:
-    """Attribution for one preprocessed image [1, C, H, W], from the cache when possible."""
+                  target, progress=None, cancel=None, page: str = "image") -> ImageResult:
+    """Attribution for one preprocessed image [1, C, H, W], from the cache when possible;
+    otherwise through the device's queue."""
     key = image_key(loaded.name, device, digest, method, params, target)
     hit = result_cache().get(key)
     if hit is not None:
         return hit
-    explanation = engine_explain(loaded, x, method, target, progress=progress, cancel=cancel,
-                                 **params)
-    result = image_result(explanation)
+    result = service.submit(image_request(loaded, device, x, method, params, target, key, page,
+                                          progress, cancel), progress=progress)
     result_cache().put(key, result)
     return result
 
 
-def image_result(explanation) -> ImageResult:
-    """The numpy result a page keeps, from an Explanation of one image."""
-    return ImageResult(
-        attribution=explanation.attribution[0].detach().float().cpu().numpy(),
-        probabilities=explanation.probabilities[0].detach().float().cpu().numpy(),
-        target=int(explanation.target[0]),
-        predicted=int(explanation.predicted[0]),
-        metadata=dict(explanation.metadata),
-    )
+def _calibrate_text(loaded, text: str, params: dict) -> Callable[[], float]:
+    from saliency_core.text import attribute_text as engine_attribute_text
+
+    max_length = params.get("max_length")
+
+    def measure() -> float:
+        for _warm_then_measure in range(2):
+            meta = engine_attribute_text(loaded, loaded.tokenizer, text, "gradient",
+                                         max_length=max_length).metadata
+        return float(meta.get("time_s", 0.0)) / max(1, int(meta.get("passes", 1)))
+    return measure
+
+
+def token_count(loaded, text: str, max_length: int | None) -> int:
+    try:
+        count = len(loaded.tokenizer(text)["input_ids"])
+    except Exception:  # noqa: BLE001 - only an estimate: fall back to a word count
+        count = len(text.split()) + 2
+    return min(count, max_length) if max_length else count
 
 
 def explain_text(loaded, device: str, text: str, method: str, params: dict, target,
-                 progress=None, cancel=None) -> TextResult:
+                 progress=None, cancel=None, page: str = "text") -> TextResult:
     key = text_key(loaded.name, device, text, method, params, target)
     hit = result_cache().get(key)
     if hit is not None:
         return hit
-    out = engine_attribute_text(loaded, text, method, target, progress=progress, cancel=cancel,
-                                **params)
-    result = TextResult(
-        tokens=list(out.tokens),
-        special=list(out.special),
-        scores=np.asarray(out.scores, dtype=np.float64),
-        probabilities=np.asarray(out.probabilities, dtype=np.float64),
-        target=int(out.target),
-        predicted=int(out.predicted),
-        metadata=dict(out.metadata),
-    )
+
+    def run_batch(texts):
+        out = engine_attribute_text(loaded, texts[0], method, target, progress=progress,
+                                    cancel=cancel, **params)
+        return [TextResult(
+            tokens=list(out.tokens),
+            special=list(out.special),
+            scores=np.asarray(out.scores, dtype=np.float64),
+            probabilities=np.asarray(out.probabilities, dtype=np.float64),
+            target=int(out.target),
+            predicted=int(out.predicted),
+            metadata=dict(out.metadata),
+        )]
+
+    tokens = token_count(loaded, text, params.get("max_length"))
+    # The cost model's unit for text is one token: passes cost in proportion to the length.
+    result = service.submit(service.Request(
+        page=page, model=loaded.name, device=device, method=method, key=key, payload=text,
+        run_batch=run_batch,
+        passes=costs.estimate_passes(method, {k: v for k, v in params.items()
+                                              if k != "max_length"}, "text"),
+        units=tokens, calibrate=_calibrate_text(loaded, text, params)), progress=progress)
     result_cache().put(key, result)
     return result
 
 
 def scoreboard(loaded, device: str, x: torch.Tensor, digest: str, runs: dict, target: int,
-               mask: np.ndarray | None, progress=None) -> Scoreboard:
+               mask: np.ndarray | None, progress=None, page: str = "compare") -> Scoreboard:
     """Deletion/insertion (and, with a mask, localisation) ranking of the methods in ``runs``
     (label -> (cache key, ImageResult)), cached like attributions."""
     key = result_key("scoreboard", loaded.name, device, digest, sorted(k for k, _ in runs.values()),
@@ -136,7 +218,36 @@ def scoreboard(loaded, device: str, x: torch.Tensor, digest: str, runs: dict, ta
     if hit is not None:
         return hit
     attributions = {label: torch.from_numpy(r.attribution)[None] for label, (_, r) in runs.items()}
-    rows = metrics.scoreboard(loaded, x, attributions, target=target, mask=mask, progress=progress)
-    board = Scoreboard(rows=rows)
+
+    def run_batch(_payloads):
+        rows = metrics.scoreboard(loaded, x, attributions, target=target, mask=mask,
+                                  progress=progress)
+        return [Scoreboard(rows=rows)]
+
+    # Deletion and insertion curves: forward passes only, about a third of a gradient pass.
+    passes = max(1, (2 * SCOREBOARD_STEPS * len(runs)) // 3)
+    board = service.submit(service.Request(
+        page=page, model=loaded.name, device=device, method="scoreboard", key=key, payload=None,
+        run_batch=run_batch, passes=passes), progress=progress)
     result_cache().put(key, board)
     return board
+
+
+def scheduled_step(request: service.Request, estimate_s: float | None, key, work,
+                   passes: int, progress=None) -> Any:
+    """One step of an admitted request (a level of a progressive run): queued like any other
+    work, without a second budget check or rate-limit charge."""
+    step = service.Request(
+        page=request.page, model=request.model, device=request.device, method=request.method,
+        key=key, payload=None, run_batch=lambda _payloads: [work()], passes=passes)
+    share = None if estimate_s is None else estimate_s * passes / max(1, request.passes)
+    return service.schedule(step, share, progress)
+
+
+def scheduled(page: str, loaded, device: str, method: str, key, work: Callable[[], Any],
+              passes: int, progress=None) -> Any:
+    """Other model work a page starts with a button of its own (sanity checks): through the
+    same queue, rate limit and hard limit; the button press is its explicit confirmation."""
+    return service.submit(service.Request(
+        page=page, model=loaded.name, device=device, method=method, key=key, payload=None,
+        run_batch=lambda _payloads: [work()], passes=passes, explicit=True), progress=progress)

@@ -77,5 +77,19 @@ class Progress:
             text += f" (about {elapsed / done * (total - done):.0f} s left)"
         self._bar.progress(min(1.0, max(0.0, fraction)), text=text)
 
+    def waiting(self, waiting) -> None:
+        """While queued behind other sessions' work (a scheduler.Waiting): where, how long."""
+        now = time.perf_counter()
+        if now - self._last < MIN_UPDATE_S:
+            return
+        self._last = now
+        ahead = waiting.position - 1
+        text = (f"{self.label}: waiting for the model, "
+                + ("next in line" if ahead == 0 else f"{ahead} request{'s' * (ahead > 1)} ahead")
+                + f" (position {waiting.position} of {waiting.queued} in the queue), "
+                f"about {waiting.wait_s:.0f} s to wait")
+        self._bar.progress(0.0, text=text)
+        self._start = now  # the time left after it starts counts from the start
+
     def __exit__(self, *exc) -> None:
         self._holder.empty()

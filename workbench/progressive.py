@@ -28,7 +28,7 @@ import saliency_core
 from saliency_core.baselines import RANDOM_BASELINES
 from saliency_core.refine import REFINABLE, nested_counts
 
-from . import compute
+from . import compute, costs, service
 from .results import ImageResult
 
 # The first level aims at about an eighth of the work, never below these counts.
@@ -115,8 +115,14 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
         return compute.explain_image(loaded, device, x, digest, method, params, target,
                                      progress=progress)
     knob = REFINABLE[method]
+    # The whole ladder costs what its last level costs alone: the budget and the rate limit
+    # judge that once; each level then waits its turn in the device's queue.
+    request = compute.image_request(loaded, device, x, method, params, target, computation,
+                                    page="image", progress=progress)
+    estimate = service.admit(request)
     refiner = None
     result = None
+    done = 0
     for count in levels:
         level_params = {**params, knob: count}
         level = Level(count, levels[-1], knob)
@@ -127,9 +133,14 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
                 refiner = _refiner(loaded, device, x, digest, method, target)
             if progress is not None and hasattr(progress, "relabel"):
                 progress.relabel(f"{count} of {level.total} {knob}")
-            explanation = refiner.explain(**level_params, progress=progress)
-            result = compute.image_result(explanation)
+            passes = costs.estimate_passes(method, {**params, knob: count - done})
+            result = compute.scheduled_step(
+                request, estimate, key,
+                lambda lp=level_params, r=refiner: compute.image_result(r.explain(**lp,
+                                                                             progress=progress)),
+                passes=passes, progress=progress)
             compute.result_cache().put(key, result)
+        done = count
         _keep_best(computation, result, level)
         if on_level is not None and not level.final:
             on_level(result, level)
