@@ -3,12 +3,16 @@ Debian chromium (through Playwright) to drive it. Helpers for tests are in tests
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 from browser import CHROMIUM, OUTPUT_DIR, REPO_ROOT, SCREENSHOT_DIR, serve_streamlit
 
 SERVER_LOG = OUTPUT_DIR / "app_server.log"
+TEST_BUDGET_S = "600"
+# The same for pages run in this process under AppTest (test_app_budget sets its own).
+os.environ.setdefault("SALIENCY_REQUEST_BUDGET_S", TEST_BUDGET_S)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -74,6 +78,9 @@ def app_server():
         "TRANSFORMERS_OFFLINE": "1",
         # Uploads made by browser tests stay in the test output, not in the repository.
         "SALIENCY_SHARE_DIR": str(REPO_ROOT / "tests" / "output" / "share_store"),
+        # The shared 2-core test machine is slower than any server: the page tests are not
+        # about the budget (tests/test_app_budget.py is), so it must not ask them to confirm.
+        "SALIENCY_REQUEST_BUDGET_S": TEST_BUDGET_S,
     }
     with serve_streamlit("app.py", cwd=REPO_ROOT, log_path=SERVER_LOG, env=env) as base_url:
         yield base_url

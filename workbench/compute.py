@@ -228,7 +228,8 @@ def scoreboard(loaded, device: str, x: torch.Tensor, digest: str, runs: dict, ta
     passes = max(1, (2 * SCOREBOARD_STEPS * len(runs)) // 3)
     board = service.submit(service.Request(
         page=page, model=loaded.name, device=device, method="scoreboard", key=key, payload=None,
-        run_batch=run_batch, passes=passes), progress=progress)
+        # Part of a Compare view whose maps already passed the budget: queued, never re-asked.
+        run_batch=run_batch, passes=passes, explicit=True), progress=progress)
     result_cache().put(key, board)
     return board
 
