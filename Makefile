@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run test bench train-bundled fetch lint venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit
+.PHONY: help run serve test bench train-bundled fetch lint venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -54,6 +54,14 @@ dev-venv: $(DEV_STAMP)
 # Offline on purpose: the app must work from the bundled and already fetched weights alone.
 run: $(REQ_STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m workbench.serve run app.py --server.port $(PORT) --server.headless true
+
+# The hosted configuration: all interfaces, no tracebacks, metrics on METRICS_PORT. Sign-in is
+# on when .streamlit/secrets.toml has an [auth] section (docs/DEPLOY.md).
+METRICS_PORT ?= 9464
+serve: $(REQ_STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 SALIENCY_METRICS_PORT=$(METRICS_PORT) \
+		$(PY) -m streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0 \
+		--server.headless true --client.showErrorDetails none
 
 # Browser tests need Debian's chromium (Playwright's own browser downloads are not used).
 # As root we install it; otherwise the browser tests skip and say why.

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from workbench import auth
+from workbench import auth, telemetry
 from workbench.boundary import guarded
 
 st.set_page_config(page_title="Saliency workbench", page_icon="🔍", layout="wide")
 
 HERE = Path(__file__).resolve().parent
+# Prometheus metrics on their own port when SALIENCY_METRICS_PORT is set (make serve sets it).
+telemetry.start_metrics_server()
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -65,7 +65,12 @@ def start_metrics_server() -> int | None:
     with _server_lock:
         if _server_port is None:
             addr = os.environ.get("SALIENCY_METRICS_ADDRESS", "0.0.0.0")
-            start_http_server(int(raw), addr=addr)
+            try:
+                start_http_server(int(raw), addr=addr)
+            except (OSError, ValueError) as exc:  # a busy port must not take the app down
+                LOG.warning(json.dumps({"event": "metrics_unavailable", "port": raw,
+                                        "error": str(exc)}))
+                return None
             _server_port = int(raw)
     return _server_port
 
