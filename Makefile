@@ -26,13 +26,13 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test bench train-bundled fetch lint venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit
+.PHONY: help run serve test bench train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
 	@echo "make test    run the whole test suite (installs dev requirements and chromium if needed)"
 	@echo "make fetch MODELS=\"resnet50 ...\"   download model weights into \$$SALIENCY_CACHE"
-	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint"
+	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint | make docs"
 	@echo "make serve-engine [ENGINE_PORT=8000 ENGINE_ARGS=...]   the engine as a Ray Serve service"
 	@echo "make test-engine | make bench-serve   the engine service's long tests and its benchmark"
 	@echo "make hostile (every hostile-input case) | make fuzz (Hypothesis, 10k examples) | make audit"
@@ -124,3 +124,11 @@ fetch: $(REQ_STAMP)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
+
+# mypy over the library (settings in pyproject.toml); not yet part of lint/CI: see issue 15.
+typecheck: $(DEV_STAMP)
+	$(PY) -m mypy
+
+# The API reference and guides as a static site in site/ (offline: no theme or plugin fetches).
+docs: $(DEV_STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site

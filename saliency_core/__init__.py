@@ -3,7 +3,13 @@
 Never imports streamlit; usable from a notebook, the CLI (python -m saliency_core) or the app.
 """
 
+from __future__ import annotations
+
 __version__ = "0.2.0"
+
+from typing import TYPE_CHECKING
+
+import torch
 
 from .api import Explanation, attribute, explain
 from .errors import SaliencyError
@@ -15,23 +21,78 @@ from .refine import Refiner
 from .specs import MethodSpec, Param
 from .text import TextAttribution, attribute_text
 
+if TYPE_CHECKING:
+    from .models.base import LoadedModel
+    from .models.registry import ModelInfo
+
 
 def methods() -> list[MethodSpec]:
-    """Every method's spec: name, description and hyperparameters (pages and CLI use these)."""
+    """Every method's spec: name, description and hyperparameters (pages and CLI use these).
+
+    Returns:
+        One ``MethodSpec`` per method, in the order the pages list them.
+
+    Example:
+        >>> import saliency_core as sc
+        >>> "integrated_gradients" in [m.name for m in sc.methods()]
+        True
+    """
     return _specs()
 
 
 def get_method(name: str) -> MethodSpec:
+    """The spec of one method.
+
+    Args:
+        name: A method name, e.g. "gradcam".
+
+    Returns:
+        Its ``MethodSpec`` (parameters with defaults, ranges and choices).
+
+    Raises:
+        UnknownMethodError: No method has this name.
+
+    Example:
+        >>> get_method("gradcam").param("layer").type
+        'layer'
+    """
     return _get_method(name).spec
 
 
-def available_models():
+def available_models() -> list[ModelInfo]:
+    """Bundled, cached and downloadable models, with whether their weights are here.
+
+    Returns:
+        One ``ModelInfo`` (name, task, source, present, size) per model.
+
+    Example:
+        >>> "shapes-cnn" in [m.name for m in available_models()]
+        True
+    """
     from .models import available_models as _available
 
     return _available()
 
 
-def load_model(name: str, device=None):
+def load_model(name: str, device: str | torch.device | None = None) -> LoadedModel:
+    """A model by name, ready to explain (evaluation mode, shared and never modified).
+
+    Args:
+        name: A name from ``available_models()``, e.g. "shapes-cnn" (bundled with the package).
+        device: "cpu", "cuda", a ``torch.device``; None picks the GPU when there is one.
+
+    Returns:
+        A ``LoadedModel``: the module, labels, preprocessing and default CAM layer.
+
+    Raises:
+        ModelUnavailableError: Unknown name, or weights not in the cache (the message says
+            which ``saliency fetch`` command gets them).
+
+    Example:
+        >>> loaded = load_model("shapes-cnn", device="cpu")
+        >>> loaded.kind, len(loaded.labels)
+        ('image', 6)
+    """
     from .models import load_model as _load
 
     return _load(name, device=device)

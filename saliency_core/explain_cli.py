@@ -282,6 +282,7 @@ def explain_item(args, loaded, item: Item, methods, params, target, bar):
         from .api import explain
         from .imageio import load_image
 
+        assert item.path is not None  # an image item always has its path
         image, notices = load_image(item.path.read_bytes())
         for n in notices:
             print(f"note: {item.source}: {n}", file=sys.stderr)

@@ -154,7 +154,7 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
     drafts = image.format in ("JPEG", "MPO")
     _check_declared_size(image, bomb_pixels if drafts else min(bomb_pixels, FULL_DECODE_PIXELS))
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
-        notices.append(f"The file holds {image.n_frames} frames; the first one is used.")
+        notices.append(f"The file holds {getattr(image, 'n_frames', 1)} frames; the first one is used.")
     original = image.size
     target = _scaled_size(original, max_pixels)
     try:
@@ -176,7 +176,7 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
     # Sized again after decoding: draft() only gets close, and EXIF rotation swaps the sides.
     target = _scaled_size(image.size, max_pixels)
     if target != image.size:
-        image = image.resize(target, Image.LANCZOS)
+        image = image.resize(target, Image.Resampling.LANCZOS)
     if _scaled_size(original, max_pixels) != original:
         notices.append(
             f"The image was {original[0]} x {original[1]} pixels; it was scaled down to "

@@ -123,9 +123,22 @@ def _recorded_shapes(model: nn.Module, example_input) -> list[tuple[str, tuple[i
     return seen
 
 
-def candidate_layers(model: nn.Module, example_input, preferred: str | None = None):
+def candidate_layers(model: nn.Module, example_input: torch.Tensor,
+                     preferred: str | None = None) -> list[tuple[str, tuple[int, ...]]]:
     """Layers whose outputs form a spatial grid, best first: the preferred one, then the
     deepest (last produced), which carries the most class-specific features.
+
+    Args:
+        model: The network.
+        example_input: One input of the model's shape, e.g. ``torch.zeros(1, 3, 224, 224)``.
+        preferred: A module path to list first when it qualifies.
+
+    Returns:
+        (module path, output shape) pairs usable as ``layer=`` for the CAM methods.
+
+    Example:
+        >>> candidate_layers(loaded.model, loaded.example_input())[0]   # doctest: +SKIP
+        ('features.6', (1, 64, 8, 8))
 
     A module that runs more than once per forward pass (one activation module reused by
     every block, as some EfficientNet builds do) is left out: its captured output would be

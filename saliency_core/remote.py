@@ -162,7 +162,7 @@ class Client:
     def _connection(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self._parsed.scheme == "https" else \
             http.client.HTTPConnection
-        conn = cls(self._parsed.hostname, self._parsed.port, timeout=self.connect_timeout_s)
+        conn = cls(self._parsed.hostname or "localhost", self._parsed.port, timeout=self.connect_timeout_s)
         conn.connect()
         conn.sock.settimeout(self.read_timeout_s)
         return conn

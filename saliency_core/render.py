@@ -135,7 +135,7 @@ def resize_map(map2d, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     if m.shape == (h, w):
         return m.astype(np.float64)
-    resized = Image.fromarray(m).resize((w, h), Image.BILINEAR)
+    resized = Image.fromarray(m).resize((w, h), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.float64)
 
 

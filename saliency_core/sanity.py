@@ -172,7 +172,7 @@ def reinitialize(module: nn.Module, seed: int) -> None:
         fresh = copy.deepcopy(module).to("cpu")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            fresh.reset_parameters()
+            fresh.reset_parameters()  # type: ignore[operator]
         for name, p in module.named_parameters(recurse=False):
             p.copy_(getattr(fresh, name).to(p.device, p.dtype))
         for name, b in module.named_buffers(recurse=False):
@@ -389,8 +389,8 @@ def parameter_randomization(model, inputs: torch.Tensor, methods: Sequence[str],
         return out
 
     original = step_maps(model)
-    sims = {m: {k: [] for k in SIMILARITY_METRICS} for m in methods}
-    maps = {m: [] for m in methods} if keep_maps else {}
+    sims: dict[str, dict[str, list]] = {m: {k: [] for k in SIMILARITY_METRICS} for m in methods}
+    maps: dict[str, list] = {m: [] for m in methods} if keep_maps else {}
 
     def record(current: dict[str, MapSet]) -> None:
         for m in methods:
@@ -653,7 +653,7 @@ def write_figure(report: Report, path, sample: int = 0) -> Path:
     for r, m in enumerate(c.methods):
         panels = [ms.abs[sample] for ms in c.maps[m]]
         titles = ["original"] + [s.lstrip("+ ").split(".")[-1] for s in c.steps[1:]]
-        if cols > len(c.steps):
+        if cols > len(c.steps) and d is not None:
             panels.append(d.maps[m][1].abs[sample])
             titles.append("shuffled labels")
         for k, (panel, title) in enumerate(zip(panels, titles)):

@@ -29,6 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict
+from typing import Any
 
 from ray import serve
 from starlette.requests import Request
@@ -130,8 +131,9 @@ class Engine:
         self.max_batch_size = int(user_config.get("max_batch_size", self.max_batch_size))
         self.batch_wait_timeout_s = float(user_config.get("batch_wait_timeout_s",
                                                           self.batch_wait_timeout_s))
-        self.batched.set_max_batch_size(self.max_batch_size)
-        self.batched.set_batch_wait_timeout_s(self.batch_wait_timeout_s)
+        # @serve.batch's wrapper carries these setters; its type stubs do not say so.
+        self.batched.set_max_batch_size(self.max_batch_size)  # type: ignore[attr-defined]
+        self.batched.set_batch_wait_timeout_s(self.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
     def model(self, name: str):
         from . import load_model
@@ -252,7 +254,7 @@ class Engine:
         loaded = self.model(first["model"])
         counts = [j.request["inputs"].shape[0] for j in group]
         x = torch.cat([j.request["inputs"] for j in group]).to(self.device)
-        target = first["target"] if isinstance(first["target"], str) else \
+        target: Any = first["target"] if isinstance(first["target"], str) else \
             [t for j, n in zip(group, counts) for t in _targets(j.request, n)]
         options = {**first["params"], **self._engine_options(group)}
         ex = sc.explain(loaded, x, first["method"], target=target, **options)
@@ -278,7 +280,7 @@ def build_app(config: EngineConfig | dict | None = None, cluster_gpus: float = 0
     if not isinstance(config, EngineConfig):
         config = EngineConfig.from_dict(dict(config or {}))
     deployment = serve.deployment(Engine, name="Engine", **config.deployment_options(cluster_gpus))
-    return deployment.bind(torch_threads=config.torch_threads,
+    return deployment.bind(torch_threads=config.torch_threads,  # type: ignore[attr-defined]
                            model_cache_size=config.model_cache_size)
 
 

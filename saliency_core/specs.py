@@ -18,6 +18,22 @@ def _is_module(value) -> bool:
 
 @dataclass(frozen=True)
 class Param:
+    """One hyperparameter of a method: what the pages' widgets and the CLI flags come from.
+
+    Attributes:
+        name: The keyword argument, e.g. "steps".
+        type: "int", "float", "bool", "choice", "layer" or "method".
+        default: The default for image models (``default_for("text")`` for text models).
+        help: One line for tooltips and ``--help``.
+        min: Smallest allowed value (numbers).
+        max: Largest allowed value (numbers).
+        choices: Allowed values ("choice" and "method").
+
+    Example:
+        >>> get_method("integrated_gradients").param("steps").default   # doctest: +SKIP
+        50
+    """
+
     name: str
     type: str  # "int", "float", "bool", "choice", "layer", "method"
     default: Any
@@ -88,6 +104,23 @@ def _is_integral(value) -> bool:
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """A method's declaration: name, family, parameters and where it applies.
+
+    Attributes:
+        name: The name ``attribute`` takes, e.g. "gradcam".
+        label: The human name shown by the pages.
+        description: One paragraph.
+        family: "input" (maps of the input's shape) or "cam" (a map over the image).
+        params: The method's ``Param``s.
+        text: Whether it applies to text models.
+        needs_relu: Whether it relies on ReLU activations (Guided Backprop, DeconvNet).
+        reference: The paper.
+
+    Example:
+        >>> get_method("smoothgrad").family   # doctest: +SKIP
+        'input'
+    """
+
     name: str
     label: str
     description: str

@@ -3,7 +3,9 @@ tokens (and one score per token) back out."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Literal, Unpack
 
 import numpy as np
 import torch
@@ -11,12 +13,33 @@ import torch
 from .api import run, unwrap_model
 from .errors import ParameterError, SaliencyError
 from .methods.integrated_gradients import TEXT_BASELINES
+from .params import MethodParams, Model
 
 AGGREGATIONS = ("auto", "sum", "l2")
 
 
 @dataclass
 class TextAttribution:
+    """Token saliency for one sentence; what ``attribute_text`` returns.
+
+    Attributes:
+        tokens: The tokenizer's tokens, special ones ([CLS], [SEP]) included.
+        special: Per token, whether it is a special token.
+        scores: numpy [T], one signed score per token (the embedding attribution summed or
+            L2-normed over the embedding dimension, see ``aggregation``).
+        attribution: [T, D], the raw attribution in embedding space.
+        target: The class explained.
+        predicted: The model's top class.
+        probabilities: numpy [K], the softmax of the logits.
+        metadata: JSON-able facts (method, params, time_s, passes, aggregation, truncated...).
+
+    In Jupyter it shows the tokens highlighted and the prediction (``_repr_html_``).
+
+    Example:
+        >>> ta = sc.attribute_text(loaded, loaded.tokenizer, "a fine film", "gradient")  # doctest: +SKIP
+        >>> list(zip(ta.tokens, ta.scores))                                            # doctest: +SKIP
+    """
+
     tokens: list[str]
     special: list[bool]
     scores: np.ndarray  # [T]
@@ -57,8 +80,40 @@ def text_baseline_builder(embed, ids: torch.Tensor, special: torch.Tensor):
     return make
 
 
-def attribute_text(model, tokenizer, text: str, method: str, target="predicted", *,
-                   max_length: int | None = None, aggregation: str = "auto", **params) -> TextAttribution:
+def attribute_text(model: Model, tokenizer: Any, text: str, method: str, target: int | Literal["predicted"] = "predicted", *,
+                   max_length: int | None = None, aggregation: Literal["auto", "sum", "l2"] = "auto",
+                   **params: Unpack[MethodParams]) -> TextAttribution:
+    """One score per token of ``text`` for ``target``, by attribution in embedding space.
+
+    Args:
+        model: A Hugging Face-style sequence classifier (``get_input_embeddings()`` and
+            ``inputs_embeds=``), or a text ``LoadedModel``.
+        tokenizer: Its tokenizer (``loaded.tokenizer`` for a loaded model).
+        text: The sentence to explain.
+        method: A method whose spec has ``text=True``: gradient, gradient_x_input,
+            integrated_gradients, smoothgrad.
+        target: "predicted" or a class index.
+        max_length: Truncate to this many tokens (default: the tokenizer's limit, at most 512).
+        aggregation: How the embedding dimension becomes one score: "sum" (signed; the
+            default for input-weighted methods under "auto") or "l2".
+        **params: The method's parameters (text baselines: "pad", "mask", "unk", "zeros") and
+            the engine options, as for ``attribute``.
+
+    Returns:
+        A ``TextAttribution``.
+
+    Raises:
+        SaliencyError: Empty text, a model without input embeddings, or any problem
+            ``attribute`` reports (ParameterError, TargetError, ...).
+        MethodNotApplicableError: The method does not apply to text.
+
+    Example:
+        >>> import saliency_core as sc
+        >>> loaded = sc.load_model("minilm-sentiment", device="cpu")
+        >>> ta = sc.attribute_text(loaded, loaded.tokenizer, "a gripping film", "gradient")
+        >>> ta.tokens[0], len(ta.scores) == len(ta.tokens)
+        ('[CLS]', True)
+    """
     if not isinstance(text, str) or not text.strip():
         raise SaliencyError("enter some text to explain")
     if aggregation not in AGGREGATIONS:
@@ -77,7 +132,7 @@ def attribute_text(model, tokenizer, text: str, method: str, target="predicted",
     # [UNK] stands for a word the user wrote, so it is explained like any other token.
     special_ids = set(getattr(tokenizer, "all_special_ids", []) or []) - {getattr(tokenizer, "unk_token_id", None)}
     special = torch.tensor([int(i) in special_ids for i in ids[0].tolist()], device=device)
-    embed = module.get_input_embeddings()
+    embed: Callable[[torch.Tensor], torch.Tensor] = module.get_input_embeddings()  # type: ignore[operator]
     with torch.no_grad():
         embeds = embed(ids).detach()
 
@@ -93,7 +148,7 @@ def attribute_text(model, tokenizer, text: str, method: str, target="predicted",
     def make_baseline(name, x, seed=0, sample=0):
         return base_builder(name, x, seed, sample, tokenizer=tokenizer)
 
-    attr, r, logits = run(model, embeds, method, target, params=params, task="text",
+    attr, r, logits = run(model, embeds, method, target, params=dict(params), task="text",
                           forward=forward, make_baseline=make_baseline, want_logits=True)
     exp = r.explanation(attr, logits)
     a = exp.attribution[0]

@@ -229,6 +229,7 @@ def _guided_gradcam_pass_locked(ctx: Context, xc, tc, layer):
     switch = _Switch()
     xc = xc.detach().requires_grad_(True)
     with torch.enable_grad(), capture_output(layer) as store:
+        assert ctx.module is not None, "CAM methods need a module (checked before the pass)"
         with rectifying_relu_hooks(ctx.module, active=lambda: switch.guided):
             logits = logits_of(ctx.forward(xc))
         a = store.get("output")

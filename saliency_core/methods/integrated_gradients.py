@@ -138,8 +138,9 @@ def integrated_gradients(ctx: Context, x, targets, params, forward=None):
     base_name = params["baseline"]
     m = params["baseline_samples"] if isinstance(base_name, str) and base_name in RANDOM_BASELINES else 1
     seed = params["seed"]
-    baselines = [ctx.make_baseline(base_name, x, seed=seed, sample=s) for s in range(m)]
-    baselines = baselines[0] if m == 1 else torch.cat(baselines)
+    assert ctx.make_baseline is not None, "the run harness sets make_baseline"
+    drawn = [ctx.make_baseline(base_name, x, seed=seed, sample=s) for s in range(m)]
+    baselines = drawn[0] if m == 1 else torch.cat(drawn)
     xs = x if m == 1 else x.repeat(m, *([1] * (x.dim() - 1)))
     ts = targets if m == 1 else targets.repeat(m)
     # Completeness needs f(baseline); rules with a node at α = 0 evaluate it on the way.

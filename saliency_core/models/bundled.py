@@ -121,7 +121,7 @@ def _load_shapes_cnn(
     def preprocess(image) -> torch.Tensor:
         image = image.convert("RGB")
         if image.size != (width, height):
-            image = image.resize((width, height), Image.BILINEAR)
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
         x = pixels.permute(2, 0, 1).unsqueeze(0)
         return ((x - mean_t) / std_t).to(device)
@@ -199,7 +199,7 @@ def load_zero_shot(
     def factory(target: torch.device) -> LoadedModel:
         base = registry.load_model("minilm-sentiment", target)
         model = zero_shot_classifier(
-            base.model.encoder, base.tokenizer, labels, template
+            base.model.encoder, base.tokenizer, labels, template  # type: ignore[arg-type]
         )
         card = {
             "name": name,

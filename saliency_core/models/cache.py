@@ -103,7 +103,7 @@ def is_network_failure(exc: BaseException) -> bool:
             return True
         if isinstance(exc, URLError) and isinstance(exc.reason, (OSError, socket.gaierror)):
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]  # None ends the loop
     return False
 
 

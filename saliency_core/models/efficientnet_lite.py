@@ -101,7 +101,8 @@ def timm_state_dict(old: dict[str, torch.Tensor], network: nn.Module) -> dict[st
     the blocks in the same order, so the n-th old block is the n-th block of timm's stages.
     """
     positions = [f"blocks.{stage}.{index}"
-                 for stage, blocks in enumerate(network.blocks) for index in range(len(blocks))]
+                 for stage, blocks in enumerate(network.blocks)  # type: ignore[arg-type]
+                 for index in range(len(blocks))]
     expanded = {int(m.group(1)) for key in old if (m := _BLOCK_KEY.match(key))
                 and m.group(2) == "_expand_conv"}
     renamed = {}

@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -122,7 +123,7 @@ def load_classifier(location: str | Path, cache_dir: Path | None, device: torch.
     """(model, tokenizer) from a hub id in ``cache_dir`` or from a folder, offline only."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    kwargs = {"local_files_only": True, "trust_remote_code": False}
+    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
     model = AutoModelForSequenceClassification.from_pretrained(str(location), **kwargs)
@@ -200,7 +201,7 @@ def download_snapshot(name: str, repo_id: str, wanted) -> Path:
     endpoint = hub_endpoint()
     folders = NewFolders(hf_hub_dir())
     try:
-        files = [s.rfilename for s in HfApi(endpoint=endpoint).model_info(repo_id).siblings]
+        files = [s.rfilename for s in HfApi(endpoint=endpoint).model_info(repo_id).siblings or []]
         snapshot_download(repo_id, cache_dir=str(hf_hub_dir()), endpoint=endpoint,
                           allow_patterns=wanted(files))
     except Exception as exc:

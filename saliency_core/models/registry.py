@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -60,6 +61,10 @@ def builtin_names() -> list[str]:
         *torchvision_zoo.ARCHITECTURES,
         *hf_text.HUB_MODELS,
     ]
+
+
+def _file_size(path: Path | None) -> int | None:
+    return path.stat().st_size if path is not None else None
 
 
 def available_models(owner: str | None = None) -> list[ModelInfo]:
@@ -113,7 +118,7 @@ def available_models(owner: str | None = None) -> list[ModelInfo]:
         for spec in hf_text.HUB_MODELS.values()
     ]
     infos += [
-        ModelInfo(name, "image", "zoo", True, timm_zoo.weights_path(name).stat().st_size,
+        ModelInfo(name, "image", "zoo", True, _file_size(timm_zoo.weights_path(name)),
                   f"timm {name.removeprefix(timm_zoo.PREFIX)} (weights in the cache)")
         for name in timm_zoo.cached_names()
     ]

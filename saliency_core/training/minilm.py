@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,14 +64,15 @@ class MeanPooledClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, labels: list[str]):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(encoder.config.hidden_size, len(labels))
+        config: Any = encoder.config  # a Hugging Face PretrainedConfig
+        self.head = nn.Linear(config.hidden_size, len(labels))
         # Our own copy, naming our classes: the encoder may be shared with other heads.
-        self.config = copy.deepcopy(encoder.config)
+        self.config = copy.deepcopy(config)
         self.config.id2label = dict(enumerate(labels))
         self.config.label2id = {label: i for i, label in enumerate(labels)}
 
     def get_input_embeddings(self) -> nn.Module:
-        return self.encoder.get_input_embeddings()
+        return self.encoder.get_input_embeddings()  # type: ignore[operator]
 
     def embed(
         self,

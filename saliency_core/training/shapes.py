@@ -106,7 +106,7 @@ def generate(
         rng = np.random.default_rng([seed, i])
         label = int(rng.integers(len(CLASS_NAMES)))
         image, mask = _render(rng, label, size)
-        if spurious:
+        if wm_masks is not None and wm_labels is not None:
             code = label
             if watermark_conflicts:
                 code = (label + 1 + int(rng.integers(len(CLASS_NAMES) - 1))) % len(
@@ -158,7 +158,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     elif kind == 2:
         coarse = rng.uniform(0, 1, (int(rng.integers(3, 9)),) * 2).astype(np.float32)
         t = np.asarray(
-            Image.fromarray(coarse, mode="F").resize((size, size), Image.BICUBIC)
+            Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC)
         )
         t = np.clip(t, 0, 1).astype(np.float64)
     else:
@@ -188,6 +188,7 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.
             return colour
         if distance > best_distance:
             best, best_distance = colour, distance
+    assert best is not None  # every distance beats -1, so the first draw is kept
     return best
 
 
@@ -196,7 +197,7 @@ def _coverage(size: int, paint) -> np.ndarray:
     big = size * SUPERSAMPLE
     canvas = Image.new("L", (big, big), 0)
     paint(ImageDraw.Draw(canvas), SUPERSAMPLE)
-    small = canvas.resize((size, size), Image.BOX)
+    small = canvas.resize((size, size), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.float64) / 255.0
 
 
