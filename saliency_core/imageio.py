@@ -75,7 +75,14 @@ def _scaled_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
     if width * height <= max_pixels:
         return size
     factor = (max_pixels / (width * height)) ** 0.5
-    return max(1, int(width * factor)), max(1, int(height * factor))
+    width, height = max(1, int(width * factor)), max(1, int(height * factor))
+    # A side rounded up to one pixel leaves the other too long (1 x 4112 for 4096): trim it.
+    if width * height > max_pixels:
+        if width >= height:
+            width = max(1, max_pixels // height)
+        else:
+            height = max(1, max_pixels // width)
+    return width, height
 
 
 def _to_uint8(array: np.ndarray, bits_hint: int | None) -> np.ndarray:

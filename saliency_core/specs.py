@@ -64,7 +64,7 @@ class Param:
         elif self.type == "float":
             try:
                 value = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: ints past 1e308
                 raise ParameterError(f"{self.name} must be a number, got {value!r}") from None
             if math.isnan(value):
                 raise ParameterError(f"{self.name} must be a number, got NaN")

@@ -52,3 +52,22 @@ def test_a_100k_character_paste_is_cut_with_a_message():
     assert not at.exception
     assert any("only the first 5,000 are used" in w.value for w in at.warning)
     assert any("longer than" in w.value and "tokens" in w.value for w in at.warning)
+
+
+def test_extreme_aspect_ratios_stay_within_the_pixel_bound():
+    # Found by `make fuzz`: a 1 x 4112 image scaled for 4096 pixels came out 1 x 4103.
+    from saliency_core.imageio import _scaled_size
+
+    for size in ((1, 4112), (4112, 1), (2, 99_999), (3000, 2000)):
+        width, height = _scaled_size(size, 4096)
+        assert width * height <= 4096 and width >= 1 and height >= 1
+
+
+def test_a_float_parameter_given_a_huge_integer_is_refused():
+    # Found by `make fuzz`: float(10**400) raised OverflowError instead of a ParameterError.
+    import saliency_core
+    from saliency_core.errors import SaliencyError
+
+    sigma = saliency_core.get_method("smoothgrad").param("sigma")
+    with pytest.raises(SaliencyError, match="must be a number"):
+        sigma.validate(10**400, "image")
