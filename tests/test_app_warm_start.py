@@ -9,7 +9,7 @@ from workbench import models, serve
 
 def test_warm_up_fills_the_cache_the_pages_use(monkeypatch):
     monkeypatch.setenv(serve.WARM_MODELS_ENV, "shapes-cnn, no-such-model")
-    models._cached_model.clear()
+    models.model_pool().clear()
     timings = serve.warm_up()
     assert set(timings) == {"imports_s", "shapes-cnn_s"}
     loads = []

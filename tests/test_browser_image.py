@@ -9,7 +9,14 @@ import re
 import shutil
 
 import pytest
-from browser import REPO_ROOT, assert_no_exception, open_app, screenshot, wait_for_app
+from browser import (
+    APP_RUN_TIMEOUT_MS,
+    REPO_ROOT,
+    assert_no_exception,
+    open_app,
+    screenshot,
+    wait_for_app,
+)
 from PIL import Image
 
 from saliency_core.training.shapes import generate
@@ -57,8 +64,10 @@ def panels(page) -> tuple[str, str]:
     """(input src, overlay src) once all three panels are on the page."""
     from playwright.sync_api import expect
 
+    # The interactive heatmap appears only with the final map; while a progressive run is
+    # still refining, the preview shows the heatmap as a third image.
+    expect(page.locator(HEATMAP)).to_have_count(1, timeout=APP_RUN_TIMEOUT_MS)
     expect(page.locator(MAIN_IMAGES)).to_have_count(2)
-    expect(page.locator(HEATMAP)).to_have_count(1)
     images = page.locator(MAIN_IMAGES)
     return images.nth(0).get_attribute("src"), images.nth(1).get_attribute("src")
 
