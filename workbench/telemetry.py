@@ -64,7 +64,8 @@ def start_metrics_server() -> int | None:
         return None
     with _server_lock:
         if _server_port is None:
-            addr = os.environ.get("SALIENCY_METRICS_ADDRESS", "0.0.0.0")
+            # A scraper reaches the metrics from outside the host; the operator narrows it here.
+            addr = os.environ.get("SALIENCY_METRICS_ADDRESS", "0.0.0.0")  # nosec B104
             try:
                 start_http_server(int(raw), addr=addr)
             except (OSError, ValueError) as exc:  # a busy port must not take the app down
