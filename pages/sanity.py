@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import saliency_core
-from saliency_core import render, sanity
+from saliency_core import evaluation, render
 from saliency_core.errors import SaliencyError
 from workbench import compute, costs, plaintext
 from workbench.display import enlarge
@@ -79,7 +79,7 @@ with st.sidebar:
                           key=f"{P}.threshold",
                           help="A method passes when the mean similarity of its maps to the "
                           "original map over the cascade is below this value.")
-    partner_default = sanity.random_labels_partner(model_name)
+    partner_default = evaluation.random_labels_partner(model_name)
     partners = [NO_PARTNER] + [n for n in names if n != model_name]
     partner = select("Model trained on shuffled labels", partners, f"{P}.partner",
                      partner_default if partner_default in partners else NO_PARTNER,
@@ -127,17 +127,17 @@ if run_clicked:
         method_passes = sum(costs.estimate_passes(m, params.get(m, {})) for m in chosen)
         cascade = compute.scheduled(
             P, loaded, device, f"sanity-{mode}", ("sanity", run_key),
-            lambda: sanity.parameter_randomization(
+            lambda: evaluation.parameter_randomization(
                 loaded, x, chosen, mode=mode, seed=seed, threshold=threshold,
                 method_params=params,
                 progress=report(f"{mode.capitalize()} randomization of {model_name}")),
-            passes=method_passes * (sanity.DEFAULT_MAX_STEPS + 1))
+            passes=method_passes * (evaluation.DEFAULT_MAX_STEPS + 1))
         data = None
         if partner != NO_PARTNER:
             other = get_model(partner, device)
             data = compute.scheduled(
                 P, loaded, device, "sanity-data", ("sanity-data", run_key),
-                lambda: sanity.data_randomization(
+                lambda: evaluation.data_randomization(
                     loaded, other, x, chosen, target=cascade.targets.tolist(),
                     threshold=threshold, method_params=params,
                     progress=report(f"Data randomization against {partner}")),
@@ -158,8 +158,8 @@ if stored["key"] != run_key:
     st.warning("The settings changed since this result was computed; press **Run the sanity "
                "checks** to update it. Showing the previous result.")
 
-cascade: sanity.RandomizationResult = stored["cascade"]
-data: sanity.DataRandomizationResult | None = stored["data"]
+cascade: evaluation.RandomizationResult = stored["cascade"]
+data: evaluation.DataRandomizationResult | None = stored["data"]
 labels = getattr(loaded, "labels", [])
 target = int(cascade.targets[0])
 st.caption(f"Explaining class **{plaintext.plain(labels[target] if target < len(labels) else target)}** (the "
@@ -218,7 +218,7 @@ fig = go.Figure()
 for m in cascade.methods:
     fig.add_trace(go.Scatter(x=cascade.steps, y=cascade.mean_curve(m, metric), mode="lines+markers",
                              name=METHODS[m].label))
-if metric == sanity.VERDICT_METRIC:
+if metric == evaluation.VERDICT_METRIC:
     fig.add_hline(y=threshold, line_dash="dash", line_color="grey",
                   annotation_text=f"threshold {threshold:.2f}")
 fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 10, "b": 10},

@@ -14,7 +14,7 @@ from .errors import SaliencyError
 SUBCOMMAND_MODULES = (
     "saliency_core.models.cli",  # models, fetch, train-bundled
     "saliency_core.explain_cli",  # explain
-    "saliency_core.sanity",  # sanity
+    "saliency_core.sanity_cli",  # sanity
     "saliency_core.serve_cli",  # serve (imports Ray only when it runs)
 )
 

@@ -9,7 +9,7 @@ from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
 import saliency_core
-from saliency_core import metrics
+from saliency_core import evaluation
 from workbench import compute
 
 PAGE = str(REPO_ROOT / "pages" / "compare.py")
@@ -110,7 +110,7 @@ def test_unknown_methods_in_link_are_reported(engine_calls):
 
 
 def test_scoreboard_matches_the_library(engine_calls):
-    """The page's scoreboard is metrics.scoreboard on the same attributions."""
+    """The page's scoreboard is evaluation.scoreboard on the same attributions."""
     at = run_page({"model": "shapes-cnn", "methods": "gradient,gradcam"})
     board = at.dataframe[0].value
     loaded = saliency_core.load_model("shapes-cnn", "cpu")
@@ -120,7 +120,7 @@ def test_scoreboard_matches_the_library(engine_calls):
     x = loaded.preprocess(sample.image)
     attributions = {spec: saliency_core.attribute(loaded, x, name)
                     for spec, name in (("Vanilla gradient", "gradient"), ("Grad-CAM", "gradcam"))}
-    rows = metrics.scoreboard(loaded, x, attributions, target="predicted", mask=sample.mask)
+    rows = evaluation.scoreboard(loaded, x, attributions, target="predicted", mask=sample.mask)
     expected = {r["method"]: r["deletion_auc"] for r in rows}
     for _, row in board.iterrows():
         assert row["deletion AUC ↓"] == pytest.approx(expected[row["method"]], abs=1e-3)

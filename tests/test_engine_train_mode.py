@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import saliency_core as sc
-from saliency_core import metrics
+from saliency_core import evaluation
 
 
 def train_mode_net(seed=0):
@@ -73,6 +73,6 @@ def test_layer_listing_and_scoreboard_leave_a_training_model_as_it_was():
     before = snapshot(net)
     x = images(1)
     assert sc.candidate_layers(net, x)
-    metrics.scoreboard(net, x, {"g": sc.attribute(net, x, "gradient", target=0)}, target=0,
+    evaluation.scoreboard(net, x, {"g": sc.attribute(net, x, "gradient", target=0)}, target=0,
                        steps=4)
     assert_unchanged(net, before)

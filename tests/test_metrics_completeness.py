@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from saliency_core import explain, metrics
+from saliency_core import evaluation, explain
 from saliency_core.errors import SaliencyError
 
 
@@ -22,18 +22,18 @@ def _inputs():
 
 def test_completeness_reads_the_explanation():
     e = explain(_net(), _inputs(), "integrated_gradients", steps=64)
-    c = metrics.completeness(e)
+    c = evaluation.completeness(e)
     np.testing.assert_allclose(c["delta"], c["sum_attribution"] - (c["f_x"] - c["f_baseline"]),
                                atol=1e-5)
     np.testing.assert_allclose(c["relative_delta"],
                                np.abs(c["delta"]) / np.abs(c["f_x"] - c["f_baseline"]))
     with pytest.raises(SaliencyError, match="Integrated Gradients"):
-        metrics.completeness(explain(_net(), _inputs(), "gradient"))
+        evaluation.completeness(explain(_net(), _inputs(), "gradient"))
 
 
 def test_auto_steps_reaches_the_tolerance_and_reports_the_steps():
     net, x = _net(), _inputs()
-    res = metrics.integrated_gradients_auto(net, x, tol=0.001, start_steps=2, max_steps=512)
+    res = evaluation.integrated_gradients_auto(net, x, tol=0.001, start_steps=2, max_steps=512)
     assert res.converged.all()
     assert np.all(res.relative_delta < 0.001)
     assert res.steps.min() >= 2 and res.steps.max() <= 512
@@ -48,14 +48,14 @@ def test_auto_steps_reaches_the_tolerance_and_reports_the_steps():
 
 
 def test_auto_steps_stops_at_the_limit_and_says_so():
-    res = metrics.integrated_gradients_auto(_net(), _inputs(), tol=1e-9, start_steps=2, max_steps=8)
+    res = evaluation.integrated_gradients_auto(_net(), _inputs(), tol=1e-9, start_steps=2, max_steps=8)
     assert np.all(res.steps == 8)
     assert not res.converged.any()
     assert [h["steps"] for h in res.history] == [2, 4, 8]
 
 
 def test_auto_steps_with_random_baselines_refines_every_sample_together():
-    res = metrics.integrated_gradients_auto(_net(), _inputs(), tol=0.001, start_steps=2,
+    res = evaluation.integrated_gradients_auto(_net(), _inputs(), tol=0.001, start_steps=2,
                                             max_steps=256, baseline="uniform", seed=3)
     assert len(set(res.steps.tolist())) == 1
     assert res.converged.all()
@@ -63,6 +63,6 @@ def test_auto_steps_with_random_baselines_refines_every_sample_together():
 
 def test_auto_steps_refuses_fixed_steps():
     with pytest.raises(SaliencyError, match="automatically"):
-        metrics.integrated_gradients_auto(_net(), _inputs(), steps=10)
+        evaluation.integrated_gradients_auto(_net(), _inputs(), steps=10)
     with pytest.raises(SaliencyError, match="tol"):
-        metrics.integrated_gradients_auto(_net(), _inputs(), tol=0)
+        evaluation.integrated_gradients_auto(_net(), _inputs(), tol=0)

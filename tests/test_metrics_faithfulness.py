@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from saliency_core import attribute, metrics
+from saliency_core import attribute, evaluation
 from saliency_core.errors import SaliencyError
 
 H = W = 32
@@ -42,13 +42,13 @@ WRONG = 1.0 - RIGHT  # everything else first, the region last
 @pytest.mark.parametrize("substrate", ["blur", "mean"])
 def test_deleting_the_right_region_first_drops_the_score_quickly(substrate):
     x = _image()
-    curve = metrics.deletion(RegionModel(), x, RIGHT, target=0, steps=32, substrate=substrate)
+    curve = evaluation.deletion(RegionModel(), x, RIGHT, target=0, steps=32, substrate=substrate)
     assert curve.scores.shape == (2, 33) and curve.fractions[0] == 0 and curve.fractions[-1] == 1
     p0 = torch.softmax(RegionModel()(x), 1)[:, 0].numpy()
     np.testing.assert_allclose(curve.scores[:, 0], p0, rtol=1e-6)
     # After 2/32 of the pixels (the region is 1/16 of the image) the evidence is gone.
     assert np.all(curve.scores[:, 2] < 0.1)
-    wrong = metrics.deletion(RegionModel(), x, WRONG, target=0, steps=32, substrate=substrate)
+    wrong = evaluation.deletion(RegionModel(), x, WRONG, target=0, steps=32, substrate=substrate)
     assert np.all(wrong.scores[:, 2] > 0.9)
     assert np.all(curve.auc < 0.1) and np.all(wrong.auc > 0.8)
 
@@ -56,8 +56,8 @@ def test_deleting_the_right_region_first_drops_the_score_quickly(substrate):
 @pytest.mark.parametrize("substrate", ["blur", "mean"])
 def test_inserting_the_right_region_first_raises_the_score_quickly(substrate):
     x = _image()
-    right = metrics.insertion(RegionModel(), x, RIGHT, target=0, steps=32, substrate=substrate)
-    wrong = metrics.insertion(RegionModel(), x, WRONG, target=0, steps=32, substrate=substrate)
+    right = evaluation.insertion(RegionModel(), x, RIGHT, target=0, steps=32, substrate=substrate)
+    wrong = evaluation.insertion(RegionModel(), x, WRONG, target=0, steps=32, substrate=substrate)
     assert np.all(right.scores[:, 0] < 0.1) and np.all(right.scores[:, 2] > 0.9)
     assert np.all(right.auc > 0.8) and np.all(wrong.auc < 0.1)
     np.testing.assert_allclose(right.scores[:, -1], wrong.scores[:, -1])  # full image both
@@ -66,16 +66,16 @@ def test_inserting_the_right_region_first_raises_the_score_quickly(substrate):
 def test_the_models_own_gradient_is_a_faithful_map():
     x = _image()
     grad = attribute(RegionModel(), x, "gradient", target=0)
-    good = metrics.deletion(RegionModel(), x, grad, target=0).auc
-    bad = metrics.deletion(RegionModel(), x, WRONG, target=0).auc
+    good = evaluation.deletion(RegionModel(), x, grad, target=0).auc
+    bad = evaluation.deletion(RegionModel(), x, WRONG, target=0).auc
     assert np.all(good < bad - 0.3)
 
 
 def test_batching_does_not_change_the_curve():
     x = _image()
     noise = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(1))
-    big = metrics.deletion(RegionModel(), x, noise, target=0, steps=20, batch_size=64)
-    small = metrics.deletion(RegionModel(), x, noise, target=0, steps=20, batch_size=3)
+    big = evaluation.deletion(RegionModel(), x, noise, target=0, steps=20, batch_size=64)
+    small = evaluation.deletion(RegionModel(), x, noise, target=0, steps=20, batch_size=3)
     np.testing.assert_allclose(big.scores, small.scores, rtol=1e-6)
 
 
@@ -83,7 +83,7 @@ def test_coarse_cam_maps_are_upsampled_and_progress_reported():
     coarse = torch.zeros(1, 4, 4)
     coarse[0, 1, 2] = 1.0  # the cell holding the region at 8x8 pixel cells
     seen = []
-    curve = metrics.deletion(RegionModel(), _image(1), coarse, target=0, steps=16,
+    curve = evaluation.deletion(RegionModel(), _image(1), coarse, target=0, steps=16,
                              progress=lambda done, total: seen.append((done, total)))
     assert curve.scores[0, 2] < 0.1
     assert seen[-1] == (17, 17)
@@ -93,7 +93,7 @@ def test_scoreboard_ranks_the_right_map_first_with_and_without_a_mask():
     x = _image(1)
     maps = {"wrong": WRONG[:1], "right": RIGHT[:1],
             "gradient": attribute(RegionModel(), x, "gradient", target=0)}
-    rows = metrics.scoreboard(RegionModel(), x, maps, target=0, steps=16)
+    rows = evaluation.scoreboard(RegionModel(), x, maps, target=0, steps=16)
     assert [r["method"] for r in rows][-1] == "wrong"
     assert rows[0]["rank"] == 1 and rows[0]["method"] in ("right", "gradient")
     by_name = {r["method"]: r for r in rows}
@@ -101,7 +101,7 @@ def test_scoreboard_ranks_the_right_map_first_with_and_without_a_mask():
     assert by_name["right"]["insertion_auc"] > by_name["wrong"]["insertion_auc"]
     assert len(by_name["right"]["deletion_curve"]) == len(by_name["right"]["fractions"]) == 17
     mask = RIGHT[0].bool()
-    rows = metrics.scoreboard(RegionModel(), x, maps, target=0, mask=mask, steps=16)
+    rows = evaluation.scoreboard(RegionModel(), x, maps, target=0, mask=mask, steps=16)
     by_name = {r["method"]: r for r in rows}
     assert by_name["right"]["pointing"] == 1.0 and by_name["wrong"]["pointing"] == 0.0
     assert by_name["right"]["mass_in_mask"] == pytest.approx(1.0)
@@ -111,12 +111,12 @@ def test_scoreboard_ranks_the_right_map_first_with_and_without_a_mask():
 def test_bad_choices_are_clear_errors():
     x = _image(1)
     with pytest.raises(SaliencyError, match="substrate"):
-        metrics.deletion(RegionModel(), x, RIGHT[:1], target=0, substrate="zeros")
+        evaluation.deletion(RegionModel(), x, RIGHT[:1], target=0, substrate="zeros")
     with pytest.raises(SaliencyError, match="steps"):
-        metrics.deletion(RegionModel(), x, RIGHT[:1], target=0, steps=0)
+        evaluation.deletion(RegionModel(), x, RIGHT[:1], target=0, steps=0)
     with pytest.raises(SaliencyError, match="maps for"):
-        metrics.deletion(RegionModel(), x, RIGHT, target=0)
+        evaluation.deletion(RegionModel(), x, RIGHT, target=0)
     with pytest.raises(SaliencyError, match="at least one"):
-        metrics.scoreboard(RegionModel(), x, {}, target=0)
+        evaluation.scoreboard(RegionModel(), x, {}, target=0)
     with pytest.raises(SaliencyError, match="target"):
-        metrics.deletion(RegionModel(), x, RIGHT[:1], target=5)
+        evaluation.deletion(RegionModel(), x, RIGHT[:1], target=5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from saliency_core import attribute, load_model, metrics, sanity
+from saliency_core import attribute, evaluation, load_model
 from saliency_core.models import bundled
 from saliency_core.training.shapes import generate
 from saliency_core.training.shapes_cnn import images_to_tensor
@@ -30,8 +30,8 @@ def test_gradcam_localises_the_shape(shapes_cnn):
     data = generate(16, 7100)
     x = images_to_tensor(data.images)
     cam = attribute(shapes_cnn, x, "gradcam", data.labels.tolist())
-    pointing = metrics.pointing_game(cam, data.masks).mean()
-    mass = metrics.mass_in_mask(cam, data.masks).mean()
+    pointing = evaluation.pointing_game(cam, data.masks).mean()
+    mass = evaluation.mass_in_mask(cam, data.masks).mean()
     area = data.masks.mean()
     assert pointing >= GRADCAM_POINTING_MIN, pointing
     assert mass >= GRADCAM_MASS_OVER_AREA_MIN * area, (mass, area)
@@ -40,8 +40,8 @@ def test_gradcam_localises_the_shape(shapes_cnn):
 def test_cascading_randomization_separates_guided_backprop_from_gradient(shapes_cnn):
     """Adebayo et al.'s central finding: guided backprop's map survives randomization of the
     top layers (it fails), the plain gradient's does not (it passes)."""
-    x, _ = sanity.shapes_inputs(shapes_cnn, 8, 0)
-    res = sanity.cascading_randomization(shapes_cnn, x, ["gradient", "guided_backprop"], seed=0,
+    x, _ = evaluation.shapes_inputs(shapes_cnn, 8, 0)
+    res = evaluation.cascading_randomization(shapes_cnn, x, ["gradient", "guided_backprop"], seed=0,
                                          keep_maps=False)
     verdicts = res.verdicts()
     assert verdicts["gradient"].passes and not verdicts["guided_backprop"].passes
@@ -51,9 +51,9 @@ def test_cascading_randomization_separates_guided_backprop_from_gradient(shapes_
 
 
 def test_data_randomization_changes_the_gradcam_map(shapes_cnn):
-    x, _ = sanity.shapes_inputs(shapes_cnn, 8, 0)
+    x, _ = evaluation.shapes_inputs(shapes_cnn, 8, 0)
     other = load_model("shapes-cnn-random-labels", "cpu")
-    res = sanity.data_randomization(shapes_cnn, other, x, ["gradcam"])
+    res = evaluation.data_randomization(shapes_cnn, other, x, ["gradcam"])
     assert res.mean("gradcam") < 0.3
     assert res.verdicts()["gradcam"].passes
     assert res.maps["gradcam"][0].abs.shape == (8, 64, 64)
@@ -61,8 +61,8 @@ def test_data_randomization_changes_the_gradcam_map(shapes_cnn):
 
 def test_the_shared_bundled_model_is_untouched(shapes_cnn):
     before = {k: v.clone() for k, v in shapes_cnn.model.state_dict().items()}
-    x, _ = sanity.shapes_inputs(shapes_cnn, 2, 1)
-    sanity.cascading_randomization(shapes_cnn, x, ["guided_gradcam"], seed=2, keep_maps=False)
+    x, _ = evaluation.shapes_inputs(shapes_cnn, 2, 1)
+    evaluation.cascading_randomization(shapes_cnn, x, ["guided_gradcam"], seed=2, keep_maps=False)
     after = shapes_cnn.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert np.isfinite(shapes_cnn.model(x).detach().numpy()).all()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from saliency_core import sanity
+from saliency_core import evaluation
 from saliency_core.errors import CancelledError, SaliencyError
 from saliency_core.models.base import LoadedModel
 from saliency_core.training.shapes_cnn import MEAN, STD, ShapesCNN
@@ -56,16 +56,16 @@ def test_every_test_leaves_the_shared_model_bit_identical():
     flags = [p.requires_grad for p in loaded.model.parameters()]
     x = _inputs()
     methods = ["gradient", "guided_backprop", "gradcam"]
-    sanity.cascading_randomization(loaded, x, methods, seed=1)
-    sanity.independent_randomization(loaded, x, methods, seed=1)
-    sanity.data_randomization(loaded, _loaded(seed=1), x, methods)
-    copy = sanity.randomized_copy(loaded, sanity.randomization_layers(loaded, x[:1]), seed=1)
+    evaluation.cascading_randomization(loaded, x, methods, seed=1)
+    evaluation.independent_randomization(loaded, x, methods, seed=1)
+    evaluation.data_randomization(loaded, _loaded(seed=1), x, methods)
+    copy = evaluation.randomized_copy(loaded, evaluation.randomization_layers(loaded, x[:1]), seed=1)
     _assert_untouched(loaded.model, snap, flags)
     assert copy.model is not loaded.model and copy.normalization == loaded.normalization
 
 
 def test_layers_run_from_the_logits_down_with_norms_joined_to_their_conv():
-    layers = sanity.randomization_layers(_loaded(), _inputs(1))
+    layers = evaluation.randomization_layers(_loaded(), _inputs(1))
     assert [layer.name for layer in layers] == [
         "classifier", "features.block5", "features.block4", "features.block3",
         "features.block2", "features.block1"]
@@ -78,19 +78,19 @@ def test_deep_models_are_grouped_into_at_most_max_steps():
 
     net = nn.Sequential(OrderedDict(stage1=stage(), stage2=stage(), head=nn.Linear(4, 2)))
     example = torch.zeros(1, 4)
-    assert len(sanity.randomization_layers(net, example, max_steps=16)) == 7
-    grouped = sanity.randomization_layers(net, example, max_steps=3)
+    assert len(evaluation.randomization_layers(net, example, max_steps=16)) == 7
+    grouped = evaluation.randomization_layers(net, example, max_steps=3)
     assert [layer.name for layer in grouped] == ["head", "stage2", "stage1"]
     assert grouped[1].modules == ("stage2.0", "stage2.1", "stage2.2")
 
 
 def test_reinitialisation_is_seeded_cascading_and_private():
     loaded = _loaded()
-    layers = sanity.randomization_layers(loaded, _inputs(1))
+    layers = evaluation.randomization_layers(loaded, _inputs(1))
     rng_before = torch.get_rng_state()
-    a = sanity.randomized_copy(loaded, layers, seed=3, upto=2).model.state_dict()
-    b = sanity.randomized_copy(loaded, layers, seed=3, upto=2).model.state_dict()
-    c = sanity.randomized_copy(loaded, layers, seed=4, upto=2).model.state_dict()
+    a = evaluation.randomized_copy(loaded, layers, seed=3, upto=2).model.state_dict()
+    b = evaluation.randomized_copy(loaded, layers, seed=3, upto=2).model.state_dict()
+    c = evaluation.randomized_copy(loaded, layers, seed=4, upto=2).model.state_dict()
     assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is left alone
     orig = loaded.model.state_dict()
     for k in orig:
@@ -103,7 +103,7 @@ def test_reinitialisation_is_seeded_cascading_and_private():
     assert torch.equal(a["features.block5.bn.weight"], torch.ones(16))
     assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
     # Independent mode gives a layer the very weights it gets in the cascade.
-    only = sanity.randomized_copy(loaded, layers, seed=3, only=1).model.state_dict()
+    only = evaluation.randomized_copy(loaded, layers, seed=3, only=1).model.state_dict()
     assert torch.equal(only["features.block5.conv.weight"], a["features.block5.conv.weight"])
     assert torch.equal(only["classifier.weight"], orig["classifier.weight"])
 
@@ -119,7 +119,7 @@ def test_parameters_without_reset_parameters_get_a_normal_of_the_same_std():
 
     m = Scaled()
     before = m.scale.detach().clone()
-    sanity.reinitialize(m, seed=0)
+    evaluation.reinitialize(m, seed=0)
     assert not torch.equal(m.scale, before)
     assert float(m.scale.detach().std()) == pytest.approx(float(before.std()), rel=0.1)
 
@@ -127,7 +127,7 @@ def test_parameters_without_reset_parameters_get_a_normal_of_the_same_std():
 def test_cascade_result_shapes_and_first_row():
     loaded, x = _loaded(), _inputs(3)
     seen = []
-    res = sanity.cascading_randomization(loaded, x, ["gradient", "gradcam"], seed=0,
+    res = evaluation.cascading_randomization(loaded, x, ["gradient", "gradcam"], seed=0,
                                          progress=lambda d, t: seen.append((d, t)))
     assert res.steps == ["original", "classifier", "+ features.block5", "+ features.block4",
                          "+ features.block3", "+ features.block2", "+ features.block1"]
@@ -142,43 +142,43 @@ def test_cascade_result_shapes_and_first_row():
     v = res.verdicts()["gradient"]
     assert v.threshold == 0.5 and v.statistic == pytest.approx(res.cascade_mean("gradient"))
     assert res.verdicts(threshold=1.01)["gradient"].passes
-    ind = sanity.independent_randomization(loaded, x, ["gradient"], seed=0, keep_maps=False)
+    ind = evaluation.independent_randomization(loaded, x, ["gradient"], seed=0, keep_maps=False)
     assert ind.steps[1:] == [layer.name for layer in ind.layers] and ind.maps == {}
     with pytest.raises(SaliencyError, match="cascading"):
         ind.verdicts()
 
 
 def test_verdict_threshold_is_stated_and_applied():
-    assert sanity.verdict("m", np.array([0.2, 0.4])).passes
-    judged = sanity.verdict("m", np.array([0.6, 0.7]), threshold=0.5)
+    assert evaluation.verdict("m", np.array([0.2, 0.4])).passes
+    judged = evaluation.verdict("m", np.array([0.6, 0.7]), threshold=0.5)
     assert not judged.passes and judged.text == "fails" and judged.threshold == 0.5
-    assert sanity.verdict("m", np.array([0.52]), threshold=0.5).text == "fails (borderline)"
+    assert evaluation.verdict("m", np.array([0.52]), threshold=0.5).text == "fails (borderline)"
     assert judged.statistic == pytest.approx(0.65)
 
 
 def test_data_randomization_against_itself_finds_no_change():
     loaded, x = _loaded(), _inputs()
-    same = sanity.data_randomization(loaded, _loaded(), x, ["gradient", "gradcam"])
+    same = evaluation.data_randomization(loaded, _loaded(), x, ["gradient", "gradcam"])
     for m in same.methods:
         np.testing.assert_allclose(same.similarity[m]["spearman_abs"], 1.0)
         assert not same.verdicts()[m].passes
-    other = sanity.data_randomization(loaded, _loaded(seed=7), x, ["gradient"])
+    other = evaluation.data_randomization(loaded, _loaded(seed=7), x, ["gradient"])
     assert other.mean("gradient") < 0.99
 
 
 def test_clear_errors_and_cancellation():
     loaded, x = _loaded(), _inputs()
     with pytest.raises(SaliencyError, match="unknown method"):
-        sanity.cascading_randomization(loaded, x, ["gradient", "lime"])
+        evaluation.cascading_randomization(loaded, x, ["gradient", "lime"])
     with pytest.raises(SaliencyError, match="at least one"):
-        sanity.cascading_randomization(loaded, x, [])
+        evaluation.cascading_randomization(loaded, x, [])
     with pytest.raises(SaliencyError, match="mode"):
-        sanity.parameter_randomization(loaded, x, ["gradient"], mode="sideways")
+        evaluation.parameter_randomization(loaded, x, ["gradient"], mode="sideways")
     with pytest.raises(SaliencyError, match="image batch"):
-        sanity.cascading_randomization(loaded, x[0], ["gradient"])
+        evaluation.cascading_randomization(loaded, x[0], ["gradient"])
     with pytest.raises(SaliencyError, match="same architecture"):
-        sanity.data_randomization(loaded, _loaded(widths=(4, 8, 8, 8)), x, ["gradient"])
+        evaluation.data_randomization(loaded, _loaded(widths=(4, 8, 8, 8)), x, ["gradient"])
     stop = threading.Event()
     stop.set()
     with pytest.raises(CancelledError):
-        sanity.cascading_randomization(loaded, x, ["integrated_gradients"], cancel=stop)
+        evaluation.cascading_randomization(loaded, x, ["integrated_gradients"], cancel=stop)

@@ -20,7 +20,7 @@ import streamlit as st
 import torch
 
 import saliency_core
-from saliency_core import metrics
+from saliency_core import evaluation
 from saliency_core.remote import ENGINE_URL_ENV, Client
 
 from . import costs, service
@@ -33,7 +33,7 @@ from .results import (
     result_key,
 )
 
-# metrics.scoreboard's default number of deletion/insertion steps, for the cost estimate.
+# evaluation.scoreboard's default number of deletion/insertion steps, for the cost estimate.
 SCOREBOARD_STEPS = 32
 
 
@@ -220,7 +220,7 @@ def scoreboard(loaded, device: str, x: torch.Tensor, digest: str, runs: dict, ta
     attributions = {label: torch.from_numpy(r.attribution)[None] for label, (_, r) in runs.items()}
 
     def run_batch(_payloads):
-        rows = metrics.scoreboard(loaded, x, attributions, target=target, mask=mask,
+        rows = evaluation.scoreboard(loaded, x, attributions, target=target, mask=mask,
                                   progress=progress)
         return [Scoreboard(rows=rows)]
 

@@ -227,7 +227,7 @@ def completeness_reading(meta: dict, subject: str = "the image") -> tuple[str, s
 
 
 def scoreboard_rows(rows: list[dict]) -> list[dict]:
-    """The columns of metrics.scoreboard worth a table (curves stay in the export)."""
+    """The columns of evaluation.scoreboard worth a table (curves stay in the export)."""
     out = []
     for row in rows:
         item = {"rank": row["rank"], "method": row["method"],

@@ -1,0 +1,38 @@
+"""What the sanity report runs on: generated shapes images for the bundled models, each model's
+twin trained on shuffled labels, and the methods that apply to images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import SaliencyError
+
+# Images for the checks come from seeds far from the bundled models' training and test seeds.
+IMAGE_SEED_BASE = 7000
+
+# Models and their twin trained on shuffled labels, for the data randomization test.
+RANDOM_LABEL_PAIRS = {"shapes-cnn": "shapes-cnn-random-labels"}
+
+
+def random_labels_partner(model_name: str) -> str | None:
+    return RANDOM_LABEL_PAIRS.get(model_name)
+
+
+def shapes_inputs(loaded, samples: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """``samples`` generated shapes images in ``loaded``'s input space, and their labels."""
+    from PIL import Image
+
+    from ..training.shapes import generate
+
+    if loaded.preprocess is None or loaded.kind != "image":
+        raise SaliencyError(f"{loaded.name} is not an image model; sanity checks here need images")
+    data = generate(samples, IMAGE_SEED_BASE + seed)
+    x = torch.cat([loaded.preprocess(Image.fromarray(img)) for img in data.images])
+    return x, data.labels
+
+
+def image_methods() -> list[str]:
+    from ..methods import REGISTRY
+
+    return [name for name, entry in REGISTRY.items() if entry.spec.family in ("input", "cam")]
