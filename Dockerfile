@@ -1,4 +1,5 @@
-# The workbench as a container: the same app and settings that `make run` serves.
+# The workbench as a container in the hosted configuration, the same as `make serve`
+# (python -m workbench.serve hosted: all interfaces, warm start, Prometheus metrics on 9464).
 #   docker build -t saliency-workbench .
 #   docker build --build-arg PREFETCH_MODELS="resnet50" -t saliency-workbench .
 #   docker run --rm -p 8501:8501 saliency-workbench
@@ -35,12 +36,15 @@ USER workbench
 ARG PREFETCH_MODELS=""
 RUN if [ -n "$PREFETCH_MODELS" ]; then python -m saliency_core fetch $PREFETCH_MODELS; fi
 
-# Like `make run`: serve only what is in the image, never reach for a model hub at run time.
+# Like `make serve` (whose hosted mode sets these too): serve only what is in the image, never
+# reach for a model hub at run time; metrics for a Prometheus scraper on their own port.
 ENV HF_HUB_OFFLINE=1 \
-    TRANSFORMERS_OFFLINE=1
+    TRANSFORMERS_OFFLINE=1 \
+    SALIENCY_HOSTED=1 \
+    SALIENCY_METRICS_PORT=9464
 
-EXPOSE 8501
+EXPOSE 8501 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4).status != 200)"]
 
-CMD ["python", "-m", "workbench.serve", "run", "app.py", "--server.port", "8501", "--server.address", "0.0.0.0", "--server.headless", "true"]
+CMD ["python", "-m", "workbench.serve", "hosted", "app.py", "--server.port", "8501"]

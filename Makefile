@@ -55,13 +55,12 @@ dev-venv: $(DEV_STAMP)
 run: $(REQ_STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m workbench.serve run app.py --server.port $(PORT) --server.headless true
 
-# The hosted configuration: all interfaces, no tracebacks, metrics on METRICS_PORT. Sign-in is
-# on when .streamlit/secrets.toml has an [auth] section (docs/DEPLOY.md).
+# The hosted configuration (workbench/serve.py, also the Docker image's): all interfaces, no
+# tracebacks, warm start, metrics on METRICS_PORT, offline. Sign-in is on when
+# .streamlit/secrets.toml has an [auth] section (docs/DEPLOY.md).
 METRICS_PORT ?= 9464
 serve: $(REQ_STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 SALIENCY_METRICS_PORT=$(METRICS_PORT) \
-		$(PY) -m streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0 \
-		--server.headless true --client.showErrorDetails none
+	SALIENCY_METRICS_PORT=$(METRICS_PORT) $(PY) -m workbench.serve hosted app.py --server.port $(PORT)
 
 # Browser tests need Debian's chromium (Playwright's own browser downloads are not used).
 # As root we install it; otherwise the browser tests skip and say why.

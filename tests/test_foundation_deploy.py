@@ -132,7 +132,8 @@ def test_references_between_manifests_resolve(k8s):
     claims = re.findall(r"claimName: (\S+)", yaml.safe_dump(list(k8s.values())))
     assert claims and all(f"PersistentVolumeClaim/{c}" in k8s for c in claims)
     args = app["containers"][0]["args"]
-    assert args[:4] == ["python", "-m", "workbench.serve", "run"] and (REPO_ROOT / args[4]).is_file()
+    # The hosted configuration, as in the Docker image (tests/test_foundation_docker.py).
+    assert args[:4] == ["python", "-m", "workbench.serve", "hosted"] and (REPO_ROOT / args[4]).is_file()
 
 
 def test_compose_files_and_commands_exist(compose):

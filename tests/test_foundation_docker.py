@@ -1,5 +1,6 @@
 """No Docker engine here, so the Dockerfile is checked by reading it: everything it copies
-exists, and it serves the same app, port and health check as `make run`."""
+exists, and it serves the hosted configuration of `make serve` (workbench.serve hosted) with the
+same app, port and health check as `make run`."""
 
 from __future__ import annotations
 
@@ -49,13 +50,19 @@ def of(keyword: str) -> list[str]:
 
 
 def streamlit_invocation(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-    """From a command line, the words from `streamlit` to the script and its --server options."""
+    """From a command line, the words from `streamlit` to the script and its options, with the
+    hosted mode of workbench.serve expanded to the `run` arguments it starts."""
+    from workbench.serve import hosted_argv
+
     # workbench.serve is `streamlit` with a warm start, taking the same arguments.
     start = next(i for i, word in enumerate(argv)
                  if word.endswith("streamlit") or word == "workbench.serve")
-    run = argv[start + 1 : start + 3]
+    words = argv[start + 1 :]
+    if words[:1] == ["hosted"]:
+        words = hosted_argv(words[1:])
+    run = words[:2]
     options = {}
-    rest = argv[start + 3 :]
+    rest = words[2:]
     for i, word in enumerate(rest):
         if word.startswith("--") and "=" in word:
             key, value = word[2:].split("=", 1)
@@ -105,27 +112,51 @@ def test_prefetch_build_argument_drives_the_fetch_command():
     assert any("saliency_core fetch $PREFETCH_MODELS" in run for run in of("RUN"))
 
 
-def make_run_command() -> list[str]:
+def make_command(target: str) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    # -n prints the recipe without running it; the streamlit line is the one `make run` starts.
+    # -n prints the recipe without running it; the line starting the app is the one we want.
     output = subprocess.run(
-        ["make", "-n", "run"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ["make", "-n", target], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout
-    lines = [line for line in output.splitlines() if re.search(r"(streamlit|workbench\.serve) run", line)]
+    lines = [line for line in output.splitlines()
+             if re.search(r"(streamlit|workbench\.serve) (run|hosted)", line)]
     assert len(lines) == 1, output
     return shlex.split(lines[0])
 
 
-def test_cmd_starts_the_same_app_as_make_run():
+def make_run_command() -> list[str]:
+    return make_command("run")
+
+
+def test_cmd_starts_the_hosted_configuration_of_make_serve():
     (cmd,) = of("CMD")
     docker_run, docker_options = streamlit_invocation(words(cmd))
+    serve_run, serve_options = streamlit_invocation(make_command("serve"))
     make_run, make_options = streamlit_invocation(make_run_command())
 
-    assert docker_run == make_run == ["run", "app.py"]
+    assert docker_run == serve_run == make_run == ["run", "app.py"]
+    assert docker_options == serve_options
     assert docker_options["server.port"] == make_options["server.port"] == "8501"
-    # In a container the app must listen beyond the container's own loopback.
+    # In a container the app must listen beyond the container's own loopback, and never show
+    # a traceback to a user.
     assert docker_options["server.address"] == "0.0.0.0"
+    assert docker_options["client.showErrorDetails"] == "none"
+
+
+def test_hosted_mode_sets_metrics_and_hosted_defaults_and_lets_options_override():
+    from workbench.serve import HOSTED_ENV, hosted_argv
+
+    assert HOSTED_ENV["SALIENCY_METRICS_PORT"] == "9464" and HOSTED_ENV["SALIENCY_HOSTED"] == "1"
+    argv = hosted_argv(["app.py", "--server.address", "127.0.0.1", "--server.port=9000"])
+    assert argv[:2] == ["run", "app.py"]
+    assert argv.count("--server.address") == 1 and "0.0.0.0" not in argv
+    assert "--client.showErrorDetails" in argv and "--server.port=9000" in argv
+    metrics_port = " ".join(of("ENV")).split("SALIENCY_METRICS_PORT=")[1].split()[0]
+    assert metrics_port == HOSTED_ENV["SALIENCY_METRICS_PORT"]
+    assert metrics_port in " ".join(of("EXPOSE")).split()
+    with pytest.raises(SystemExit):
+        hosted_argv(["--server.port", "1"])
 
 
 def test_image_is_offline_at_run_time_like_make_run():

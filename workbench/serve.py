@@ -8,6 +8,12 @@ thread does all of that as the server starts, through the same cached loaders th
 everything in memory. The arguments are those of the ``streamlit`` command, unchanged:
 
     python -m workbench.serve run app.py --server.port 8600 --server.headless true
+
+``python -m workbench.serve hosted app.py [options]`` is the hosted configuration, the one
+definition that ``make serve``, the Docker image and the load test (benchmarks/load.py) start:
+the same with all interfaces, Prometheus metrics on ``SALIENCY_METRICS_PORT`` (9464 unless
+set), ``SALIENCY_HOSTED=1`` (nobody fetches weights without sign-in) and no model hub at run
+time. Options given after the script override the hosted ones (``--server.address 127.0.0.1``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,33 @@ import time
 # Comma-separated model names to warm instead of each task's default; empty: none.
 WARM_MODELS_ENV = "SALIENCY_WARM_MODELS"
 log = logging.getLogger("workbench.serve")
+
+# Streamlit options of the hosted configuration (.streamlit/config.toml has the rest: XSRF,
+# CORS, upload limit, tracebacks hidden, which apply to `make run` as well).
+HOSTED_OPTIONS = {
+    "server.address": "0.0.0.0",  # nosec B104 - served to a team; a proxy or firewall narrows it
+    "server.headless": "true",
+    "client.showErrorDetails": "none",
+}
+# Environment defaults of the hosted configuration; a value already set wins.
+HOSTED_ENV = {
+    "SALIENCY_METRICS_PORT": "9464",
+    "SALIENCY_HOSTED": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+
+
+def hosted_argv(args: list[str]) -> list[str]:
+    """``[script, --opt, value, ...]`` -> the ``streamlit run`` arguments of the hosted
+    configuration, with any option given in ``args`` replacing the hosted default."""
+    if not args or args[0].startswith("-"):
+        raise SystemExit("usage: python -m workbench.serve hosted app.py [streamlit options]")
+    script, rest = args[0], args[1:]
+    given = {word[2:].split("=", 1)[0] for word in rest if word.startswith("--")}
+    defaults = [part for key, value in HOSTED_OPTIONS.items() if key not in given
+                for part in (f"--{key}", value)]
+    return ["run", script, *defaults, *rest]
 
 
 def warm_models(present: list, default_model) -> list[str]:
@@ -75,8 +108,13 @@ def _warm_in_background() -> None:
 def main(argv: list[str] | None = None) -> None:
     from streamlit.web import cli
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["hosted"]:
+        for key, value in HOSTED_ENV.items():
+            os.environ.setdefault(key, value)
+        args = hosted_argv(args[1:])
     threading.Thread(target=_warm_in_background, name="warm-start", daemon=True).start()
-    sys.argv = ["streamlit", *(sys.argv[1:] if argv is None else argv)]
+    sys.argv = ["streamlit", *args]
     cli.main(prog_name="streamlit")
 
 
