@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelUnavailableError, SaliencyError
-from . import bundled, efficientnet_lite, hf_text, timm_zoo, torchvision_zoo
+from . import bundled, efficientnet_lite, hf_text, source, timm_zoo, torchvision_zoo
 from .base import LoadedModel
 
 
@@ -26,7 +26,9 @@ class ModelInfo:
     name: str
     task: str  # "image" or "text"
     source: str  # "bundled", "zoo" or "uploaded"
-    present: bool  # weights are on this machine; load_model works without a network
+    # Weights on this machine, or in the model source it copies from (models/source.py):
+    # load_model works without the internet.
+    present: bool
     # Bytes on disk when present; for absent zoo models the expected download size if known.
     size_bytes: int | None
     description: str
@@ -100,7 +102,7 @@ def available_models(owner: str | None = None) -> list[ModelInfo]:
             arch.name,
             "image",
             "zoo",
-            torchvision_zoo.is_present(arch.name),
+            torchvision_zoo.is_present(arch.name) or source.in_source(arch.name),
             torchvision_zoo.size_bytes(arch.name),
             f"{arch.description}, ImageNet-1k (torchvision)",
         )
@@ -111,7 +113,7 @@ def available_models(owner: str | None = None) -> list[ModelInfo]:
             spec.name,
             "text",
             "zoo",
-            hf_text.is_present(spec),
+            hf_text.is_present(spec) or source.in_source(spec.name),
             hf_text.size_bytes(spec),
             f"{spec.description} (Hugging Face)",
         )
@@ -232,6 +234,8 @@ def _build(name: str, device: torch.device) -> LoadedModel:
         return bundled.load(name, device)
     if name in efficientnet_lite.VARIANTS:
         return efficientnet_lite.load(name, device)
+    # Zoo weights missing here but in the deployment's model source: copied in first.
+    source.ensure_local(name)
     if name in torchvision_zoo.ARCHITECTURES:
         return torchvision_zoo.load(name, device)
     if name in hf_text.HUB_MODELS:
