@@ -121,10 +121,11 @@ fetch: $(REQ_STAMP)
 	@if [ -z "$(MODELS)" ]; then echo 'usage: make fetch MODELS="resnet50 ..."'; exit 2; fi
 	$(PY) -m saliency_core fetch $(MODELS)
 
+# ruff over everything, then mypy over the library (settings in pyproject.toml); CI runs both.
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
-# mypy over the library (settings in pyproject.toml); not yet part of lint/CI: see issue 15.
 typecheck: $(DEV_STAMP)
 	$(PY) -m mypy
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 
 from .harness import (  # noqa: F401 - the names other modules and users import from here
@@ -16,10 +18,19 @@ from .harness import (  # noqa: F401 - the names other modules and users import 
 )
 
 
+@overload
+def run(model, inputs: torch.Tensor, method: str, target=..., *, params: dict,
+        task: str | None = ..., forward=..., make_baseline=...,
+        want_logits: Literal[True]) -> tuple[torch.Tensor, Run, torch.Tensor]: ...
+@overload
+def run(model, inputs: torch.Tensor, method: str, target=..., *, params: dict,
+        task: str | None = ..., forward=..., make_baseline=...,
+        want_logits: bool = ...) -> tuple[torch.Tensor, Run, torch.Tensor | None]: ...
 def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params: dict,
         task: str | None = None, forward=None, make_baseline=None,
         want_logits: bool = False) -> tuple[torch.Tensor, Run, torch.Tensor | None]:
-    """Shared body of attribute/explain/attribute_text: (attribution, run, logits)."""
+    """Shared body of attribute/explain/attribute_text: (attribution, run, logits); the logits
+    at the inputs are always there with ``want_logits``."""
     with input_errors_explained(model, inputs, task):
         r = prepare(model, inputs, method, params, task=task, forward=forward,
                     make_baseline=make_baseline, want_logits=want_logits)

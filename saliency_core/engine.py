@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -52,10 +53,10 @@ def logits_of(output) -> torch.Tensor:
 
 def module_device(module: nn.Module | None) -> torch.device:
     if module is not None:
-        for tensor in module.parameters():
-            return tensor.device
-        for tensor in module.buffers():
-            return tensor.device
+        for parameter in module.parameters():
+            return parameter.device
+        for buffer in module.buffers():
+            return buffer.device
     return torch.device("cpu")
 
 
@@ -71,20 +72,27 @@ class Stats:
     started: float = field(default_factory=time.perf_counter)
 
 
+@runtime_checkable
+class SupportsIsSet(Protocol):
+    """What Stop needs of an event: ``is_set()``."""
+
+    def is_set(self) -> bool: ...
+
+
 @dataclass
 class Options:
     """Engine options every method accepts besides its own hyperparameters."""
 
     batch_size: int | None = None
     progress: Callable[[int, int], None] | None = None
-    cancel: object = None  # threading.Event or callable returning True to stop
+    cancel: SupportsIsSet | Callable[[], bool] | None = None  # an Event, or True to stop
     memory_budget: int | None = None  # bytes of autograd state per chunk
 
     def cancelled(self) -> bool:
         c = self.cancel
         if c is None:
             return False
-        if hasattr(c, "is_set"):
+        if isinstance(c, SupportsIsSet):  # threading, multiprocessing or asyncio events alike
             return bool(c.is_set())
         return bool(c())
 
@@ -216,9 +224,9 @@ class GradientStream:
             return
         chunk = chunk or self.chunk_size(total, make_chunk, step)
         start = 0
-        report = report and self.options.progress is not None
-        if report:
-            self.options.progress(0, total)
+        progress = self.options.progress if report else None
+        if progress is not None:
+            progress(0, total)
         while start < total:
             if self.options.cancelled():
                 raise CancelledError("stopped on request")
@@ -238,8 +246,8 @@ class GradientStream:
                 self.stats.oom_retries += 1
                 continue
             start = stop
-            if report:
-                self.options.progress(start, total)
+            if progress is not None:
+                progress(start, total)
 
     def _bytes_per_point(self, make_chunk) -> int:
         """Autograd state one point keeps alive, measured once per model and input shape by

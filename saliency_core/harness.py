@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from .errors import (
 from .methods import Method
 from .methods import get as method_entry
 from .methods.base import Context
+from .params import Target
 
 ENGINE_OPTIONS = ("batch_size", "progress", "cancel", "memory_budget")
 
@@ -83,7 +84,14 @@ def split_params(entry: Method, params: dict, task: str):
     return p, base, base.spec.validate(rest, task), options
 
 
-def resolve_targets(target, n: int | None, device, logits: torch.Tensor | None = None) -> torch.Tensor | None:
+@overload
+def resolve_targets(target: Target, n: int | None, device: torch.device | str,
+                    logits: torch.Tensor) -> torch.Tensor: ...
+@overload
+def resolve_targets(target: Target, n: int | None, device: torch.device | str,
+                    logits: None = None) -> torch.Tensor | None: ...
+def resolve_targets(target: Target, n: int | None, device: torch.device | str,
+                    logits: torch.Tensor | None = None) -> torch.Tensor | None:
     """The one reading of a ``target`` argument: a LongTensor of classes.
 
     "predicted" is each input's argmax of ``logits`` (None when no logits are at hand); an int
@@ -210,7 +218,13 @@ class Run:
         points = self.x if points is None else points
         return forward_no_grad(self.ctx.forward, points, self.ctx.stats, self.ctx.options)
 
-    def targets(self, target, logits: torch.Tensor | None = None, n: int | None = -1):
+    @overload
+    def targets(self, target: Target, logits: torch.Tensor, n: int | None = -1) -> torch.Tensor: ...
+    @overload
+    def targets(self, target: Target, logits: None = None,
+                n: int | None = -1) -> torch.Tensor | None: ...
+    def targets(self, target: Target, logits: torch.Tensor | None = None,
+                n: int | None = -1) -> torch.Tensor | None:
         """Resolve ``target`` for this call's inputs; remembers the classes' range so no chunk
         has to read the device to check its targets."""
         t = resolve_targets(target, self.x.shape[0] if n == -1 else n, self.ctx.device, logits)

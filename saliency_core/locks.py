@@ -10,6 +10,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -128,15 +129,22 @@ def model_lock(module: nn.Module | None) -> FairLock:
         return lock
 
 
+class LockedForward:
+    """A forward that holds its module's lock for the length of each call; it remembers the
+    module so wrapping it again for the same module is a no-op."""
+
+    def __init__(self, forward: Callable, module: nn.Module):
+        self.forward = forward
+        self.locked_module = module
+        self._lock = model_lock(module)
+
+    def __call__(self, points: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self.forward(points, *args, **kwargs)
+
+
 def locked_forward(forward: Callable, module: nn.Module | None) -> Callable:
     """``forward`` holding ``module``'s lock for the length of each call."""
-    if module is None or getattr(forward, "locked_module", None) is module:
+    if module is None or (isinstance(forward, LockedForward) and forward.locked_module is module):
         return forward
-    lock = model_lock(module)
-
-    def call(points, *args, **kwargs):
-        with lock:
-            return forward(points, *args, **kwargs)
-
-    call.locked_module = module
-    return call
+    return LockedForward(forward, module)

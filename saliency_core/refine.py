@@ -76,10 +76,13 @@ class Refiner:
             self._targets = r.targets(self.target, self._logits)
             self._range = r.ctx.target_range
         r.ctx.target_range = self._range
+        refine = r.entry.refine
+        if refine is None:  # checked in __init__; the method cannot change between calls
+            raise MethodNotApplicableError(f"{self.method!r} cannot be refined")
         if r.base is not None:
-            attr, reused = r.entry.refine(r.ctx, r.x, self._targets, r.p, r.base, r.base_p, self._shelf)
+            attr, reused = refine(r.ctx, r.x, self._targets, r.p, r.base, r.base_p, self._shelf)
         else:
-            attr, reused = r.entry.refine(r.ctx, r.x, self._targets, r.p, self._shelf)
+            attr, reused = refine(r.ctx, r.x, self._targets, r.p, self._shelf)
         attr = r.finish(attr)
         exp = r.explanation(attr, self._logits, self._targets)
         exp.metadata["reused_passes"] = reused

@@ -136,6 +136,7 @@ def test_make_targets_print_the_expected_commands():
     assert "-m saliency_core fetch resnet50 vgg16" in dry("fetch", "MODELS=resnet50 vgg16")
     assert "-m saliency_core train-bundled" in dry("train-bundled")
     assert "-m ruff check" in dry("lint")
+    assert "-m mypy" in dry("lint")  # the type check is part of lint, so CI runs it
     assert "-m pytest" in dry("test")
     run = dry("run", "PORT=8600")
     assert "-m workbench.serve run app.py --server.port 8600" in run

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..engine import GradientStream, LogitsCollector, Options, Stats
+from ..noise import NoiseSource
 
 
 @dataclass
@@ -16,14 +17,14 @@ class Context:
     forward: Callable[[torch.Tensor], object]  # points -> model output (logits inside)
     module: nn.Module | None  # for layer hooks; None for plain callables
     device: torch.device
+    # Builds a named baseline for inputs x (image or text): (name, x, seed=, sample=) -> tensor.
+    make_baseline: Callable[..., torch.Tensor]
     options: Options = field(default_factory=Options)
     stats: Stats = field(default_factory=Stats)
     meta: dict = field(default_factory=dict)  # per-call facts reported in metadata
     kind: str = "image"
     normalization: tuple | None = None
     default_layer: str | None = None
-    # Builds a named baseline for inputs x (image or text); set by the caller.
-    make_baseline: Callable | None = None
     # explain() reads completeness terms (f(baseline)) from metadata; attribute() does not,
     # so the forward pass they cost is only paid when they will be read.
     want_completeness: bool = False
@@ -67,7 +68,7 @@ class RefineState:
     count: int  # steps or samples evaluated so far
     sums: torch.Tensor | None  # IG: weighted gradient sum; SmoothGrad: sum of attributions
     squares: torch.Tensor | None = None  # SmoothGrad: sum of squared attributions
-    noise: object = None  # SmoothGrad: the NoiseSource the copies come from
+    noise: NoiseSource | None = None  # SmoothGrad: where the copies come from
     f_baseline: torch.Tensor | None = None
 
 

@@ -138,7 +138,6 @@ def integrated_gradients(ctx: Context, x, targets, params, forward=None):
     base_name = params["baseline"]
     m = params["baseline_samples"] if isinstance(base_name, str) and base_name in RANDOM_BASELINES else 1
     seed = params["seed"]
-    assert ctx.make_baseline is not None, "the run harness sets make_baseline"
     drawn = [ctx.make_baseline(base_name, x, seed=seed, sample=s) for s in range(m)]
     baselines = drawn[0] if m == 1 else torch.cat(drawn)
     xs = x if m == 1 else x.repeat(m, *([1] * (x.dim() - 1)))
@@ -221,16 +220,18 @@ def refine(ctx: Context, x, targets, p: dict, shelf: Shelf):
     ts = targets.repeat(m)
     index, denominator = _nodes(rule, steps)
     state = shelf.best(key, lambda c: c == steps or refines(rule, c, steps))
-    if state is not None and state.count == steps:
-        sums, reused = state.sums, steps * xs.shape[0]
+    # (count, gradient sum) of the kept run to build on; a state without sums has nothing to reuse.
+    kept = (state.count, state.sums) if state is not None and state.sums is not None else None
+    if kept is not None and kept[0] == steps:
+        sums, reused = kept[1], steps * xs.shape[0]
     else:
         reused = 0
-        if state is not None:
-            _, old_d = _nodes(rule, state.count)
+        if kept is not None:
+            _, old_d = _nodes(rule, kept[0])
             ratio = denominator // old_d
             index = index[index % ratio != 0]  # the old grid is every ratio-th node
-            reused = state.count * xs.shape[0]
-            sums = state.sums
+            reused = kept[0] * xs.shape[0]
+            sums = kept[1]
         else:
             sums = torch.zeros_like(xs)
         alphas = torch.as_tensor(index / denominator)

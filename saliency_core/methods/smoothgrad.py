@@ -88,15 +88,17 @@ def refine(ctx: Context, x, targets, p: dict, base, base_p: dict, shelf: Shelf):
     nests = base_p.get("baseline") not in RANDOM_BASELINES
     state = shelf.best(key, lambda c: c == samples or (nests and c < samples))
     if state is None:
-        state = RefineState(key=key, count=0, sums=None, noise=NoiseSource(x, p["sigma"], p["seed"]))
+        state = RefineState(key=key, count=0, sums=None)
+    # Copies are seeded and nested, so a fresh source hands out the same copies a kept one would.
+    noise = state.noise if state.noise is not None else NoiseSource(x, p["sigma"], p["seed"])
     reused = state.count * x.shape[0]
     new = samples - state.count
     sums, squares = state.sums, state.squares
     if new:
-        state.noise.drawn = state.count  # copies are handed out in order from here
-        attr = _on_copies(base, ctx, state.noise.take(new), targets, new, base_p)
+        noise.drawn = state.count  # copies are handed out in order from here
+        attr = _on_copies(base, ctx, noise.take(new), targets, new, base_p)
         more_sums, more_squares = attr.sum(1), (attr * attr).sum(1)
         sums = more_sums if sums is None else sums + more_sums
         squares = more_squares if squares is None else squares + more_squares
-    shelf.keep(RefineState(key=key, count=samples, sums=sums, squares=squares, noise=state.noise))
+    shelf.keep(RefineState(key=key, count=samples, sums=sums, squares=squares, noise=noise))
     return _combine(p["variant"], sums, squares, samples), reused
