@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test bench train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit
+.PHONY: help run serve test bench bench-batching load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -35,6 +35,7 @@ help:
 	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint | make docs"
 	@echo "make serve-engine [ENGINE_PORT=8000 ENGINE_ARGS=...]   the engine as a Ray Serve service"
 	@echo "make test-engine | make bench-serve   the engine service's long tests and its benchmark"
+	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
 	@echo "make hostile (every hostile-input case) | make fuzz (Hypothesis, 10k examples) | make audit"
 
 $(PY):
@@ -99,6 +100,13 @@ audit: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(PY) -m benchmarks --device $(DEVICE) $(BENCH_ARGS)
 	$(PY) -m benchmarks.ui $(UI_BENCH_ARGS)
+	$(PY) -m benchmarks.batching --device $(DEVICE) $(BATCHING_ARGS)
+
+# What the scheduler's batching gains when sessions queue the same model, method and settings;
+# BATCHING_ARGS="--write" updates BENCHMARKS.md.
+BATCHING_ARGS ?=
+bench-batching: $(DEV_STAMP)
+	$(PY) -m benchmarks.batching --device $(DEVICE) $(BATCHING_ARGS)
 
 # The engine as a Ray Serve service (local Ray, or the cluster in RAY_ADDRESS); point the app at
 # it with SALIENCY_ENGINE_URL=http://127.0.0.1:$(ENGINE_PORT) make run.
