@@ -184,7 +184,7 @@ for mname, mloaded in models.items():
         params = dict(params_by_method[name])
         if mname != model_name and "layer" in params:
             params["layer"] = None  # layer names belong to the first model
-        key = compute.image_key(mname, device, digest, name, params, mtarget)
+        key = compute.image_key(mloaded, device, digest, name, params, mtarget)
         if progress.was_stopped(key):
             stopped = True
             continue

@@ -107,7 +107,7 @@ if (mismatch := domain_notice(loaded, current.source)) is not None:
 x = loaded.preprocess(current.image)
 model_view = loaded.unpreprocess(x)
 digest = compute.pixels_digest(current.pixels)
-computation = compute.image_key(model_name, device, digest, method, params, target)
+computation = compute.image_key(loaded, device, digest, method, params, target)
 
 status_area = st.container()
 preview_area = st.empty()

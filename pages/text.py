@@ -103,7 +103,7 @@ if not text.strip():
     st.stop()
 
 run_params = {**params, "max_length": int(max_tokens)}
-computation = compute.text_key(model_name, device, text, method, run_params, target)
+computation = compute.text_key(loaded, device, text, method, run_params, target)
 result = None
 if progress.was_stopped(computation):
     progress.stopped_notice(computation, key=f"{P}.rerun")

@@ -83,11 +83,10 @@ def attribute_targets(model, inputs: torch.Tensor, targets=None, method: str = "
         r = prepare(model, inputs, method, params, family="cam" if method in CAM_FORMULAS else "input")
         if inputs.shape[0] != 1:
             raise ParameterError(f"explain one input at a time for several targets; got a batch of {inputs.shape[0]}")
-        with model_lock(r.ctx.module):
-            if method in CAM_FORMULAS:
-                attr, t, logits, batched = _cam_targets(r, targets, top_k)
-            else:
-                attr, t, logits, batched = _input_targets(r, targets, top_k)
+        if method in CAM_FORMULAS:
+            attr, t, logits, batched = _cam_targets(r, targets, top_k)
+        else:
+            attr, t, logits, batched = _input_targets(r, targets, top_k)
         attr = r.finish(attr)
     meta = r.metadata()
     meta["backward_batched"] = batched
@@ -125,22 +124,21 @@ def _gradients(r, flat_logits: torch.Tensor, t: torch.Tensor, wrt: torch.Tensor,
 def _cam_targets(r, targets, top_k):
     ctx, x = r.ctx, r.x
     layer = target_layer(ctx, x, r.p["layer"])
-    with torch.no_grad(), layer_as_leaf(layer) as store:
+    # The hook is on the shared model for the forward pass only, under the model's lock; the
+    # backward passes start from the kept graph and need neither, so other sessions' passes
+    # on this model run between the chunks of classes.
+    with model_lock(ctx.module), torch.no_grad(), layer_as_leaf(layer) as store:
         logits = logits_of(ctx.forward(x))
         ctx.stats.forwards += 1
         a = store.get("output")
-        leaf = a is not None and logits.requires_grad
-        if leaf:
-            t = _classes(targets, top_k, logits.reshape(1, -1))
-            with torch.enable_grad():
-                g, batched = _gradients(r, logits.reshape(1, -1), t, a, "layer_gradient")
-    if not leaf:  # the layer's output could not become a leaf: record the whole forward
-        with torch.enable_grad(), capture_output(layer) as store:
+    if a is None or not logits.requires_grad:  # the output could not become a leaf: record it all
+        with model_lock(ctx.module), torch.enable_grad(), capture_output(layer) as store:
             logits = logits_of(ctx.forward(x.detach().requires_grad_(True)))
             ctx.stats.forwards += 1
             a = store["output"]
-            t = _classes(targets, top_k, logits.reshape(1, -1))
-            g, batched = _gradients(r, logits.reshape(1, -1), t, a, "layer_gradient")
+    t = _classes(targets, top_k, logits.reshape(1, -1))
+    with torch.enable_grad():
+        g, batched = _gradients(r, logits.reshape(1, -1), t, a, "layer_gradient")
     k = t.shape[0]
     acts = to_spatial(a.detach()).expand(k, -1, -1, -1)
     grads = to_spatial(g.detach().reshape(k, *a.shape[1:]))

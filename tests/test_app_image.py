@@ -288,8 +288,8 @@ def test_stopped_computation_is_not_restarted_until_asked(engine_calls):
 
     digest = compute.pixels_digest(from_sample("shapes:0").pixels)
     params = method_entry("integrated_gradients").spec.defaults()
-    key = compute.image_key("shapes-cnn", "cpu", digest, "integrated_gradients", params,
-                            "predicted")
+    key = compute.image_key(saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest,
+                            "integrated_gradients", params, "predicted")
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.query_params["model"] = "shapes-cnn"
     at.session_state[STOPPED_KEY] = key

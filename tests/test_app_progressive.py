@@ -37,7 +37,7 @@ def page_result(method: str, **changes) -> np.ndarray:
     """The attribution the page cached for these settings (defaults plus changes)."""
     params = {**method_entry(method).spec.defaults(), **changes}
     digest = compute.pixels_digest(from_sample("shapes:0").pixels)
-    hit = compute.cached(compute.image_key("shapes-cnn", "cpu", digest, method, params, "predicted"))
+    hit = compute.cached(compute.image_key(saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest, method, params, "predicted"))
     assert hit is not None
     return hit.attribution
 
@@ -91,7 +91,7 @@ def test_stop_keeps_the_best_level_so_far(engine_calls, monkeypatch):
                       "quadrature": "riemann_right", "baseline": "black"}
             digest = compute.pixels_digest(from_sample("shapes:0").pixels)
             st.session_state[STOPPED_KEY] = compute.image_key(
-                "shapes-cnn", "cpu", digest, "integrated_gradients", params, "predicted")
+                saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest, "integrated_gradients", params, "predicted")
             st.rerun()
         return real(self, **changes)
 

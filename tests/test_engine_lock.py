@@ -20,22 +20,21 @@ def shapes_input(seed: int = 0) -> tuple[object, torch.Tensor]:
     return loaded, torch.rand(1, 3, 64, 64)
 
 
-def test_a_short_request_runs_between_the_chunks_of_a_long_one():
+def _short_request_between_chunks(long_call) -> dict:
+    """Runs ``long_call(progress)`` and, while it is paused after its first chunk, a short
+    gradient on the same model; returns what each finished with."""
     loaded, x = shapes_input()
     short_done = threading.Event()
     paused = threading.Event()
-    outcome = {}
+    outcome: dict = {}
 
     def progress(done, total):
-        # The long request stops after its first chunk until the short one has finished.
-        # With the lock held for the whole request the short one could never finish here.
         if 0 < done < total and not paused.is_set():
             paused.set()
             outcome["short_finished_meanwhile"] = short_done.wait(WAIT_S)
 
     def long_request():
-        outcome["long"] = sc.attribute(loaded, x, "integrated_gradients", target=0, steps=64,
-                                       batch_size=8, progress=progress)
+        outcome["long"] = long_call(loaded, x, progress)
 
     def short_request():
         paused.wait(WAIT_S)
@@ -47,8 +46,36 @@ def test_a_short_request_runs_between_the_chunks_of_a_long_one():
         t.start()
     for t in threads:
         t.join(3 * WAIT_S)
+    return outcome
+
+
+def test_a_short_request_runs_between_the_chunks_of_a_long_one():
+    # With the lock held for the whole request the short one could never finish meanwhile.
+    outcome = _short_request_between_chunks(
+        lambda loaded, x, progress: sc.attribute(loaded, x, "integrated_gradients", target=0,
+                                                 steps=64, batch_size=8, progress=progress))
     assert outcome.get("short_finished_meanwhile") is True
-    assert outcome["long"].shape == x.shape and outcome["short"].shape == x.shape
+    assert outcome["long"].shape == (1, 3, 64, 64) and outcome["short"].shape == (1, 3, 64, 64)
+
+
+def test_several_targets_let_other_requests_through_between_chunks():
+    for method in ("gradcam", "gradient"):
+        outcome = _short_request_between_chunks(
+            lambda loaded, x, progress, m=method: sc.attribute_targets(
+                loaded, x, method=m, top_k=4, batch_size=1, progress=progress))
+        assert outcome.get("short_finished_meanwhile") is True, method
+        assert outcome["long"].attribution.shape[0] == 4
+
+
+def test_refiner_lets_other_requests_through_between_chunks():
+    def refine(loaded, x, progress):
+        refiner = sc.Refiner(loaded, x, "integrated_gradients", target=0, steps=8, batch_size=2,
+                             progress=progress)
+        return refiner.attribute(steps=32)
+
+    outcome = _short_request_between_chunks(refine)
+    assert outcome.get("short_finished_meanwhile") is True
+    assert outcome["long"].shape[1:] == (3, 64, 64)
 
 
 def test_concurrent_hooked_methods_on_one_model_match_their_solo_maps():

@@ -18,8 +18,10 @@ from browser import REPO_ROOT
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
+from saliency_core import attribute
 from saliency_core.errors import SaliencyError
 from saliency_core.models import available_models, byo, registry
+from workbench import compute
 
 ARCH = "mobilenet_v3_large"
 
@@ -171,3 +173,19 @@ def test_models_page_keeps_uploads_to_the_session(state):
             alice.session_state["_uploads.owner"].value)
     finally:
         registry.unregister_uploaded("page-net")
+
+
+def test_results_of_replaced_weights_are_never_served_from_the_cache(state):
+    """The result cache is keyed by the upload's weights, not its name: after the owner
+    replaces their model under the same name, the page computes with the new weights."""
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 64, 64)
+    digest = compute.pixels_digest(x.numpy())
+    first = upload(state, "alice", "alice-net")
+    before = compute.explain_image(first, "cpu", x, digest, "gradient", {}, 0)
+    changed = {k: (v + 0.05 if v.is_floating_point() else v) for k, v in state.items()}
+    second = upload(changed, "alice", "alice-net")
+    after = compute.explain_image(second, "cpu", x, digest, "gradient", {}, 0)
+    assert not torch.equal(torch.from_numpy(before.attribution), torch.from_numpy(after.attribution))
+    direct = attribute(second, x, "gradient", target=0)
+    torch.testing.assert_close(torch.from_numpy(after.attribution), direct[0])

@@ -75,13 +75,21 @@ def pixels_digest(pixels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def image_key(model: str, device: str, digest: str, method: str, params: dict, target) -> str:
-    return result_key("image", model, device, digest, method, params, target)
+def model_identity(loaded) -> str:
+    """What a cached result depends on in its model: the name, and for an upload the hash of
+    its weights. An owner may upload other weights under the same name, and two owners may
+    choose the same name; neither may be served the other weights' results."""
+    digest = loaded.card.get("sha256_prefix") if loaded.source == "uploaded" else None
+    return f"{loaded.name}@{digest}" if digest else loaded.name
 
 
-def text_key(model: str, device: str, text: str, method: str, params: dict, target) -> str:
-    return result_key("text", model, device, hashlib.sha256(text.encode()).hexdigest(), method,
-                      params, target)
+def image_key(loaded, device: str, digest: str, method: str, params: dict, target) -> str:
+    return result_key("image", model_identity(loaded), device, digest, method, params, target)
+
+
+def text_key(loaded, device: str, text: str, method: str, params: dict, target) -> str:
+    return result_key("text", model_identity(loaded), device,
+                      hashlib.sha256(text.encode()).hexdigest(), method, params, target)
 
 
 def cached(key: str):
@@ -136,7 +144,7 @@ def image_request(loaded, device: str, x: torch.Tensor, method: str, params: dic
     return service.Request(
         page=page, model=loaded.name, device=device, method=method, key=key, payload=x,
         run_batch=run_batch, passes=costs.estimate_passes(method, params, "image"),
-        batch_key=result_key("image-batch", loaded.name, device, method, params, target,
+        batch_key=result_key("image-batch", model_identity(loaded), device, method, params, target,
                              tuple(x.shape[1:])),
         calibrate=_calibrate_image(loaded, x))
 
@@ -145,7 +153,7 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
                   target, progress=None, cancel=None, page: str = "image") -> ImageResult:
     """Attribution for one preprocessed image [1, C, H, W], from the cache when possible;
     otherwise through the device's queue."""
-    key = image_key(loaded.name, device, digest, method, params, target)
+    key = image_key(loaded, device, digest, method, params, target)
     hit = result_cache().get(key)
     if hit is not None:
         return hit
@@ -178,7 +186,7 @@ def token_count(loaded, text: str, max_length: int | None) -> int:
 
 def explain_text(loaded, device: str, text: str, method: str, params: dict, target,
                  progress=None, cancel=None, page: str = "text") -> TextResult:
-    key = text_key(loaded.name, device, text, method, params, target)
+    key = text_key(loaded, device, text, method, params, target)
     hit = result_cache().get(key)
     if hit is not None:
         return hit
@@ -212,7 +220,7 @@ def scoreboard(loaded, device: str, x: torch.Tensor, digest: str, runs: dict, ta
                mask: np.ndarray | None, progress=None, page: str = "compare") -> Scoreboard:
     """Deletion/insertion (and, with a mask, localisation) ranking of the methods in ``runs``
     (label -> (cache key, ImageResult)), cached like attributions."""
-    key = result_key("scoreboard", loaded.name, device, digest, sorted(k for k, _ in runs.values()),
+    key = result_key("scoreboard", model_identity(loaded), device, digest, sorted(k for k, _ in runs.values()),
                      target, mask is not None)
     hit = result_cache().get(key)
     if hit is not None:

@@ -80,7 +80,7 @@ def ladder(method: str, params: dict) -> list[int]:
 def _refiner(loaded, device: str, x: torch.Tensor, digest: str, method: str, target):
     """This session's Refiner for (model, device, input, method, target)."""
     store: OrderedDict = st.session_state.setdefault(_REFINERS, OrderedDict())
-    key = (loaded.name, device, digest, method, str(target))
+    key = (compute.model_identity(loaded), device, digest, method, str(target))
     refiner = store.pop(key, None)
     if refiner is None:
         refiner = saliency_core.Refiner(loaded, x, method, target=target)
@@ -107,7 +107,7 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
     """Like ``compute.explain_image``, but for refinable methods each level of the ladder is
     computed (reusing the previous ones), cached and handed to ``on_level`` before the next;
     the last level's result is returned. Other methods are one run."""
-    computation = compute.image_key(loaded.name, device, digest, method, params, target)
+    computation = compute.image_key(loaded, device, digest, method, params, target)
     levels = ladder(method, params)
     hit = compute.cached(computation)
     # The engine service answers whole requests; a Refiner needs the model in this process.
@@ -126,7 +126,7 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
     for count in levels:
         level_params = {**params, knob: count}
         level = Level(count, levels[-1], knob)
-        key = compute.image_key(loaded.name, device, digest, method, level_params, target)
+        key = compute.image_key(loaded, device, digest, method, level_params, target)
         result = compute.cached(key)
         if result is None:
             if refiner is None:

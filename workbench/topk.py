@@ -49,7 +49,7 @@ def compute_top_k(loaded, device: str, x: torch.Tensor, digest: str, method: str
     used = method_for(method)
     own = {name: params[name] for name in ("layer", "upsample") if name in params} \
         if used == method and used in CAM_FORMULAS else {}
-    key = result_key("topk", loaded.name, device, digest, used, own, k)
+    key = result_key("topk", compute.model_identity(loaded), device, digest, used, own, k)
     hit = compute.cached(key)
     if hit is not None:
         return hit
