@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from workbench import auth, telemetry
+from workbench import auth, signin_return, telemetry
 from workbench.boundary import guarded
 
 st.set_page_config(page_title="Saliency workbench", page_icon="🔍", layout="wide")
@@ -36,6 +36,9 @@ st.html("<style>[data-testid='stMainBlockContainer']{padding-top:3rem;}"
 access = auth.access()
 navigation = st.navigation(pages, position="top" if access.allowed else "hidden")
 if not access.allowed:
-    auth.refuse(access)
+    auth.refuse(access, navigation.url_path)
 auth.account_menu(access.user)
+if access.user is not None:
+    # Signed in from a shared link: the sign-in landed on the home page; back to the link.
+    signin_return.resume(pages, navigation)
 guarded(navigation.run)

@@ -1,6 +1,7 @@
 """Sign-in end to end: the served app with an ``[auth]`` section pointing at a real OpenID
 Connect provider (tests/oidc_provider.py, on Authlib's server components) on localhost, driven
-in headless chromium through the whole authorization code flow."""
+in headless chromium through the whole authorization code flow; signing in from a shared link
+lands on that link."""
 
 from __future__ import annotations
 
@@ -58,13 +59,14 @@ def auth_server(tmp_path_factory):
             yield base_url, provider
 
 
-def sign_in(page, base_url: str, email: str) -> None:
-    open_app(page, base_url)
+def sign_in(page, base_url: str, email: str, path: str = "", lands: str = "**") -> None:
+    """Open ``path`` signed out, sign in as ``email``; wait until the app at ``lands``."""
+    open_app(page, base_url, path)
     page.locator(SIGN_IN).click()
     page.wait_for_url("**/authorize?**")
     page.fill('input[name="email"]', email)
     page.click('button[type="submit"]')
-    page.wait_for_url(f"{base_url}/**")
+    page.wait_for_url(f"{base_url}/{lands}")
     wait_for_app(page)
 
 
@@ -131,3 +133,27 @@ def test_user_not_on_the_allowlist_is_refused(auth_server, page):
     open_app(page, base_url, "image?model=shapes-cnn&method=gradient")
     page.get_by_text("Not allowed").first.wait_for()
     assert_no_app(page)
+
+
+def test_signing_in_from_a_shared_link_lands_on_that_link(auth_server, page):
+    from urllib.parse import parse_qs, urlparse
+
+    base_url, provider = auth_server
+    # The provider's redirect ends on the home page; the app goes on to the link from there.
+    sign_in(page, base_url, ALLOWED, "image?model=shapes-cnn&input=shapes%3A3&method=gradient",
+            lands="image?**")
+    assert ALLOWED in provider.signed_in
+    query = parse_qs(urlparse(page.url).query)
+    assert query["model"] == ["shapes-cnn"] and query["method"] == ["gradient"]
+    assert query["input"] == ["shapes:3"]
+    # The result shown is the link's: its method's map of its input.
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_text("Vanilla gradient · ").wait_for()
+    main.get_by_text("Input as the model sees it · Shapes #3").wait_for()
+    page.get_by_text(f"Signed in as {ALLOWED}").wait_for()
+    assert_no_exception(page)
+    # Only that sign-in returns there: a later visit to the home page stays on it.
+    open_app(page, base_url)
+    assert urlparse(page.url).path in ("", "/")
+    assert_no_exception(page)

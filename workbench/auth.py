@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from . import signin_return
+
 ALLOWLIST_ENV = "SALIENCY_ALLOWED_USERS"
 
 
@@ -105,15 +107,21 @@ def providers() -> list[str | None]:
     return ([None] if "client_id" in section else []) + named
 
 
-def _sign_in_page() -> None:
+def _sign_in(provider: str | None, url_path: str) -> None:
+    # The round trip through the provider ends on the home page: keep the link to return to.
+    signin_return.remember(url_path)
+    st.login(provider)
+
+
+def _sign_in_page(url_path: str) -> None:
     st.title("Saliency workbench")
     st.write("This workbench is for signed-in users of this team. Sign in with your "
              "organisation's account to continue.")
     choices = providers() or [None]
     for provider in choices:
         label = "Sign in" if provider is None or len(choices) == 1 else f"Sign in with {provider}"
-        st.button(label, type="primary", icon=":material/login:", on_click=st.login,
-                  args=(provider,), key=f"auth.sign_in.{provider}")
+        st.button(label, type="primary", icon=":material/login:", on_click=_sign_in,
+                  args=(provider, url_path), key=f"auth.sign_in.{provider}")
 
 
 def _not_allowed_page(email: str | None) -> None:
@@ -144,12 +152,13 @@ def access() -> Access:
     return Access(True, current_user())
 
 
-def refuse(decision: Access) -> None:
-    """The sign-in or the "not allowed" page instead of any page of the app; stops the run."""
+def refuse(decision: Access, url_path: str = "") -> None:
+    """The sign-in or the "not allowed" page instead of any page of the app (``url_path``: the
+    page the visitor asked for, to return to after signing in); stops the run."""
     if decision.reason == "not_allowed":
         _not_allowed_page(_claims().get("email"))
     else:
-        _sign_in_page()
+        _sign_in_page(url_path)
     st.stop()
 
 
