@@ -22,8 +22,7 @@ from .specs import MethodSpec, Param
 from .text import TextAttribution, attribute_text
 
 if TYPE_CHECKING:
-    from .models.base import LoadedModel
-    from .models.registry import ModelInfo
+    from .models.base import LoadedModel, ModelInfo
 
 
 def methods() -> list[MethodSpec]:

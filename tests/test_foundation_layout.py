@@ -51,3 +51,25 @@ def test_shipped_code_does_not_import_dev_only_tools():
         if bad:
             offenders[str(path.relative_to(REPO_ROOT))] = sorted(bad)
     assert not offenders, f"dev-only packages imported by the app or library: {offenders}"
+
+
+def _package_imports(path: Path) -> set[str]:
+    """Sibling modules ``path`` imports within its package (``from . import x``, ``from .x``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                names.add(node.module.split(".")[0])
+            else:
+                names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_model_sources_never_import_the_registry():
+    """The registry lists and builds through the sources (bundled, byo, the zoos); only
+    registration.py (run-time models), the CLI and the package's __init__ sit above it."""
+    above = {"registry.py", "registration.py", "cli.py", "__init__.py"}
+    sources = [p for p in sorted((LIBRARY / "models").glob("*.py")) if p.name not in above]
+    assert {p.name for p in sources} >= {"bundled.py", "byo.py"}
+    offenders = {p.name: sorted(_package_imports(p) & {"registry", "registration"}) for p in sources}
+    assert not {k: v for k, v in offenders.items() if v}, offenders

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from saliency_core import attribute
 from saliency_core.errors import SaliencyError
-from saliency_core.models import available_models, byo, registry
+from saliency_core.models import available_models, registration, registry
 from workbench import compute
 
 ARCH = "mobilenet_v3_large"
@@ -40,7 +40,7 @@ def clean_registry():
 
 
 def upload(state, owner, name=None):
-    return byo.load_uploaded_weights(ARCH, save(state), 3, name=name, device="cpu", owner=owner)
+    return registration.load_uploaded_weights(ARCH, save(state), 3, name=name, device="cpu", owner=owner)
 
 
 def names_for(owner):
@@ -123,7 +123,7 @@ def test_hostile_model_names_are_refused(state, name):
 
 def test_overlong_class_names_are_refused(state):
     with pytest.raises(SaliencyError, match="at most 200 characters"):
-        byo.load_uploaded_weights(ARCH, save(state), 3, labels=["a", "b", "c" * 201],
+        registration.load_uploaded_weights(ARCH, save(state), 3, labels=["a", "b", "c" * 201],
                                   owner="alice")
 
 
@@ -145,7 +145,7 @@ def test_pickles_of_every_extension_are_refused_unopened(tmp_path, suffix):
     torch.save({"weight": _Payload(str(marker))}, buffer)
     for data in (raw, buffer.getvalue()):
         with pytest.raises(SaliencyError, match="not a readable safetensors file"):
-            byo.load_uploaded_weights(ARCH, data, 3, owner="alice")
+            registration.load_uploaded_weights(ARCH, data, 3, owner="alice")
     assert not marker.exists()
 
 

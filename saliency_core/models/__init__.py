@@ -3,8 +3,8 @@ torchvision and Hugging Face weights, fetched once into the cache) and user mode
 weights, allow-listed folders). Everything loads through ``load_model(name)``."""
 
 from .base import LoadedModel
-from .bundled import load_zero_shot
-from .byo import load_hf_folder, load_uploaded_weights, parse_labels
+from .byo import parse_labels
+from .registration import load_hf_folder, load_uploaded_weights, load_zero_shot
 from .registry import (
     ModelInfo,
     available_models,

@@ -1,4 +1,5 @@
-"""The one object every model source (zoo, bundled, uploaded) returns from ``load_model``."""
+"""What every model source (zoo, bundled, uploaded) returns from ``load_model`` (LoadedModel), and
+the catalogue entry that lists it (ModelInfo)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,18 @@ class LoadedModel:
         h, w = self.input_size or (224, 224)
         device = next(self.model.parameters()).device
         return torch.zeros(1, 3, h, w, device=device)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model in the catalogue (``available_models()``), loaded or not."""
+
+    name: str
+    task: str  # "image" or "text"
+    source: str  # "bundled", "zoo" or "uploaded"
+    # Weights on this machine, or in the model source it copies from (models/source.py):
+    # load_model works without the internet.
+    present: bool
+    # Bytes on disk when present; for absent zoo models the expected download size if known.
+    size_bytes: int | None
+    description: str

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..errors import ModelUnavailableError, SaliencyError
+from ..errors import ModelUnavailableError
 from .base import LoadedModel
 from .cache import BUNDLED_DIR
 
@@ -160,72 +160,3 @@ def _load_sentiment(
         source="bundled",
         card=card,
     )
-
-
-def load_zero_shot(
-    labels: list[str],
-    device: str | torch.device | None = None,
-    template: str | None = None,
-) -> LoadedModel:
-    """The MiniLM encoder as a zero-shot classifier over class names the user types.
-
-    The encoder is the one already loaded for minilm-sentiment (shared, never changed); the
-    model is registered as ``minilm-zero-shot: a | b | c`` so later calls get the same one.
-    """
-    from ..training.minilm import (
-        ZERO_SHOT_SCALE,
-        ZERO_SHOT_TEMPLATE,
-        zero_shot_classifier,
-    )
-    from . import registry
-
-    labels = [str(label).strip() for label in labels]
-    if (
-        len(labels) < 2
-        or any(not label for label in labels)
-        or len(set(labels)) != len(labels)
-    ):
-        raise SaliencyError("Name at least two classes, all different and none empty.")
-    if len(labels) > 50:
-        raise SaliencyError("Name at most 50 classes.")
-    template = template or ZERO_SHOT_TEMPLATE
-    if template.count("{}") != 1:
-        raise SaliencyError(
-            "The template must contain {} exactly once, where a class name goes."
-        )
-    suffix = "" if template == ZERO_SHOT_TEMPLATE else f" ({template})"
-    name = f"minilm-zero-shot: {' | '.join(labels)}{suffix}"
-
-    def factory(target: torch.device) -> LoadedModel:
-        base = registry.load_model("minilm-sentiment", target)
-        model = zero_shot_classifier(
-            base.model.encoder, base.tokenizer, labels, template  # type: ignore[arg-type]
-        )
-        card = {
-            "name": name,
-            "task": "text",
-            "labels": labels,
-            "zero_shot": {
-                "template": template,
-                "scale": ZERO_SHOT_SCALE,
-            },
-            "encoder": base.card.get("architecture", {}).get("encoder"),
-        }
-        return LoadedModel(
-            name=name,
-            kind="text",
-            model=model,
-            labels=labels,
-            tokenizer=base.tokenizer,
-            source="bundled",
-            card=card,
-        )
-
-    if not registry.is_registered(
-        name
-    ):  # registering again would drop the shared instance
-        info = registry.ModelInfo(
-            name, "text", "bundled", True, 0, "MiniLM zero-shot over user-named classes"
-        )
-        registry.register_uploaded(info, factory)
-    return registry.load_model(name, device)

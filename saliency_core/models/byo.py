@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 
 from ..errors import SaliencyError
-from . import hf_text, registry, timm_zoo, torchvision_zoo
+from . import hf_text, timm_zoo, torchvision_zoo
+from .base import ModelInfo
 from .cache import folder_size
 
 ALLOWLIST_ENV = "SALIENCY_HF_ALLOWLIST"
@@ -34,24 +35,9 @@ MAX_LABEL_CHARS = 200
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def load_uploaded_weights(
-    arch: str,
-    data: bytes,
-    num_classes: int,
-    labels: list[str] | None = None,
-    name: str | None = None,
-    device: str | torch.device | None = None,
-    owner: str | None = None,
-):
-    """Build ``arch`` with ``num_classes`` outputs from safetensors ``data`` and register it.
-
-    Returns the LoadedModel (what ``load_model(name, device)`` returns from now on). The default
-    name is derived from the architecture and the file's hash, so the same upload twice is the
-    same model. Preprocessing is the architecture's official ImageNet one. ``owner`` (an app
-    session's token) makes the model that owner's alone: listed only by
-    ``available_models(owner)``, never replacing another owner's model, subject to the caps
-    on resident uploads (registry.register_uploaded).
-    """
+def checked_upload(arch: str, data, num_classes, labels) -> tuple[bytes, int, list[str], str]:
+    """The upload's arguments checked before anything is read: (data, num_classes, labels,
+    sha256 prefix of the file)."""
     if arch not in torchvision_zoo.ARCHITECTURES and not timm_zoo.is_timm_name(arch):
         raise SaliencyError(
             f"Uploads must be for one of: {', '.join(torchvision_zoo.ARCHITECTURES)}, or a timm "
@@ -64,14 +50,12 @@ def load_uploaded_weights(
         raise SaliencyError("Upload the weights file's bytes.")
     data = bytes(data)
     labels = _checked_labels(labels, num_classes)
-    digest = hashlib.sha256(data).hexdigest()[:10]
-    chosen = _checked_name(name)
-    name = chosen or _free_default_name(f"{arch}-upload-{digest}", owner)
-    if name in registry.builtin_names() or name.startswith(FOLDER_PREFIX):
-        raise SaliencyError(
-            f"{name!r} is taken by a built-in model; choose another name."
-        )
+    return data, num_classes, labels, hashlib.sha256(data).hexdigest()[:10]
 
+
+def build_uploaded(arch: str, data: bytes, num_classes: int) -> torch.nn.Module:
+    """``arch`` with ``num_classes`` outputs and the uploaded weights, in eval mode; a file that
+    does not fit or holds unusable values is refused with what is wrong."""
     state = _read_safetensors(data)
     state = _strip_wrapper_prefix(state)
     if timm_zoo.is_timm_name(arch):
@@ -92,9 +76,11 @@ def load_uploaded_weights(
         raise SaliencyError(f"The file's weights cannot be used: {'; '.join(problems)}.")
     model.load_state_dict(state)
     model.eval()
-    del state
+    return model
 
-    card = {"architecture": arch, "num_classes": num_classes, "sha256_prefix": digest}
+
+def uploaded_factory(name: str, arch: str, model: torch.nn.Module, labels: list[str], card: dict):
+    """device -> LoadedModel for an uploaded model (the CPU instance itself, a copy elsewhere)."""
 
     def factory(target: torch.device):
         instance = model if target.type == "cpu" else copy.deepcopy(model).to(target)
@@ -104,35 +90,21 @@ def load_uploaded_weights(
             name, arch, instance, labels, "uploaded", card
         )
 
+    return factory
+
+
+def uploaded_info(name: str, arch: str, num_classes: int, model: torch.nn.Module) -> ModelInfo:
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    info = registry.ModelInfo(
-        name,
-        "image",
-        "uploaded",
-        True,
-        size,
-        f"Uploaded weights for {arch}, {num_classes} classes",
-    )
-    registry.register_uploaded(info, factory, owner)
-    return registry.load_model(name, device)
+    return ModelInfo(name, "image", "uploaded", True, size,
+                     f"Uploaded weights for {arch}, {num_classes} classes")
 
 
-def _checked_name(name) -> str:
+def checked_name(name) -> str:
     name = "" if name is None else str(name).strip()
     if len(name) > MAX_NAME_CHARS:
         raise SaliencyError(f"A model name may have at most {MAX_NAME_CHARS} characters.")
     if any(unicodedata.category(ch).startswith("C") for ch in name):
         raise SaliencyError("A model name may not contain control or invisible characters.")
-    return name
-
-
-def _free_default_name(base: str, owner: str | None) -> str:
-    """The hash-derived name, or with a suffix when another owner already uses it (the same
-    file uploaded in two sessions gives two models, neither replacing the other)."""
-    listed = {info.name for info in registry.available_models(owner)}
-    name, n = base, 2
-    while registry.is_registered(name) and name not in listed:
-        name, n = f"{base}-{n}", n + 1
     return name
 
 
@@ -236,9 +208,9 @@ def allowed_folders() -> dict[str, Path]:
     return found
 
 
-def allowed_folder_infos() -> list:
+def allowed_folder_infos() -> list[ModelInfo]:
     return [
-        registry.ModelInfo(
+        ModelInfo(
             name,
             "text",
             "uploaded",
@@ -248,25 +220,6 @@ def allowed_folder_infos() -> list:
         )
         for name, folder in allowed_folders().items()
     ]
-
-
-def load_hf_folder(folder: str | Path, device: str | torch.device | None = None):
-    """Load an allow-listed Hugging Face text classifier folder; returns its LoadedModel."""
-    resolved = Path(folder).expanduser().resolve()
-    for name, allowed in allowed_folders().items():
-        if allowed == resolved:
-            return registry.load_model(name, device)
-    roots = allowed_roots()
-    if not roots:
-        raise SaliencyError(
-            f"Loading model folders from the server is switched off; list allowed folders in "
-            f"{ALLOWLIST_ENV}."
-        )
-    raise SaliencyError(
-        f"{folder} is not an allowed model folder. Allowed: "
-        f"{', '.join(str(p) for p in roots)} (set by {ALLOWLIST_ENV}; a folder must hold "
-        "config.json, or be a direct subfolder of a listed folder)."
-    )
 
 
 def _checked_class_count(num_classes) -> int:

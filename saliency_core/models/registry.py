@@ -11,28 +11,21 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelUnavailableError, SaliencyError
-from . import bundled, efficientnet_lite, hf_text, source, timm_zoo, torchvision_zoo
-from .base import LoadedModel
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    task: str  # "image" or "text"
-    source: str  # "bundled", "zoo" or "uploaded"
-    # Weights on this machine, or in the model source it copies from (models/source.py):
-    # load_model works without the internet.
-    present: bool
-    # Bytes on disk when present; for absent zoo models the expected download size if known.
-    size_bytes: int | None
-    description: str
-
+from . import (
+    bundled,
+    byo,
+    efficientnet_lite,
+    hf_text,
+    source,
+    timm_zoo,
+    torchvision_zoo,
+)
+from .base import LoadedModel, ModelInfo
 
 # Models registered at run time (uploads, allow-listed folders): name -> (info, factory,
 # owner). An owner (an app session's token) sees its own uploads; None is everyone's (the
@@ -72,8 +65,6 @@ def _file_size(path: Path | None) -> int | None:
 def available_models(owner: str | None = None) -> list[ModelInfo]:
     """Bundled models first (they always work offline: the shapes and sentiment models in the
     repository, EfficientNet-Lite from pinned packages), then the zoo, then user models."""
-    from . import byo
-
     infos = [
         ModelInfo(
             spec.name,
@@ -224,8 +215,6 @@ def load_model(name: str, device: str | torch.device | None = None) -> LoadedMod
 
 
 def _build(name: str, device: torch.device) -> LoadedModel:
-    from . import byo
-
     with _registry_lock:
         entry = _uploaded.get(name)
     if entry is not None:
