@@ -178,6 +178,8 @@ def schedule(request: Request, est: float | None, progress=None) -> Any:
 
     def on_start():
         timing["started"] = time.perf_counter()
+        # The gauges follow the queue when work starts, not only while someone waits.
+        telemetry.update_queue(request.device, scheduler.queue_length(), scheduler.running())
 
     def on_wait(waiting: Waiting):
         telemetry.update_queue(request.device, waiting.queued, waiting.running)
