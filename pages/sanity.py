@@ -164,7 +164,7 @@ labels = getattr(loaded, "labels", [])
 target = int(cascade.targets[0])
 st.caption(f"Explaining class **{plaintext.plain(labels[target] if target < len(labels) else target)}** (the "
            f"trained model's prediction) for every map · randomization seed {cascade.seed} · "
-           f"layers from the logits down: {', '.join(layer.name for layer in cascade.layers)}")
+           f"layers from the logits down: {', '.join(unit.name for unit in cascade.units)}")
 
 
 def heat(map2d: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ def test_deleting_the_right_region_first_drops_the_score_quickly(substrate):
     x = _image()
     curve = evaluation.deletion(RegionModel(), x, RIGHT, target=0, steps=32, substrate=substrate)
     assert curve.scores.shape == (2, 33) and curve.fractions[0] == 0 and curve.fractions[-1] == 1
+    assert curve.direction == "deletion" and curve.substrate == substrate
     p0 = torch.softmax(RegionModel()(x), 1)[:, 0].numpy()
     np.testing.assert_allclose(curve.scores[:, 0], p0, rtol=1e-6)
     # After 2/32 of the pixels (the region is 1/16 of the image) the evidence is gone.
@@ -114,6 +115,8 @@ def test_bad_choices_are_clear_errors():
         evaluation.deletion(RegionModel(), x, RIGHT[:1], target=0, substrate="zeros")
     with pytest.raises(SaliencyError, match="steps"):
         evaluation.deletion(RegionModel(), x, RIGHT[:1], target=0, steps=0)
+    with pytest.raises(SaliencyError, match="direction must be 'deletion' or 'insertion'"):
+        evaluation.perturbation_curve(RegionModel(), x, RIGHT[:1], target=0, direction="sideways")
     with pytest.raises(SaliencyError, match="maps for"):
         evaluation.deletion(RegionModel(), x, RIGHT, target=0)
     with pytest.raises(SaliencyError, match="at least one"):

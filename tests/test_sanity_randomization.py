@@ -59,13 +59,13 @@ def test_every_test_leaves_the_shared_model_bit_identical():
     evaluation.cascading_randomization(loaded, x, methods, seed=1)
     evaluation.independent_randomization(loaded, x, methods, seed=1)
     evaluation.data_randomization(loaded, _loaded(seed=1), x, methods)
-    copy = evaluation.randomized_copy(loaded, evaluation.randomization_layers(loaded, x[:1]), seed=1)
+    copy = evaluation.randomized_copy(loaded, evaluation.randomization_units(loaded, x[:1]), seed=1)
     _assert_untouched(loaded.model, snap, flags)
     assert copy.model is not loaded.model and copy.normalization == loaded.normalization
 
 
 def test_layers_run_from_the_logits_down_with_norms_joined_to_their_conv():
-    layers = evaluation.randomization_layers(_loaded(), _inputs(1))
+    layers = evaluation.randomization_units(_loaded(), _inputs(1))
     assert [layer.name for layer in layers] == [
         "classifier", "features.block5", "features.block4", "features.block3",
         "features.block2", "features.block1"]
@@ -78,15 +78,15 @@ def test_deep_models_are_grouped_into_at_most_max_steps():
 
     net = nn.Sequential(OrderedDict(stage1=stage(), stage2=stage(), head=nn.Linear(4, 2)))
     example = torch.zeros(1, 4)
-    assert len(evaluation.randomization_layers(net, example, max_steps=16)) == 7
-    grouped = evaluation.randomization_layers(net, example, max_steps=3)
+    assert len(evaluation.randomization_units(net, example, max_steps=16)) == 7
+    grouped = evaluation.randomization_units(net, example, max_steps=3)
     assert [layer.name for layer in grouped] == ["head", "stage2", "stage1"]
     assert grouped[1].modules == ("stage2.0", "stage2.1", "stage2.2")
 
 
 def test_reinitialisation_is_seeded_cascading_and_private():
     loaded = _loaded()
-    layers = evaluation.randomization_layers(loaded, _inputs(1))
+    layers = evaluation.randomization_units(loaded, _inputs(1))
     rng_before = torch.get_rng_state()
     a = evaluation.randomized_copy(loaded, layers, seed=3, upto=2).model.state_dict()
     b = evaluation.randomized_copy(loaded, layers, seed=3, upto=2).model.state_dict()
@@ -143,7 +143,7 @@ def test_cascade_result_shapes_and_first_row():
     assert v.threshold == 0.5 and v.statistic == pytest.approx(res.cascade_mean("gradient"))
     assert res.verdicts(threshold=1.01)["gradient"].passes
     ind = evaluation.independent_randomization(loaded, x, ["gradient"], seed=0, keep_maps=False)
-    assert ind.steps[1:] == [layer.name for layer in ind.layers] and ind.maps == {}
+    assert ind.steps[1:] == [unit.name for unit in ind.units] and ind.maps == {}
     with pytest.raises(SaliencyError, match="cascading"):
         ind.verdicts()
 

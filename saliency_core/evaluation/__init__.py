@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .completeness import AutoStepsResult, completeness, integrated_gradients_auto
 from .faithfulness import (
+    DIRECTIONS,
     SUBSTRATES,
     PerturbationCurve,
     deletion,
@@ -32,12 +33,12 @@ from .randomization import (
     DEFAULT_MAX_STEPS,
     RandomizationUnit,
     execution_order,
-    layer_seed,
     model_copy,
-    randomization_layers,
-    randomize_layer,
+    randomization_units,
+    randomize_unit,
     randomized_copy,
     reinitialize,
+    unit_seed,
 )
 from .sanity import (
     BORDERLINE,
@@ -78,6 +79,7 @@ __all__ = [
     "BORDERLINE",
     "DEFAULT_MAX_STEPS",
     "DEFAULT_THRESHOLD",
+    "DIRECTIONS",
     "ENERGIES",
     "IMAGE_SEED_BASE",
     "RANDOM_LABEL_PAIRS",
@@ -105,7 +107,6 @@ __all__ = [
     "independent_randomization",
     "insertion",
     "integrated_gradients_auto",
-    "layer_seed",
     "mass_in_mask",
     "model_copy",
     "parameter_randomization",
@@ -113,8 +114,8 @@ __all__ = [
     "pixel_order",
     "pointing_game",
     "random_labels_partner",
-    "randomization_layers",
-    "randomize_layer",
+    "randomization_units",
+    "randomize_unit",
     "randomized_copy",
     "reinitialize",
     "run_report",
@@ -126,6 +127,7 @@ __all__ = [
     "substrate_of",
     "to_maps",
     "unit_range",
+    "unit_seed",
     "verdict",
     "write_figure",
 ]

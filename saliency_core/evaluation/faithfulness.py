@@ -17,6 +17,7 @@ from .maps import pixel_maps
 from .model_calls import model_parts, targets_of
 
 SUBSTRATES = ("blur", "mean")
+DIRECTIONS = ("deletion", "insertion")
 
 
 @dataclass
@@ -27,7 +28,7 @@ class PerturbationCurve:
     scores: np.ndarray  # [N, S + 1] softmax probability of the target
     auc: np.ndarray  # [N], trapezoid area under each curve
     target: np.ndarray  # [N]
-    kind: str  # "deletion" or "insertion"
+    direction: str  # "deletion" (pixels removed) or "insertion" (pixels restored)
     substrate: str
 
     @property
@@ -68,7 +69,7 @@ def pixel_order(map2d: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 def perturbation_curve(model, inputs: torch.Tensor, attribution, target="predicted",
-                       kind: str = "deletion", steps: int = 32, substrate: str = "blur",
+                       direction: str = "deletion", steps: int = 32, substrate: str = "blur",
                        order_by: str = "abs", batch_size: int = 64, seed: int = 0,
                        progress: Callable[[int, int], None] | None = None,
                        cancel=None) -> PerturbationCurve:
@@ -83,8 +84,8 @@ def perturbation_curve(model, inputs: torch.Tensor, attribution, target="predict
     ``batch_size`` without gradients, through the engine's stream: ``cancel`` (an Event or a
     callable) stops between batches, and a batch too big for the device is retried smaller.
     """
-    if kind not in ("deletion", "insertion"):
-        raise SaliencyError(f"kind must be 'deletion' or 'insertion'; got {kind!r}")
+    if direction not in DIRECTIONS:
+        raise SaliencyError(f"direction must be 'deletion' or 'insertion'; got {direction!r}")
     if order_by not in ("abs", "signed"):
         raise SaliencyError(f"order_by must be 'abs' or 'signed'; got {order_by!r}")
     if not isinstance(steps, int) or steps < 1:
@@ -98,7 +99,7 @@ def perturbation_curve(model, inputs: torch.Tensor, attribution, target="predict
     maps = pixel_maps(attribution, n, (h, w), order_by)
     targets = targets_of(target, x, fn).to(x.device)
     base = substrate_of(x, substrate)
-    start, end = (x, base) if kind == "deletion" else (base, x)
+    start, end = (x, base) if direction == "deletion" else (base, x)
     counts = torch.round(torch.linspace(0, h * w, steps + 1)).long()
     fractions = (counts.double() / (h * w)).numpy()
     scores = np.empty((n, steps + 1))
@@ -130,14 +131,14 @@ def perturbation_curve(model, inputs: torch.Tensor, attribution, target="predict
     options = Options(batch_size=max(1, batch_size), progress=progress, cancel=cancel)
     GradientStream(fn, x.device, options, Stats()).run(n * per_input, make, consume, step=FORWARD)
     auc = np.trapezoid(scores, fractions, axis=1)
-    return PerturbationCurve(fractions, scores, auc, targets.cpu().numpy(), kind, substrate)
+    return PerturbationCurve(fractions, scores, auc, targets.cpu().numpy(), direction, substrate)
 
 
 def deletion(model, inputs, attribution, target="predicted", **kw) -> PerturbationCurve:
     """Deletion curve: a faithful map makes the probability fall fast (low AUC is better)."""
-    return perturbation_curve(model, inputs, attribution, target, kind="deletion", **kw)
+    return perturbation_curve(model, inputs, attribution, target, direction="deletion", **kw)
 
 
 def insertion(model, inputs, attribution, target="predicted", **kw) -> PerturbationCurve:
     """Insertion curve: a faithful map makes the probability rise fast (high AUC is better)."""
-    return perturbation_curve(model, inputs, attribution, target, kind="insertion", **kw)
+    return perturbation_curve(model, inputs, attribution, target, direction="insertion", **kw)

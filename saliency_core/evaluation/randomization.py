@@ -69,7 +69,7 @@ def execution_order(module: nn.Module, example: torch.Tensor) -> list[str]:
     return order
 
 
-def randomization_layers(model, example: torch.Tensor, max_steps: int = DEFAULT_MAX_STEPS) -> list[RandomizationUnit]:
+def randomization_units(model, example: torch.Tensor, max_steps: int = DEFAULT_MAX_STEPS) -> list[RandomizationUnit]:
     """The cascade's units, logits first.
 
     A normalisation layer joins the weighted layer before it (a conv and its batch norm are one
@@ -95,8 +95,8 @@ def randomization_layers(model, example: torch.Tensor, max_steps: int = DEFAULT_
             grouped = _group_by_prefix(units, d)
             if len(grouped) <= max_steps:
                 break
-    layers = [RandomizationUnit(_unit_name(u), tuple(u)) for u in grouped]
-    return layers[::-1]
+    named = [RandomizationUnit(_unit_name(u), tuple(u)) for u in grouped]
+    return named[::-1]
 
 
 def _group_by_prefix(units: list[list[str]], depth: int) -> list[list[str]]:
@@ -128,9 +128,9 @@ def _unit_name(paths: list[str]) -> str:
 # Re-initialisation
 
 
-def layer_seed(seed: int, index: int) -> int:
+def unit_seed(seed: int, index: int) -> int:
     """The seed of the index-th unit (logits = 0); the same in cascading and independent mode,
-    so a layer gets the same random weights in both."""
+    so a unit gets the same random weights in both."""
     return int(seed) * 1_000_003 + 7919 * (index + 1)
 
 
@@ -162,9 +162,9 @@ def reinitialize(module: nn.Module, seed: int) -> None:
         p.copy_((torch.randn(p.shape, generator=g) * std).to(p.device, p.dtype))
 
 
-def randomize_layer(module: nn.Module, layer: RandomizationUnit, seed: int) -> None:
+def randomize_unit(module: nn.Module, unit: RandomizationUnit, seed: int) -> None:
     modules = dict(module.named_modules())
-    for j, path in enumerate(layer.modules):
+    for j, path in enumerate(unit.modules):
         reinitialize(modules[path], seed + j)
 
 
@@ -185,12 +185,12 @@ def model_copy(model):
     return rewrap(clone), clone
 
 
-def randomized_copy(model, layers: Sequence[RandomizationUnit], seed: int = 0, upto: int | None = None,
+def randomized_copy(model, units: Sequence[RandomizationUnit], seed: int = 0, upto: int | None = None,
                     only: int | None = None):
-    """A copy of ``model`` with layers[:upto] (cascading) or layers[only] (independent)
-    re-initialised; ``layers`` as from randomization_layers (logits first)."""
+    """A copy of ``model`` with units[:upto] (cascading) or units[only] (independent)
+    re-initialised; ``units`` as from randomization_units (logits first)."""
     wrapped, clone = model_copy(model)
-    chosen = [only] if only is not None else range(len(layers) if upto is None else upto)
+    chosen = [only] if only is not None else range(len(units) if upto is None else upto)
     for i in chosen:
-        randomize_layer(clone, layers[i], layer_seed(seed, i))
+        randomize_unit(clone, units[i], unit_seed(seed, i))
     return wrapped

@@ -23,11 +23,11 @@ from .model_calls import model_targets
 from .randomization import (
     DEFAULT_MAX_STEPS,
     RandomizationUnit,
-    layer_seed,
     model_copy,
     module_and_wrapper,
-    randomization_layers,
-    randomize_layer,
+    randomization_units,
+    randomize_unit,
+    unit_seed,
 )
 from .similarity import SIMILARITY_METRICS, similarities
 
@@ -97,13 +97,13 @@ class RandomizationResult:
     """Maps and similarities for every randomization step.
 
     steps[0] is "original"; steps[k] names what is randomized at step k: in cascading mode
-    layers[0..k-1] together, in independent mode only layers[k-1].
+    units[0..k-1] together, in independent mode only units[k-1].
     similarity[method][metric] is float [len(steps), N] (row 0 compares the original with
     itself). maps[method][k] is the MapSet at step k (kept when keep_maps=True).
     """
 
     mode: str
-    layers: list[RandomizationUnit]
+    units: list[RandomizationUnit]
     steps: list[str]
     targets: np.ndarray
     seed: int
@@ -164,7 +164,7 @@ def _inputs_on(model, inputs: torch.Tensor) -> torch.Tensor:
 
 def parameter_randomization(model, inputs: torch.Tensor, methods: Sequence[str],
                             target="predicted", mode: str = "cascading", seed: int = 0,
-                            layers: Sequence[RandomizationUnit] | None = None,
+                            units: Sequence[RandomizationUnit] | None = None,
                             max_steps: int = DEFAULT_MAX_STEPS,
                             threshold: float = DEFAULT_THRESHOLD,
                             method_params: dict | None = None, keep_maps: bool = True,
@@ -180,9 +180,9 @@ def parameter_randomization(model, inputs: torch.Tensor, methods: Sequence[str],
         raise SaliencyError(f"mode must be 'cascading' or 'independent'; got {mode!r}")
     methods = check_methods(methods)
     x = _inputs_on(model, inputs)
-    layers = list(layers) if layers is not None else randomization_layers(model, x[:1], max_steps)
+    units = list(units) if units is not None else randomization_units(model, x[:1], max_steps)
     targets = model_targets(model, x, target)
-    total = (len(layers) + 1) * len(methods)
+    total = (len(units) + 1) * len(methods)
     done = [0]
 
     def step_maps(m) -> dict[str, MapSet]:
@@ -208,19 +208,19 @@ def parameter_randomization(model, inputs: torch.Tensor, methods: Sequence[str],
     record(original)
     wrapped, clone = model_copy(model)
     modules = dict(clone.named_modules())
-    for i, layer in enumerate(layers):
+    for i, unit in enumerate(units):
         if mode == "independent":
-            saved = {p: {k: v.clone() for k, v in modules[p].state_dict().items()} for p in layer.modules}
-        randomize_layer(clone, layer, layer_seed(seed, i))
+            saved = {p: {k: v.clone() for k, v in modules[p].state_dict().items()} for p in unit.modules}
+        randomize_unit(clone, unit, unit_seed(seed, i))
         record(step_maps(wrapped))
         if mode == "independent":
             for p, state in saved.items():
                 modules[p].load_state_dict(state)
     names = ["original"] + [
-        (l.name if mode == "independent" or i == 0 else f"+ {l.name}") for i, l in enumerate(layers)
+        (u.name if mode == "independent" or i == 0 else f"+ {u.name}") for i, u in enumerate(units)
     ]
     similarity = {m: {k: np.stack(v) for k, v in d.items()} for m, d in sims.items()}
-    return RandomizationResult(mode, layers, names, targets.numpy(), int(seed), float(threshold),
+    return RandomizationResult(mode, units, names, targets.numpy(), int(seed), float(threshold),
                                similarity, maps)
 
 

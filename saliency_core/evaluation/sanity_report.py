@@ -66,12 +66,12 @@ class Report:
             f"`saliency_core.training.shapes.generate({self.samples}, seed={IMAGE_SEED_BASE + self.seed})`; "
             "targets: the trained model's predicted classes, the same for every compared map."),
             (f"- Randomization seed: {self.seed} (layer k, counted from the logits, is "
-            "re-initialised with `torch.manual_seed(saliency_core.evaluation.randomization.layer_seed(seed, k) + j)` "
+            "re-initialised with `torch.manual_seed(saliency_core.evaluation.randomization.unit_seed(seed, k) + j)` "
             "for its j-th module: "
             "conv/linear layers get PyTorch's default initialisation, batch norm layers become "
             "the identity with reset statistics)."),
             "- Cascading randomization re-initialises the layers from the logits down: "
-            + " → ".join(f"`{layer.name}`" for layer in c.layers) + ".",
+            + " → ".join(f"`{unit.name}`" for unit in c.units) + ".",
             f"- Data randomization compares with `{self.random_model}` (same architecture, trained "
             "on shuffled labels)." if d else "- Data randomization: no shuffled-label model for "
             "this model; not run.",

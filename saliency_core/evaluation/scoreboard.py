@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import SaliencyError
-from .faithfulness import perturbation_curve
+from .faithfulness import DIRECTIONS, perturbation_curve
 from .localization import mass_in_mask, pointing_game
 from .model_calls import model_parts, targets_of
 
@@ -36,12 +36,12 @@ def scoreboard(model, inputs: torch.Tensor, attributions: dict, target="predicte
     total = len(attributions) * 2
     for j, (name, attr) in enumerate(attributions.items()):
         row = {"method": name}
-        for k, kind in enumerate(("deletion", "insertion")):
-            curve = perturbation_curve(model, x, attr, targets, kind=kind, steps=steps,
+        for k, direction in enumerate(DIRECTIONS):
+            curve = perturbation_curve(model, x, attr, targets, direction=direction, steps=steps,
                                        substrate=substrate, order_by=order_by,
                                        batch_size=batch_size)
-            row[f"{kind}_auc"] = curve.mean_auc
-            row[f"{kind}_curve"] = curve.scores.mean(0).tolist()
+            row[f"{direction}_auc"] = curve.mean_auc
+            row[f"{direction}_curve"] = curve.scores.mean(0).tolist()
             if progress is not None:
                 progress(2 * j + k + 1, total)
         row["fractions"] = curve.fractions.tolist()
