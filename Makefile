@@ -84,7 +84,7 @@ test: $(DEV_STAMP) browser-deps
 
 # Every hostile-input case of tests/hostile_cases.py in the browser (make test runs a part).
 hostile: $(DEV_STAMP) browser-deps
-	HOSTILE_FULL=1 $(PY) -m pytest -q tests/test_hostile_browser.py $(PYTEST_ARGS)
+	HOSTILE_FULL=1 $(PY) -m pytest -q tests/test_hostile_browser.py tests/test_hostile_memory.py $(PYTEST_ARGS)
 
 # Hypothesis at full strength: 10,000 examples per target (make test runs a few dozen).
 fuzz: $(DEV_STAMP)

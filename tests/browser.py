@@ -163,3 +163,21 @@ def screenshot(page, name: str, full_page: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def replace_upload(page, scope, name: str, mime: str, data: bytes) -> None:
+    """Replace whatever the uploader ``scope`` (a locator) holds with one file, and wait until
+    it is accepted or refused and the app's run that follows is over."""
+    from playwright.sync_api import expect
+
+    chips = scope.locator("[data-testid='stFileChip']")
+    while chips.count():
+        chips.first.locator("[data-testid='stFileChipDeleteBtn']").first.click()
+        expect(chips).to_have_count(0)
+    scope.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        {"name": name, "mimeType": mime, "buffer": data})
+    expect(chips).to_have_count(1)
+    expect(scope.locator("[data-testid='stFileChipIconSpinner']")).to_have_count(
+        0, timeout=60_000)
+    wait_for_app(page, settle_ms=400)
+

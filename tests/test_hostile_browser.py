@@ -13,7 +13,14 @@ from urllib.parse import quote
 
 import hostile_cases as hc
 import pytest
-from browser import app_url, assert_no_exception, health_ok, open_app, wait_for_app
+from browser import (
+    app_url,
+    assert_no_exception,
+    health_ok,
+    open_app,
+    replace_upload,
+    wait_for_app,
+)
 
 
 def expect(*args, **kwargs):
@@ -47,18 +54,7 @@ def page_text(page) -> str:
 
 
 def upload(page, scope, case: hc.Case, mime: str) -> None:
-    """Replace whatever the uploader (a locator) holds with the case's file, and wait until
-    the file is accepted or refused and the app's run that follows is over."""
-    chips = scope.locator("[data-testid='stFileChip']")
-    while chips.count():
-        chips.first.locator("[data-testid='stFileChipDeleteBtn']").first.click()
-        expect(chips).to_have_count(0)
-    scope.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
-        {"name": case.filename.replace("/", "_"), "mimeType": mime, "buffer": case.data})
-    expect(chips).to_have_count(1)
-    expect(scope.locator("[data-testid='stFileChipIconSpinner']")).to_have_count(
-        0, timeout=60_000)
-    wait_for_app(page, settle_ms=400)
+    replace_upload(page, scope, case.filename.replace("/", "_"), mime, case.data)
 
 
 def check(page, base_url: str, case: hc.Case, ok_marker: str) -> None:
