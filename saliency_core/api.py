@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, overload
+from typing import Literal, Unpack, overload
 
 import torch
 
@@ -16,6 +16,7 @@ from .harness import (  # noqa: F401 - the names other modules and users import 
     resolve_targets,
     unwrap_model,
 )
+from .params import MethodParams, Model, Target
 
 
 @overload
@@ -49,13 +50,80 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
         return r.finish(attr), r, logits
 
 
-def attribute(model, inputs: torch.Tensor, method: str, target="predicted", **params) -> torch.Tensor:
-    """Raw, signed, unnormalised attribution (see docs/CONTRACTS.md)."""
-    attr, _run, _logits = run(model, inputs, method, target, params=params)
+def attribute(model: Model, inputs: torch.Tensor, method: str, target: Target = "predicted",
+              **params: Unpack[MethodParams]) -> torch.Tensor:
+    """The raw, signed, unnormalised attribution of ``inputs`` for ``target``.
+
+    Args:
+        model: An ``nn.Module`` (a callable returning logits works for input-space methods)
+            or a ``LoadedModel`` from ``load_model`` (its normalization and default CAM layer
+            are used). It is used in evaluation mode and left exactly as it came.
+        inputs: Float tensor [N, C, H, W] in the model's input space, on any device.
+        method: A method name (``methods()``), e.g. "integrated_gradients" or "gradcam".
+        target: "predicted" (each input's top class), one class index, or N of them.
+        **params: The method's parameters (``get_method(method).params``; typed per method
+            in ``saliency_core.params``), e.g. ``steps=64`` or ``layer="layer4"``, and the
+            engine options ``batch_size``, ``progress``, ``cancel``, ``memory_budget``;
+            ``normalization=(mean, std)`` for a plain module with normalised inputs.
+
+    Returns:
+        The inputs' shape [N, C, H, W] for input-space methods, [N, H, W] for CAM methods
+        (upsampled to the input unless ``upsample=False``), on the inputs' device.
+
+    Raises:
+        UnknownMethodError: No method has this name.
+        ParameterError: A parameter the method does not have, or a value out of range.
+        InputShapeError: Inputs that are not a float batch [N, C, H, W] the model takes
+            (channels-last or one-channel images say so).
+        TargetError: A class the model does not have, or the wrong number of targets.
+        LayerError: A ``layer`` the model does not have or that has no spatial output.
+        MethodNotApplicableError: The method cannot run on this model (e.g. Guided Backprop
+            on a GELU network).
+        CancelledError: ``cancel`` was set.
+
+    Example:
+        >>> import torch, saliency_core as sc
+        >>> loaded = sc.load_model("shapes-cnn", device="cpu")
+        >>> x = torch.rand(2, 3, 64, 64)
+        >>> sc.attribute(loaded, x, "integrated_gradients", steps=16).shape
+        torch.Size([2, 3, 64, 64])
+        >>> sc.attribute(loaded, x, "gradcam", target=[0, 3]).shape
+        torch.Size([2, 64, 64])
+    """
+    attr, _run, _logits = run(model, inputs, method, target, params=dict(params))
     return attr
 
 
-def explain(model, inputs: torch.Tensor, method: str, target="predicted", **params) -> Explanation:
-    """Attribution plus what was explained: prediction, probabilities and metadata."""
-    attr, r, logits = run(model, inputs, method, target, params=params, want_logits=True)
+def explain(model: Model, inputs: torch.Tensor, method: str, target: Target = "predicted",
+            **params: Unpack[MethodParams]) -> Explanation:
+    """The attribution with what it explains: prediction, probabilities and metadata.
+
+    Costs no forward pass beyond the attribution's own for methods that differentiate at the
+    input; the others run one more.
+
+    Args:
+        model: As for ``attribute``.
+        inputs: As for ``attribute``.
+        method: A method name (``methods()``).
+        target: "predicted", one class index, or N of them.
+        **params: As for ``attribute``.
+
+    Returns:
+        An ``Explanation`` (attribution, target, score, predicted, probabilities, metadata;
+        Integrated Gradients adds its completeness check to the metadata). In Jupyter it
+        shows the inputs, the overlays and the prediction.
+
+    Raises:
+        SaliencyError: Everything ``attribute`` raises (UnknownMethodError, ParameterError,
+            InputShapeError, TargetError, LayerError, MethodNotApplicableError,
+            CancelledError).
+
+    Example:
+        >>> import torch, saliency_core as sc
+        >>> loaded = sc.load_model("shapes-cnn", device="cpu")
+        >>> e = sc.explain(loaded, torch.rand(1, 3, 64, 64), "integrated_gradients", steps=32)
+        >>> e.probabilities.shape, max(map(abs, e.metadata["completeness_delta"])) < 0.1
+        (torch.Size([1, 6]), True)
+    """
+    attr, r, logits = run(model, inputs, method, target, params=dict(params), want_logits=True)
     return r.explanation(attr, logits)

@@ -361,18 +361,6 @@ def write_one(args, loaded, item: Item, method: str, outcome: InputOutcome, raw:
 
 
 def _token_chart(tokens: list[str], scores: np.ndarray, path: Path) -> None:
-    import matplotlib
+    from .render import token_chart
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(tokens)), 3))
-    from .render import token_colour_hex
-
-    colors = [token_colour_hex(s) for s in scores]  # the app's convention: red for, blue against
-    ax.bar(range(len(tokens)), scores, color=colors)
-    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right")
-    ax.set_ylabel("attribution")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    token_chart(tokens, scores).savefig(path, dpi=120)  # the app's colours: red for, blue against

@@ -33,6 +33,7 @@ from .errors import (
     SaliencyError,
     TargetError,
 )
+from .explanation import Explanation
 from .methods import Method
 from .methods import get as method_entry
 from .methods.base import Context
@@ -41,23 +42,14 @@ from .params import Target
 ENGINE_OPTIONS = ("batch_size", "progress", "cancel", "memory_budget")
 
 
-@dataclass
-class Explanation:
-    attribution: torch.Tensor
-    target: torch.Tensor  # [N] classes explained
-    score: torch.Tensor  # [N] model output (logit) for the target at the input
-    predicted: torch.Tensor  # [N]
-    probabilities: torch.Tensor  # [N, K] softmax of the logits
-    metadata: dict = field(default_factory=dict)
-
-
 def unwrap_model(model) -> tuple[Any, nn.Module | None, dict]:
     """(callable, module, facts) for an nn.Module, a LoadedModel or a plain callable."""
-    facts: dict = {"normalization": None, "default_layer": None, "task": None}
+    facts: dict = {"normalization": None, "default_layer": None, "task": None, "labels": None}
     inner = getattr(model, "model", None)
     if isinstance(inner, nn.Module):
         facts.update(normalization=getattr(model, "normalization", None),
                      default_layer=getattr(model, "default_layer", None),
+                     labels=getattr(model, "labels", None),
                      task=getattr(model, "task", None) or getattr(model, "kind", None))
         model = inner
     if isinstance(model, nn.Module):
@@ -206,6 +198,7 @@ class Run:
     p: dict
     base: Method | None
     base_p: dict | None
+    labels: list[str] | None = None  # the model's class names, for displaying the result
     started: float = field(default_factory=time.perf_counter)
 
     def compute(self, targets):
@@ -278,6 +271,9 @@ class Run:
             predicted=logits.argmax(1).cpu(),
             probabilities=torch.softmax(logits.float(), 1).cpu(),
             metadata=meta,
+            inputs=self.inputs,
+            labels=self.labels,
+            normalization=self.ctx.normalization,
         )
 
 
@@ -311,7 +307,7 @@ def prepare(model, inputs: torch.Tensor, method: str, params: dict, *, task: str
                   # explain() costs no forward pass beyond the attribution's own.
                   capture_logits=want_logits and entry.at_input)
     return Run(method=method, entry=entry, ctx=ctx, inputs=inputs, x=inputs.detach().to(device),
-               p=p, base=base, base_p=base_p)
+               p=p, base=base, base_p=base_p, labels=facts["labels"])
 
 
 def _text_methods():

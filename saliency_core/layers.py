@@ -136,9 +136,14 @@ def candidate_layers(model: nn.Module, example_input: torch.Tensor,
     Returns:
         (module path, output shape) pairs usable as ``layer=`` for the CAM methods.
 
+    Raises:
+        RuntimeError: The model cannot run on ``example_input`` (whatever the model raises).
+
     Example:
-        >>> candidate_layers(loaded.model, loaded.example_input())[0]   # doctest: +SKIP
-        ('features.6', (1, 64, 8, 8))
+        >>> import saliency_core as sc
+        >>> loaded = sc.load_model("shapes-cnn", device="cpu")
+        >>> sc.candidate_layers(loaded.model, loaded.example_input())[0]
+        ('features', (1, 128, 8, 8))
 
     A module that runs more than once per forward pass (one activation module reused by
     every block, as some EfficientNet builds do) is left out: its captured output would be

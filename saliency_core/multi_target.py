@@ -15,6 +15,7 @@ out-of-memory retry apply here as everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ from .layers import capture_output, to_spatial
 from .methods import get as method_entry
 from .methods import with_capability
 from .methods.cam import layer_as_leaf, target_layer
+from .params import CamTargetParams, MethodParams, Model, Target
 
 # The methods whose attribution is a function of one gradient, by where it is taken.
 SEVERAL_TARGETS = with_capability("from_gradients")
@@ -36,6 +38,24 @@ INPUT_METHODS = tuple(n for n in SEVERAL_TARGETS if n not in CAM_FORMULAS)
 
 @dataclass
 class TargetAttributions:
+    """Several classes' attributions of one input; what ``attribute_targets`` returns.
+
+    Attributes:
+        attribution: [K, H, W] for CAM methods, [K, C, H, W] for gradient methods; map k
+            explains ``targets[k]``.
+        targets: LongTensor [K], the classes in the order asked (by score for ``top_k``).
+        scores: [K], the logits of those classes.
+        probabilities: [num_classes], the softmax of the logits.
+        metadata: JSON-able facts (method, params, time_s, passes, device, backward_batched).
+
+    Example:
+        >>> import torch, saliency_core as sc
+        >>> loaded = sc.load_model("shapes-cnn", device="cpu")
+        >>> r = sc.attribute_targets(loaded, torch.rand(1, 3, 64, 64), top_k=3)
+        >>> r.attribution.shape, r.targets.shape
+        (torch.Size([3, 64, 64]), torch.Size([3]))
+    """
+
     attribution: torch.Tensor  # [K, H, W] (CAM) or [K, C, H, W] (gradient methods)
     targets: torch.Tensor  # [K] classes, in the order asked (or by score for top_k)
     scores: torch.Tensor  # [K] logits of those classes
@@ -68,19 +88,46 @@ def _classes(targets, top_k, logits: torch.Tensor) -> torch.Tensor:
     return resolve_targets(targets, None, logits.device, logits)
 
 
-def attribute_targets(model, inputs: torch.Tensor, targets=None, method: str = "gradcam", *,
-                      top_k: int | None = None, **params) -> TargetAttributions:
-    """Attributions of one input [1, C, H, W] for each class in ``targets`` (or the ``top_k``
-    highest-scoring ones, 5 by default). Methods: those that are a function of one gradient
-    (gradcam, gradcam_plus_plus, hirescam, ... with params layer, upsample; gradient,
-    gradient_x_input). Each map equals what ``attribute(model, inputs, method, target=k)``
-    returns."""
+def attribute_targets(model: Model, inputs: torch.Tensor, targets: Target | None = None,
+                      method: str = "gradcam", *, top_k: int | None = None,
+                      **params: Unpack[MethodParams]) -> TargetAttributions:
+    """Attributions of one input for several classes, from one forward and one batched backward.
+
+    Each map equals what ``attribute(model, inputs, method, target=k)`` returns, at a
+    fraction of the cost of calling it once per class.
+
+    Args:
+        model: As for ``attribute``.
+        inputs: One input [1, C, H, W].
+        targets: The classes (a sequence or tensor of indices), or None for the ``top_k``.
+        method: One that is a function of one gradient: gradcam, gradcam_plus_plus,
+            hirescam, layercam, xgradcam, gradient, gradient_x_input (``SEVERAL_TARGETS``).
+        top_k: The number of highest-scoring classes when ``targets`` is None (default 5).
+        **params: The method's parameters (``layer``, ``upsample``) and engine options.
+
+    Returns:
+        A ``TargetAttributions``.
+
+    Raises:
+        MethodNotApplicableError: A method not in ``SEVERAL_TARGETS``.
+        ParameterError: A batch of more than one input, both ``targets`` and ``top_k``, or a
+            ``top_k`` out of range.
+        TargetError: A class the model does not have.
+        InputShapeError: Inputs that are not a float batch the model takes.
+
+    Example:
+        >>> import torch, saliency_core as sc
+        >>> loaded = sc.load_model("shapes-cnn", device="cpu")
+        >>> r = sc.attribute_targets(loaded, torch.rand(1, 3, 64, 64), [0, 2], "gradient")
+        >>> r.attribution.shape, r.targets.tolist()
+        (torch.Size([2, 3, 64, 64]), [0, 2])
+    """
     if method not in SEVERAL_TARGETS:
         raise MethodNotApplicableError(
             f"several targets at once are supported for {', '.join(SEVERAL_TARGETS)}; got {method!r}"
         )
     with input_errors_explained(model, inputs, None):
-        r = prepare(model, inputs, method, params, family="cam" if method in CAM_FORMULAS else "input")
+        r = prepare(model, inputs, method, dict(params), family="cam" if method in CAM_FORMULAS else "input")
         if inputs.shape[0] != 1:
             raise ParameterError(f"explain one input at a time for several targets; got a batch of {inputs.shape[0]}")
         if method in CAM_FORMULAS:
@@ -100,8 +147,30 @@ def attribute_targets(model, inputs: torch.Tensor, targets=None, method: str = "
     )
 
 
-def cam_for_targets(model, inputs: torch.Tensor, targets=None, method: str = "gradcam", **params) -> torch.Tensor:
-    """Just the maps [K, H, W] of ``attribute_targets`` for a CAM method."""
+def cam_for_targets(model: Model, inputs: torch.Tensor, targets: Target | None = None,
+                    method: str = "gradcam", **params: Unpack[CamTargetParams]) -> torch.Tensor:
+    """Just the maps of ``attribute_targets`` for a CAM method.
+
+    Args:
+        model: As for ``attribute``.
+        inputs: One input [1, C, H, W].
+        targets: The classes, or None for the ``top_k`` highest-scoring (5 by default).
+        method: A CAM method: gradcam, gradcam_plus_plus, hirescam, layercam, xgradcam.
+        **params: ``top_k``, ``layer``, ``upsample`` and engine options.
+
+    Returns:
+        [K, H, W], map k for class k of ``targets``.
+
+    Raises:
+        MethodNotApplicableError: Not a CAM method that supports several targets.
+        SaliencyError: Whatever ``attribute_targets`` raises.
+
+    Example:
+        >>> import torch, saliency_core as sc
+        >>> loaded = sc.load_model("shapes-cnn", device="cpu")
+        >>> sc.cam_for_targets(loaded, torch.rand(1, 3, 64, 64), [1, 4], "hirescam").shape
+        torch.Size([2, 64, 64])
+    """
     if method not in CAM_FORMULAS:
         raise MethodNotApplicableError(f"cam_for_targets takes {', '.join(CAM_FORMULAS)}; got {method!r}")
     return attribute_targets(model, inputs, targets, method, **params).attribution

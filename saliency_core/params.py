@@ -30,7 +30,7 @@ TextBaseline = Literal["pad", "mask", "unk", "zeros"]
 Quadrature = Literal["gauss_legendre", "riemann_left", "riemann_right", "riemann_middle",
                      "riemann_trapezoid"]
 SmoothBase = Literal["gradient", "gradient_x_input", "integrated_gradients", "guided_backprop",
-                     "deconvnet"]
+                     "deconvnet", "guided_gradcam"]
 SmoothVariant = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 
 
@@ -41,6 +41,9 @@ class EngineOptions(TypedDict, total=False):
     progress: Callable[[int, int], None] | None  # called with (done, total) passes
     cancel: threading.Event | Callable[[], bool] | None  # set/True stops with CancelledError
     memory_budget: int | None  # bytes of autograd state per chunk (automatic when None)
+    # How a plain nn.Module's inputs were normalised, (mean, std) per channel: the "black",
+    # "white" and "uniform" baselines are built in pixel space through it.
+    normalization: tuple[Sequence[float], Sequence[float]] | None
 
 
 class IntegratedGradientsParams(EngineOptions, total=False):
@@ -64,10 +67,17 @@ class SmoothGradParams(EngineOptions, total=False):
 
 
 class CamParams(EngineOptions, total=False):
-    """``gradcam``, ``gradcam_plus_plus``, ``hirescam``: maps over a layer's grid."""
+    """``gradcam``, ``gradcam_plus_plus``, ``hirescam``, ``layercam``, ``xgradcam``: maps over
+    a layer's grid."""
 
     layer: str | nn.Module | None  # module path (see candidate_layers) or the module itself
     upsample: bool  # False keeps the layer's resolution
+
+
+class CamTargetParams(CamParams, total=False):
+    """``cam_for_targets``: a CAM method's parameters and how many top classes."""
+
+    top_k: int | None
 
 
 class GuidedGradCamParams(EngineOptions, total=False):
@@ -109,5 +119,7 @@ PARAMS_BY_METHOD: dict[str, type] = {
     "gradcam": CamParams,
     "gradcam_plus_plus": CamParams,
     "hirescam": CamParams,
+    "layercam": CamParams,
+    "xgradcam": CamParams,
     "guided_gradcam": GuidedGradCamParams,
 }

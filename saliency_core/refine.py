@@ -22,6 +22,8 @@ one) start over, so ``explain`` always returns what ``saliency_core.explain`` wo
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 
 from .api import (
@@ -36,6 +38,7 @@ from .methods import get as method_entry
 from .methods import with_capability
 from .methods.base import Shelf
 from .methods.integrated_gradients import NESTED_RULES, nested_counts  # noqa: F401 - used by pages
+from .params import MethodParams, Model, Target
 
 # Method name -> the count parameter a Refiner refines ("steps", "samples").
 REFINABLE = {name: method_entry(name).refine_count for name in with_capability("refine")}
@@ -43,9 +46,38 @@ KEPT_STATES = 8
 
 
 class Refiner:
-    """Explanations of one input batch with one method, refinable in steps or samples."""
+    """Explanations of one input batch with one method, refinable in steps or samples.
 
-    def __init__(self, model, inputs: torch.Tensor, method: str, target="predicted", **params):
+    Raising Integrated Gradients' ``steps`` (on a nesting grid: riemann_left, riemann_right,
+    riemann_trapezoid) or SmoothGrad's ``samples`` evaluates only the new points; going back
+    to a count already evaluated costs no model pass. Each result is what ``explain`` returns
+    for the same parameters.
+
+    Args:
+        model: As for ``explain``.
+        inputs: Float tensor [N, C, H, W] in the model's input space.
+        method: "integrated_gradients" or "smoothgrad" (``REFINABLE``).
+        target: "predicted", one class index, or N of them (resolved once, at the first call).
+        **params: The method's parameters and engine options, as for ``explain``; each call
+            can change them.
+
+    Raises:
+        MethodNotApplicableError: The method evaluates no sequence of points to refine.
+        InputShapeError: Inputs that are not a float batch.
+
+    Example:
+        >>> import torch, saliency_core as sc
+        >>> loaded = sc.load_model("shapes-cnn", device="cpu")
+        >>> refiner = sc.Refiner(loaded, torch.rand(1, 3, 64, 64), "integrated_gradients",
+        ...                      quadrature="riemann_right")
+        >>> coarse = refiner.explain(steps=8)
+        >>> fine = refiner.explain(steps=16)
+        >>> fine.metadata["reused_passes"]   # the 8 nodes of the coarse grid
+        8
+    """
+
+    def __init__(self, model: Model, inputs: torch.Tensor, method: str, target: Target = "predicted",
+                 **params: Unpack[MethodParams]):
         if method_entry(method).refine is None:
             raise MethodNotApplicableError(
                 f"refinement applies to {', '.join(REFINABLE)}; {method!r} evaluates no sequence of points"
@@ -62,10 +94,33 @@ class Refiner:
         self._range: tuple[int, int] | None = None
         self._shelf = Shelf(KEPT_STATES)
 
-    def attribute(self, **changes) -> torch.Tensor:
+    def attribute(self, **changes: Unpack[MethodParams]) -> torch.Tensor:
+        """Just the attribution of ``explain``.
+
+        Args:
+            **changes: Parameters that differ from the constructor's, e.g. ``steps=64``.
+
+        Returns:
+            The attribution, as ``attribute`` returns it.
+
+        Raises:
+            SaliencyError: Whatever ``explain`` raises.
+        """
         return self.explain(**changes).attribution
 
-    def explain(self, **changes) -> Explanation:
+    def explain(self, **changes: Unpack[MethodParams]) -> Explanation:
+        """The explanation at the given parameters, reusing kept evaluations.
+
+        Args:
+            **changes: Parameters that differ from the constructor's, e.g. ``steps=64``.
+
+        Returns:
+            An ``Explanation``; ``metadata["reused_passes"]`` counts the points not evaluated again.
+
+        Raises:
+            ParameterError: A parameter the method does not have, or a value out of range.
+            CancelledError: ``cancel`` was set.
+        """
         with input_errors_explained(self.model, self.inputs, None):
             return self._explain({**self.params, **changes})
 

@@ -54,12 +54,14 @@ class InputOutcome:
     error: str | None = None
 
 
-def _figure(png: bytes, caption: str) -> str:
+def figure_html(png: bytes, caption: str) -> str:
+    """A captioned ``<figure>`` with the PNG inlined (the caption escaped)."""
     return (f'<figure><img alt="{html.escape(caption, quote=True)}" src="{data_uri(png)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _top_table(top: Sequence[tuple[str, float]], target: str | None) -> str:
+def top_table_html(top: Sequence[tuple[str, float]], target: str | None) -> str:
+    """The top classes as a table of (label, probability), with the class explained above it."""
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{p:.1%}</td></tr>" for label, p in top)
     explained = f"<p>explained: <b>{html.escape(target)}</b></p>" if target else ""
     return f"<div>{explained}<table><tr><th>class</th><th>probability</th></tr>{rows}</table></div>"
@@ -72,17 +74,17 @@ def _section(item: InputOutcome) -> str:
         return f'<section>{head}<p class="error">{html.escape(item.error)}</p></section>'
     parts = []
     if item.image_png is not None:
-        figures = [_figure(item.image_png, "input")]
-        figures += [_figure(m.overlay_png, f"{m.method} · {m.time_s:.2f} s")
+        figures = [figure_html(item.image_png, "input")]
+        figures += [figure_html(m.overlay_png, f"{m.method} · {m.time_s:.2f} s")
                     for m in item.methods if m.overlay_png is not None]
-        parts.append('<div class="row">' + "".join(figures) + _top_table(item.top, item.target)
+        parts.append('<div class="row">' + "".join(figures) + top_table_html(item.top, item.target)
                      + "</div>")
     else:
         lines = [f'<div class="text-method"><b>{html.escape(m.method)}</b> '
                  f'<span class="meta">{m.time_s:.2f} s</span>{m.token_html or ""}</div>'
                  for m in item.methods]
         parts.append('<div class="row"><div>' + "".join(lines) + "</div>"
-                     + _top_table(item.top, item.target) + "</div>")
+                     + top_table_html(item.top, item.target) + "</div>")
     return f"<section>{head}{''.join(parts)}</section>"
 
 

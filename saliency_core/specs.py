@@ -27,11 +27,19 @@ class Param:
         help: One line for tooltips and ``--help``.
         min: Smallest allowed value (numbers).
         max: Largest allowed value (numbers).
+        step: The widgets' step (numbers).
         choices: Allowed values ("choice" and "method").
+        text_choices: The values offered for text models, when they differ.
+        label: The widgets' label (the name when empty).
+        advanced: Shown under "advanced" in the pages.
+        text_default: The default for text models, when it differs.
+        accepts_tensor: Code may pass a tensor instead of a named choice (baselines).
 
     Example:
-        >>> get_method("integrated_gradients").param("steps").default   # doctest: +SKIP
-        50
+        >>> import saliency_core as sc
+        >>> steps = sc.get_method("integrated_gradients").param("steps")
+        >>> steps.type, steps.validate(32)
+        ('int', 32)
     """
 
     name: str
@@ -49,13 +57,40 @@ class Param:
     accepts_tensor: bool = False  # code may pass a tensor instead of a named choice
 
     def choices_for(self, kind: str = "image") -> tuple:
+        """The allowed values for a model of this kind.
+
+        Args:
+            kind: "image" or "text".
+
+        Returns:
+            ``text_choices`` for text models when they differ, else ``choices``.
+        """
         return self.text_choices if (kind == "text" and self.text_choices) else self.choices
 
     def default_for(self, kind: str = "image") -> Any:
+        """The default for a model of this kind.
+
+        Args:
+            kind: "image" or "text".
+
+        Returns:
+            ``text_default`` for text models when set, else ``default``.
+        """
         return self.text_default if (kind == "text" and self.text_default is not None) else self.default
 
     def validate(self, value: Any, kind: str = "image") -> Any:
-        """Return the value coerced to this parameter's type, or raise ParameterError."""
+        """The value coerced to this parameter's type and checked against its range or choices.
+
+        Args:
+            value: What a caller passed (strings such as "true" are accepted for booleans).
+            kind: "image" or "text" (text models may offer other choices).
+
+        Returns:
+            The coerced value.
+
+        Raises:
+            ParameterError: The value has the wrong type, is out of range or not a choice.
+        """
         if self.type == "int":
             if isinstance(value, bool) or not _is_integral(value):
                 raise ParameterError(f"{self.name} must be an integer, got {value!r}")
@@ -115,10 +150,13 @@ class MethodSpec:
         text: Whether it applies to text models.
         needs_relu: Whether it relies on ReLU activations (Guided Backprop, DeconvNet).
         reference: The paper.
+        extra: Free-form facts for callers (the library itself reads none).
 
     Example:
-        >>> get_method("smoothgrad").family   # doctest: +SKIP
-        'input'
+        >>> import saliency_core as sc
+        >>> spec = sc.get_method("smoothgrad")
+        >>> spec.family, spec.text, spec.defaults()["samples"]
+        ('input', True, 32)
     """
 
     name: str
@@ -132,16 +170,47 @@ class MethodSpec:
     extra: dict = field(default_factory=dict)
 
     def param(self, name: str) -> Param:
+        """One parameter by name.
+
+        Args:
+            name: The keyword, e.g. "steps".
+
+        Returns:
+            Its ``Param``.
+
+        Raises:
+            KeyError: The method has no such parameter.
+        """
         for p in self.params:
             if p.name == name:
                 return p
         raise KeyError(name)
 
-    def defaults(self, kind: str = "image") -> dict:
+    def defaults(self, kind: str = "image") -> dict[str, Any]:
+        """Every parameter's default.
+
+        Args:
+            kind: "image" or "text".
+
+        Returns:
+            Parameter name -> default for a model of this kind.
+        """
         return {p.name: p.default_for(kind) for p in self.params}
 
-    def validate(self, params: dict, kind: str = "image") -> dict:
-        """Fill defaults and check every value; unknown names are an error, not ignored."""
+    def validate(self, params: dict[str, Any], kind: str = "image") -> dict[str, Any]:
+        """The parameters with defaults filled in and every value checked.
+
+        Args:
+            params: Name -> value, as a caller gave them.
+            kind: "image" or "text".
+
+        Returns:
+            Every parameter of the method, coerced (``Param.validate``).
+
+        Raises:
+            ParameterError: A name the method does not have (never silently ignored), or a
+                value ``Param.validate`` rejects.
+        """
         known = {p.name for p in self.params}
         unknown = sorted(set(params) - known)
         if unknown:

@@ -3,7 +3,7 @@ tokens (and one score per token) back out."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Unpack
 
@@ -32,12 +32,20 @@ class TextAttribution:
         predicted: The model's top class.
         probabilities: numpy [K], the softmax of the logits.
         metadata: JSON-able facts (method, params, time_s, passes, aggregation, truncated...).
+        labels: The model's class names, when it has them (a ``LoadedModel``).
 
-    In Jupyter it shows the tokens highlighted and the prediction (``_repr_html_``).
+    In Jupyter it shows itself: the tokens highlighted (red for the class explained, blue
+    against, as in the app) and the prediction (``_repr_html_``), or the scores as a bar
+    chart (``_repr_png_``).
 
     Example:
-        >>> ta = sc.attribute_text(loaded, loaded.tokenizer, "a fine film", "gradient")  # doctest: +SKIP
-        >>> list(zip(ta.tokens, ta.scores))                                            # doctest: +SKIP
+        >>> import saliency_core as sc
+        >>> loaded = sc.load_model("minilm-sentiment", device="cpu")
+        >>> ta = sc.attribute_text(loaded, loaded.tokenizer, "a fine film", "gradient_x_input")
+        >>> ta.tokens
+        ['[CLS]', 'a', 'fine', 'film', '[SEP]']
+        >>> 'class="token"' in ta._repr_html_() and ta._repr_png_()[1:4] == b"PNG"
+        True
     """
 
     tokens: list[str]
@@ -48,6 +56,17 @@ class TextAttribution:
     predicted: int
     probabilities: np.ndarray  # [K]
     metadata: dict = field(default_factory=dict)
+    labels: Sequence[str] | None = field(default=None, repr=False, compare=False)
+
+    def _repr_html_(self) -> str:
+        from .notebook import text_html
+
+        return text_html(self)
+
+    def _repr_png_(self) -> bytes:
+        from .notebook import text_png
+
+        return text_png(self)
 
 
 def _token_id(tokenizer, name: str) -> int:
@@ -169,4 +188,5 @@ def attribute_text(model: Model, tokenizer: Any, text: str, method: str, target:
         predicted=int(exp.predicted[0]),
         probabilities=exp.probabilities[0].numpy(),
         metadata=meta,
+        labels=exp.labels,
     )
