@@ -21,8 +21,7 @@ from saliency_core import params as typed
 from saliency_core import render
 from saliency_core.harness import ENGINE_OPTIONS
 from saliency_core.methods import REGISTRY
-from saliency_core.models.base import LoadedModel
-from saliency_core.models.registry import ModelInfo
+from saliency_core.models.base import LoadedModel, ModelInfo
 
 # Names the library imports for annotations only (under TYPE_CHECKING), to resolve its hints.
 HINT_NAMES = {"LoadedModel": LoadedModel, "ModelInfo": ModelInfo, "Figure": Figure,
