@@ -127,8 +127,8 @@ if run_clicked:
         method_passes = sum(costs.estimate_passes(m, params.get(m, {})) for m in chosen)
         cascade = compute.scheduled(
             P, loaded, device, f"sanity-{mode}", ("sanity", run_key),
-            lambda: evaluation.parameter_randomization(
-                loaded, x, chosen, mode=mode, seed=seed, threshold=threshold,
+            lambda: compute.engine_call(
+                "parameter_randomization", loaded, x, chosen, mode=mode, seed=seed, threshold=threshold,
                 method_params=params,
                 progress=report(f"{mode.capitalize()} randomization of {model_name}")),
             passes=method_passes * (evaluation.DEFAULT_MAX_STEPS + 1))
@@ -137,8 +137,8 @@ if run_clicked:
             other = get_model(partner, device)
             data = compute.scheduled(
                 P, loaded, device, "sanity-data", ("sanity-data", run_key),
-                lambda: evaluation.data_randomization(
-                    loaded, other, x, chosen, target=cascade.targets.tolist(),
+                lambda: compute.engine_call(
+                    "data_randomization", loaded, other, x, chosen, target=cascade.targets.tolist(),
                     threshold=threshold, method_params=params,
                     progress=report(f"Data randomization against {partner}")),
                 passes=2 * method_passes)

@@ -72,9 +72,37 @@ class Client:
         """As saliency_core.attribute_text, with the service's own tokenizer for the model."""
         return self._run("attribute_text", model, method, target, params, text=text)
 
-    def health(self) -> dict:
-        conn = self._connection()
+    def refine(self, model, inputs: torch.Tensor, method: str, counts: list[int],
+               target="predicted", on_level=None, **params):
+        """A progressive run (service_calls.refine_levels) on the service: the Explanation at
+        the last of ``counts``; ``on_level(count, explanation)`` gets each coarser level as
+        soon as the service has it."""
+        counts = [int(c) for c in counts]
+
+        def level(index: int, explanation) -> None:
+            if on_level is not None and index < len(counts):
+                on_level(counts[index], explanation)
+
+        return self._run("refine", model, method, target, params, inputs=inputs,
+                         counts=counts, on_level=level)
+
+    def call(self, function: str, *args, **kwargs):
+        """One of the engine's named calls (saliency_core.service_calls.CALLS), e.g.
+        ``call("attribute_targets", "resnet50", x, method="gradcam", top_k=5)``: models go by
+        name: a LoadedModel or ``model_ref(name)``, loaded by the service from its own cache.
+        The result is what the call returns in-process, bit for bit on the CPU."""
+        progress = kwargs.pop("progress", None)
+        cancel = kwargs.pop("cancel", None)
         try:
+            body = wire.encode_call(function, list(args), kwargs)
+        except TypeError as exc:
+            raise SaliencyError(f"{function}: {exc}") from None
+        return self._exchange(body, progress, cancel)
+
+    def health(self) -> dict:
+        conn = None
+        try:
+            conn = self._connection()
             conn.request("GET", f"{self._base}/health")
             response = conn.getresponse()
             body = response.read()
@@ -85,25 +113,30 @@ class Client:
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     # ---- transport ------------------------------------------------------------------------
 
-    def _run(self, op, model, method, target, params, inputs=None, text=None):
+    def _run(self, op, model, method, target, params, inputs=None, text=None, counts=None,
+             on_level=None):
         params = dict(params)
         progress = params.pop("progress", None)
         cancel = params.pop("cancel", None)
         if inputs is not None and not isinstance(inputs, torch.Tensor):
             raise SaliencyError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
         body = wire.encode_request(op, _model_name(model), method, target, params,
-                                   inputs=inputs, text=text)
-        device = inputs.device if inputs is not None else None
+                                   inputs=inputs, text=text, counts=counts)
+        return self._exchange(body, progress, cancel,
+                              inputs.device if inputs is not None else None, on_level)
+
+    def _exchange(self, body: bytes, progress, cancel, device=None, on_level=None):
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.retry_wait_s * attempt)
             try:
-                result = self._once(body, progress, cancel)
+                result = self._once(body, progress, cancel, on_level)
             except (ConnectionRefusedError, socket.gaierror) as exc:
                 raise self._unreachable(exc) from None
             except (OSError, http.client.HTTPException, _Retry) as exc:
@@ -119,7 +152,7 @@ class Client:
             f"The engine service at {self.url} lost the request {self.retries + 1} times "
             f"(a replica stopped or restarted?): {last}. Try again in a moment.")
 
-    def _once(self, body: bytes, progress, cancel):
+    def _once(self, body: bytes, progress, cancel, on_level=None):
         conn = self._connection()
         try:
             conn.request("POST", f"{self._base}/run", body=body,
@@ -134,7 +167,7 @@ class Client:
                 except (ValueError, AttributeError):
                     pass
                 raise SaliencyError(f"the engine service refused the request: {message}")
-            last = None
+            last, levels = None, 0
             while True:
                 if _cancelled(cancel):
                     raise CancelledError("stopped")
@@ -150,6 +183,10 @@ class Client:
                     # Heartbeats repeat the last figures: a caller such as Streamlit gets its
                     # chance to interrupt (Stop) even while the engine is between reports.
                     progress(*last)
+                elif kind == wire.LEVEL:
+                    if on_level is not None:
+                        on_level(levels, wire.decode_result(payload))
+                    levels += 1
                 elif kind == wire.RESULT:
                     return wire.decode_result(payload)
                 elif kind == wire.ERROR:
@@ -175,6 +212,11 @@ class Client:
 
 class _Retry(Exception):
     """A failure of the service, not of the request."""
+
+
+def model_ref(name: str) -> wire.ModelRef:
+    """A model argument of ``Client.call`` given by name."""
+    return wire.ModelRef(_model_name(name))
 
 
 def _cancelled(cancel) -> bool:

@@ -4,9 +4,12 @@ One deployment, ``Engine``, loads models from the model cache (``SALIENCY_CACHE`
 read-only volume in a cluster) onto its device and answers the library's three calls over HTTP:
 
 - ``GET  /health`` -> JSON: device, loaded models, batching settings.
-- ``POST /run``    -> a request from :func:`saliency_core.wire.encode_request`; the reply is a
-  stream of frames (saliency_core/wire.py): progress while the engine runs, a heartbeat every
-  second, then the result or an error. When the client goes away (the user pressed Stop), Ray
+- ``POST /run``    -> a request from :func:`saliency_core.wire.encode_request` (attribute,
+  explain, attribute_text, refine: the levels of a progressive run) or
+  :func:`saliency_core.wire.encode_call` (the named calls of saliency_core/service_calls.py:
+  several targets, scoreboard, sanity checks); the reply is a stream of frames
+  (saliency_core/wire.py): progress while the engine runs, a heartbeat every second, each
+  coarse level of a progressive run, then the result or an error. When the client goes away (the user pressed Stop), Ray
   Serve cancels the request and the engine stops within one chunk of model passes.
 
 Requests from different users that share model, method, parameters and input shape are
@@ -27,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import asdict
 from typing import Any
 
@@ -35,7 +38,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from . import wire
+from . import service_calls, wire
 from .errors import CancelledError, SaliencyError
 from .service_config import EngineConfig
 
@@ -55,6 +58,7 @@ class Job:
         self.request = request
         self.cancel = threading.Event()
         self.progress: tuple[int, int] | None = None
+        self.levels: deque = deque()  # coarse results of a progressive run, not yet sent
         self.batch_key = batch_key(request)
 
 
@@ -70,9 +74,9 @@ def _batchable(method) -> bool:
 
 def batch_key(request: dict) -> str | None:
     """Requests with equal keys can run as one engine call; None means: run alone."""
-    params = request["params"]
-    if request["op"] == "attribute_text" or not _batchable(request["method"]):
+    if request["op"] not in ("attribute", "explain") or not _batchable(request["method"]):
         return None
+    params = request["params"]
     if params.get("baseline") in _RANDOM_BASELINES or params.get("baseline_samples", 1) != 1:
         return None
     try:
@@ -172,9 +176,11 @@ class Engine:
         task = asyncio.ensure_future(self.batched(job))
         sent, last_beat = None, time.monotonic()
         try:
-            while not task.done():
+            while not task.done() or job.levels:
                 await asyncio.wait({task}, timeout=POLL_S)
-                if job.progress is not None and job.progress != sent:
+                if job.levels:
+                    yield wire.frame(wire.LEVEL, wire.encode_result(job.levels.popleft()))
+                elif job.progress is not None and job.progress != sent:
                     sent = job.progress
                     yield wire.json_frame(wire.PROGRESS, {"done": sent[0], "total": sent[1]})
                 elif time.monotonic() - last_beat > HEARTBEAT_S:
@@ -234,8 +240,15 @@ class Engine:
 
         r = job.request
         try:
+            if r["op"] == "call":
+                return self._run_call(job)
             loaded = self.model(r["model"])
             options = {**r["params"], **self._engine_options([job])}
+            if r["op"] == "refine":
+                return service_calls.refine_levels(
+                    loaded, r["inputs"].to(self.device), r["method"], r["target"], r["params"],
+                    r["counts"], self._engine_options([job]),
+                    on_level=lambda _count, ex: job.levels.append(ex))
             if r["op"] == "attribute_text":
                 return sc.attribute_text(loaded, loaded.tokenizer, r["text"], r["method"],
                                          target=r["target"], **options)
@@ -244,6 +257,17 @@ class Engine:
                         **options)
         except BaseException as exc:  # noqa: BLE001 - reported to the client as a frame
             return exc
+
+    def _run_call(self, job: Job):
+        r = job.request
+
+        def resolve(value):
+            return self.model(value.name) if isinstance(value, wire.ModelRef) else value
+
+        args = [resolve(a) for a in r["args"]]
+        kwargs = {k: resolve(v) for k, v in r["kwargs"].items()}
+        return service_calls.run_call(r["function"], args, kwargs, self._engine_options([job]),
+                                      device=self.device)
 
     def _run_together(self, group: list[Job]) -> list:
         import torch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,105 @@ def join_tensors(plain: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dic
     return out
 
 
+# ---- structured values (the engine's other calls: several targets, scoreboards, sanity) -----
+
+# The only classes a message may name; decoding builds nothing else, so a message can never
+# make the reader import or construct anything it chooses.
+DATACLASSES = {
+    "TargetAttributions": ("saliency_core.multi_target", "TargetAttributions"),
+    "Explanation": ("saliency_core.api", "Explanation"),
+    "RandomizationResult": ("saliency_core.evaluation", "RandomizationResult"),
+    "DataRandomizationResult": ("saliency_core.evaluation", "DataRandomizationResult"),
+    "RandomizationUnit": ("saliency_core.evaluation", "RandomizationUnit"),
+    "MapSet": ("saliency_core.evaluation", "MapSet"),
+}
+_KIND = "__kind__"
+MODEL_REF = "model"  # a model argument, sent by name and loaded by the service
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model argument of a call as the service received it: loaded where the call runs."""
+
+    name: str
+
+
+def encode_value(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A JSON-able form of ``value``: tensors and arrays go into ``tensors`` (bit for bit,
+    numpy or torch remembered), listed dataclasses by name, models by name."""
+    import dataclasses
+
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        name = f"v{len(tensors)}"
+        numpy = isinstance(value, np.ndarray)
+        tensors[name] = torch.from_numpy(np.ascontiguousarray(value)) if numpy else value
+        return {_KIND: "tensor", "name": name, "numpy": numpy}
+    if isinstance(value, (list, tuple)):
+        items = [encode_value(v, tensors) for v in value]
+        return items if isinstance(value, list) else {_KIND: "tuple", "items": items}
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("only string keys cross the wire")
+        return {_KIND: "dict", "items": {k: encode_value(v, tensors) for k, v in value.items()}}
+    if dataclasses.is_dataclass(value) and type(value).__name__ in DATACLASSES:
+        fields = {f.name: encode_value(getattr(value, f.name), tensors)
+                  for f in dataclasses.fields(value)}
+        return {_KIND: "dataclass", "class": type(value).__name__, "fields": fields}
+    if isinstance(value, ModelRef):
+        return {_KIND: MODEL_REF, "name": value.name}
+    if hasattr(value, "model") and isinstance(getattr(value, "name", None), str):
+        return {_KIND: MODEL_REF, "name": value.name}  # a LoadedModel
+    raise TypeError(f"a {type(value).__name__} value cannot be sent to the engine service")
+
+
+def decode_value(doc: Any, tensors: dict[str, torch.Tensor], load_model=None) -> Any:
+    """The inverse of encode_value; model arguments become ``load_model(name)``, or a
+    ModelRef without it."""
+    import importlib
+
+    if isinstance(doc, list):
+        return [decode_value(v, tensors, load_model) for v in doc]
+    if not isinstance(doc, dict):
+        return doc
+    kind = doc.get(_KIND)
+    try:
+        if kind == "tensor":
+            t = tensors[doc["name"]]
+            return t.numpy() if doc.get("numpy") else t
+        if kind == "tuple":
+            return tuple(decode_value(v, tensors, load_model) for v in doc["items"])
+        if kind == "dict":
+            return {str(k): decode_value(v, tensors, load_model) for k, v in doc["items"].items()}
+        if kind == "dataclass":
+            module, name = DATACLASSES[doc["class"]]
+            cls = getattr(importlib.import_module(module), name)
+            return cls(**{str(k): decode_value(v, tensors, load_model)
+                          for k, v in doc["fields"].items()})
+        if kind == MODEL_REF:
+            name = str(doc["name"])
+            return load_model(name) if load_model is not None else ModelRef(name)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise WireError(f"the message holds a malformed value ({exc})") from None
+    raise WireError(f"the message holds an unknown value kind {kind!r}")
+
+
+def encode_call(function: str, args: list, kwargs: dict) -> bytes:
+    """A request for one of the engine's named calls (service.CALLS) with its arguments."""
+    tensors: dict[str, torch.Tensor] = {}
+    doc = {"op": "call", "function": function, "args": encode_value(list(args), tensors),
+           "kwargs": encode_value(dict(kwargs), tensors)}
+    return pack(tensors, doc)
+
+
+def encode_any(value) -> bytes:
+    tensors: dict[str, torch.Tensor] = {}
+    return pack(tensors, {"type": "value", "value": encode_value(value, tensors)})
+
+
 # ---- results -------------------------------------------------------------------------------
 
 def encode_result(result) -> bytes:
@@ -105,13 +205,15 @@ def encode_result(result) -> bytes:
         return pack(tensors, doc)
     if isinstance(result, torch.Tensor):
         return pack({"attribution": result}, {"type": "attribution"})
-    raise TypeError(f"cannot encode {type(result).__name__}")
+    return encode_any(result)
 
 
 def decode_result(data: bytes):
     tensors, doc = unpack(data)
     kind = doc.get("type")
     try:
+        if kind == "value":
+            return decode_value(doc["value"], tensors)
         if kind == "attribution":
             return tensors["attribution"]
         if kind == "explanation":
@@ -134,20 +236,31 @@ def decode_result(data: bytes):
 # ---- requests and the response stream of the engine service ---------------------------------
 
 def encode_request(op: str, model: str, method: str, target, params: dict,
-                   inputs: torch.Tensor | None = None, text: str | None = None) -> bytes:
+                   inputs: torch.Tensor | None = None, text: str | None = None,
+                   counts: list[int] | None = None) -> bytes:
+    """``counts``: for "refine", the steps or samples of each level of a progressive run."""
     plain, tensors = split_tensors(params, "param.")
     if inputs is not None:
         tensors["inputs"] = inputs
     if isinstance(target, torch.Tensor):
         target = target.flatten().tolist()
     doc = {"op": op, "model": model, "method": method, "target": target, "params": plain,
-           "text": text}
+           "text": text, "counts": counts}
     return pack(tensors, doc)
 
 
-def decode_request(data: bytes) -> dict:
+def decode_request(data: bytes, load_model=None) -> dict:
     tensors, doc = unpack(data)
-    if doc.get("op") not in ("attribute", "explain", "attribute_text"):
+    if doc.get("op") == "call":
+        if not isinstance(doc.get("function"), str):
+            raise WireError("a call names its function")
+        doc["args"] = decode_value(doc.get("args") or [], tensors, load_model)
+        doc["kwargs"] = decode_value(doc.get("kwargs") or {_KIND: "dict", "items": {}},
+                                     tensors, load_model)
+        if not isinstance(doc["args"], list) or not isinstance(doc["kwargs"], dict):
+            raise WireError("a call's arguments are a list and an object")
+        return doc
+    if doc.get("op") not in ("attribute", "explain", "attribute_text", "refine"):
         raise WireError(f"unknown operation {doc.get('op')!r}")
     if not isinstance(doc.get("model"), str) or not isinstance(doc.get("method"), str):
         raise WireError("a request names its model and method")
@@ -161,12 +274,18 @@ def decode_request(data: bytes) -> dict:
             raise WireError("attribute_text needs the text")
     elif doc["inputs"] is None:
         raise WireError(f"{doc['op']} needs an inputs tensor")
+    if doc["op"] == "refine":
+        counts = doc.get("counts")
+        if not isinstance(counts, list) or not counts or \
+                not all(isinstance(c, int) and c > 0 for c in counts):
+            raise WireError("refine needs the counts of its levels (positive integers)")
     return doc
 
 
 # A response is a stream of frames: one type byte, a 4-byte big-endian length, the payload.
-PROGRESS, HEARTBEAT, RESULT, ERROR = b"P", b"H", b"R", b"E"
-FRAME_KINDS = (PROGRESS, HEARTBEAT, RESULT, ERROR)
+# LEVEL carries an intermediate result (a coarse level of a progressive run) before RESULT.
+PROGRESS, HEARTBEAT, RESULT, ERROR, LEVEL = b"P", b"H", b"R", b"E", b"L"
+FRAME_KINDS = (PROGRESS, HEARTBEAT, RESULT, ERROR, LEVEL)
 MAX_FRAME_BYTES = 2 * 1024 * 1024 * 1024
 
 

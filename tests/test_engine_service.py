@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 from apptest import run_app_page
@@ -82,6 +83,92 @@ def test_results_are_bit_identical_to_in_process(client, one_thread):
                               "gradient_x_input")
     assert remote.tokens == local.tokens and (remote.scores == local.scores).all()
     assert torch.equal(remote.attribution, local.attribution)
+
+
+def test_named_calls_and_progressive_levels_are_bit_identical_to_in_process(client, one_thread):
+    from saliency_core import evaluation, service_calls
+    from saliency_core.remote import model_ref
+
+    model = sc.load_model("shapes-cnn")
+    x = image(5)
+    remote = client.call("attribute_targets", model_ref("shapes-cnn"), x, method="gradcam",
+                         top_k=3)
+    local = sc.attribute_targets(model, x, method="gradcam", top_k=3)
+    assert torch.equal(remote.attribution, local.attribution)
+    assert torch.equal(remote.targets, local.targets)
+    assert {**remote.metadata, "time_s": 0} == {**local.metadata, "time_s": 0}
+
+    maps = {"Gradient": sc.attribute(model, x, "gradient"), "Grad-CAM": local.attribution[:1]}
+    seen: list = []
+    rows = client.call("scoreboard", model, x, maps, target=int(local.targets[0]), steps=8,
+                       progress=lambda done, total: seen.append(total))
+    assert rows == evaluation.scoreboard(model, x, maps, target=int(local.targets[0]), steps=8)
+    assert seen  # the replica's progress reached the caller
+
+    cascade = client.call("parameter_randomization", model, x, ["gradient"], max_steps=3, seed=2)
+    here = evaluation.parameter_randomization(model, x, ["gradient"], max_steps=3, seed=2)
+    assert cascade.steps == here.steps and cascade.layers == here.layers
+    for metric, values in here.similarity["gradient"].items():
+        assert np.array_equal(cascade.similarity["gradient"][metric], values), metric
+    assert all(np.array_equal(a.signed, b.signed)
+               for a, b in zip(cascade.maps["gradient"], here.maps["gradient"]))
+
+    levels: list = []
+    final = client.refine("shapes-cnn", x, "integrated_gradients", [4, 8, 16], steps=16,
+                          quadrature="riemann_right", on_level=lambda count, ex: levels.append((count, ex)))
+    expected: list = []
+    alone = service_calls.refine_levels(model, x, "integrated_gradients", "predicted",
+                                        {"steps": 16, "quadrature": "riemann_right"},
+                                        [4, 8, 16], on_level=lambda c, ex: expected.append((c, ex)))
+    assert [c for c, _ in levels] == [4, 8] == [c for c, _ in expected]
+    for (_, got), (_, want) in zip(levels, expected):
+        assert torch.equal(got.attribution, want.attribution)
+    assert torch.equal(final.attribution, alone.attribution)
+    assert final.metadata["reused_passes"] == alone.metadata["reused_passes"] > 0
+
+
+def test_the_queue_position_is_reported_for_work_sent_to_the_service(service, monkeypatch):
+    """What the app queues (workbench.scheduler, in front of the client) runs on the service,
+    and a second request waiting behind it is told its position."""
+    from workbench.scheduler import Job, Scheduler
+
+    monkeypatch.setenv("SALIENCY_ENGINE_URL", service)
+    compute._client.clear()
+    model = sc.load_model("shapes-cnn")
+    scheduler = Scheduler(concurrency=1)
+    running = threading.Event()
+    release = threading.Event()
+
+    def slow_progress(done: int, total: int) -> None:
+        running.set()
+        release.wait(30)  # holds the first request on the service until the second is queued
+
+    def request(i: int, progress=None):
+        return compute.image_request(model, "cpu", image(i), "integrated_gradients",
+                                     {"steps": 32, "batch_size": 4}, "predicted",
+                                     f"queue-test-{i}", "image", progress=progress)
+
+    first = request(0, slow_progress)
+    results: dict = {}
+    worker = threading.Thread(target=lambda: results.update(first=scheduler.run(
+        Job("session-a", first.key, first.payload, first.run_batch))))
+    worker.start()
+    assert running.wait(60), "the first request never started on the service"
+    waits: list = []
+
+    def on_wait(waiting) -> None:
+        waits.append(waiting)
+        release.set()
+
+    second = request(1)
+    results["second"] = scheduler.run(Job("session-b", second.key, second.payload,
+                                          second.run_batch), on_wait=on_wait)
+    worker.join(60)
+    assert waits and (waits[0].position, waits[0].queued, waits[0].running) == (1, 1, 1)
+    local = sc.explain(model, image(1), "integrated_gradients", steps=32)
+    assert np.allclose(results["second"].attribution, local.attribution[0].numpy(), atol=1e-5)
+    assert results["first"].metadata["method"] == "integrated_gradients"
+    compute._client.clear()
 
 
 def test_user_errors_keep_their_type_and_message(client):
@@ -180,3 +267,66 @@ def test_the_app_pointed_at_the_service_shows_the_same_pictures(service, monkeyp
     compute.result_cache.clear()
     urls = [[img.url for e in at.get("image") for img in e.proto.imgs] for at in (local, remote)]
     assert urls[0] and urls[0] == urls[1]
+
+
+def _forbid_in_process_model_work(monkeypatch) -> None:
+    """Make every in-process entry point to model work fail: what the page shows must then
+    have come from the service."""
+    from saliency_core import evaluation
+
+    def no_local_runs(*args, **kwargs):
+        raise AssertionError("the app computed in-process although a service is configured")
+
+    for owner, name in ((sc, "explain"), (sc, "attribute_targets"), (sc.Refiner, "explain"),
+                        (evaluation, "scoreboard"), (evaluation, "parameter_randomization"),
+                        (evaluation, "data_randomization")):
+        monkeypatch.setattr(owner, name, no_local_runs)
+
+
+def _pictures(at) -> list[str]:
+    return [img.url for e in at.get("image") for img in e.proto.imgs]
+
+
+def _tables(at) -> list:
+    return [e.value.to_dict() for e in at.dataframe]
+
+
+@pytest.mark.skipif(os.environ.get("SALIENCY_LONG_TESTS") != "1",
+                    reason="six page runs, in-process and through the service: `make test-engine`")
+def test_every_page_sends_its_model_work_to_the_service(service, monkeypatch, tmp_path,
+                                                        one_thread):
+    """Image (a progressive run and the top-k view), Compare (maps and the scoreboard) and
+    Sanity (both randomization tests): the same pictures and figures in-process and through
+    the service, and nothing computed in the app when the service is configured."""
+    from test_sanity_page import start
+
+    monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path))
+    image_page = str(REPO_ROOT / "pages" / "image.py")
+    compare_page = str(REPO_ROOT / "pages" / "compare.py")
+    image_query = {"model": "shapes-cnn", "device": "cpu", "input": "shapes:3",
+                   "method": "integrated_gradients", "steps": "32",
+                   "quadrature": "riemann_right"}
+    compare_query = {"model": "shapes-cnn", "device": "cpu", "input": "shapes:1",
+                     "methods": "gradient,gradcam", "score": "true"}
+
+    def visit() -> dict:
+        compute.result_cache.clear()
+        st_image = run_app_page(image_page, image_query)
+        st_image.toggle(key="image.topk").set_value(True).run()
+        assert not st_image.exception and not st_image.error, [e.value for e in st_image.error]
+        st_compare = run_app_page(compare_page, compare_query)
+        sanity = start()
+        sanity.button(key="sanity.run").click().run()
+        assert not sanity.exception and not sanity.error, [e.value for e in sanity.error]
+        return {"image": _pictures(st_image), "compare": _pictures(st_compare),
+                "scoreboard": _tables(st_compare), "sanity": _pictures(sanity),
+                "verdicts": _tables(sanity)}
+
+    local = visit()
+    monkeypatch.setenv("SALIENCY_ENGINE_URL", service)
+    _forbid_in_process_model_work(monkeypatch)
+    remote = visit()
+    compute.result_cache.clear()
+    assert local["scoreboard"] and local["verdicts"]
+    for part in local:
+        assert local[part] == remote[part], part

@@ -3,6 +3,7 @@ app's side of it never imports Ray."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -74,11 +75,8 @@ def test_the_app_and_the_client_never_import_ray():
     assert out.stdout.strip() == "False"
 
 
-def test_the_app_says_when_the_service_is_down(monkeypatch, tmp_path):
+def _engine_down(monkeypatch, tmp_path) -> None:
     import socket
-    import time
-
-    from apptest import run_app_page
 
     from workbench import compute
 
@@ -88,8 +86,89 @@ def test_the_app_says_when_the_service_is_down(monkeypatch, tmp_path):
     monkeypatch.setenv("SALIENCY_ENGINE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path))
     compute.result_cache().clear()
+
+
+def _says_unreachable(at) -> bool:
+    return any("engine service" in e.value and "not reachable" in e.value for e in at.error)
+
+
+def test_the_app_says_when_the_service_is_down(monkeypatch, tmp_path):
+    import time
+
+    from apptest import run_app_page
+
+    _engine_down(monkeypatch, tmp_path)
     started = time.monotonic()
     at = run_app_page(str(REPO_ROOT / "pages" / "image.py"),
                       {"model": "shapes-cnn", "input": "shapes:1", "method": "gradient"})
-    assert any("engine service" in e.value and "not reachable" in e.value for e in at.error)
+    assert _says_unreachable(at)
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("page", ["compare", "text", "sanity", "image-top-k", "image-progressive"])
+def test_every_page_says_when_the_service_is_down(monkeypatch, tmp_path, page):
+    """Each kind of model work (maps, text, sanity checks, the top-k view, a progressive run)
+    ends in the page's message, not in a hang or a traceback."""
+    from apptest import run_app_page
+
+    _engine_down(monkeypatch, tmp_path)
+    pages = REPO_ROOT / "pages"
+    if page == "compare":
+        at = run_app_page(str(pages / "compare.py"), {"model": "shapes-cnn", "input": "shapes:1",
+                                                      "methods": "gradient,gradcam"})
+    elif page == "text":
+        at = run_app_page(str(pages / "text.py"), {"method": "gradient", "text": "A fine film."})
+    elif page == "sanity":
+        from test_sanity_page import start
+
+        at = start(methods=("gradient",))
+        at.button(key="sanity.run").click().run()
+    elif page == "image-top-k":
+        # The map itself computed while the service was up (now in the result cache), then
+        # the service goes away and the top-k view is asked for.
+        url = os.environ.pop("SALIENCY_ENGINE_URL")
+        at = run_app_page(str(pages / "image.py"), {"model": "shapes-cnn", "input": "shapes:1",
+                                                    "method": "gradcam"})
+        os.environ["SALIENCY_ENGINE_URL"] = url
+        at.toggle(key="image.topk").set_value(True).run()
+    else:
+        at = run_app_page(str(pages / "image.py"),
+                          {"model": "shapes-cnn", "input": "shapes:1",
+                           "method": "integrated_gradients", "steps": "64"})
+    assert not at.exception, [e.value for e in at.exception]
+    assert _says_unreachable(at), [e.value for e in at.error]
+
+
+def test_a_service_that_keeps_losing_the_request_gets_a_clear_message():
+    """A replica that dies mid-reply on every try (a server that sends half a stream and
+    hangs up): retried, then one message saying so, not a hang."""
+    import socket
+    import threading
+
+    from saliency_core.remote import Client, EngineUnavailableError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.recv(1 << 20)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n5\r\nP\x00\x00\x00\x10\r\n")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = Client(f"http://127.0.0.1:{server.getsockname()[1]}", retries=2, retry_wait_s=0)
+    try:
+        with pytest.raises(EngineUnavailableError, match="lost the request 3 times"):
+            client.explain("shapes-cnn", torch.rand(1, 3, 64, 64), "gradient")
+    finally:
+        server.close()
+    assert len(accepted) == 3

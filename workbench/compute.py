@@ -20,7 +20,7 @@ import streamlit as st
 import torch
 
 import saliency_core
-from saliency_core import evaluation
+from saliency_core import service_calls
 from saliency_core.remote import ENGINE_URL_ENV, Client
 
 from . import costs, service
@@ -33,7 +33,7 @@ from .results import (
     result_key,
 )
 
-# evaluation.scoreboard's default number of deletion/insertion steps, for the cost estimate.
+# saliency_core.evaluation.scoreboard's default number of deletion/insertion steps, for the cost estimate.
 SCOREBOARD_STEPS = 32
 
 
@@ -66,6 +66,28 @@ def engine_attribute_text(loaded, text: str, method: str, target, **options):
         return saliency_core.attribute_text(loaded, loaded.tokenizer, text, method,
                                             target=target, **options)
     return client.attribute_text(loaded.name, text, method, target=target, **options)
+
+
+def engine_call(function: str, *args, **kwargs):
+    """One of the engine's named calls (saliency_core.service_calls: several targets, the
+    scoreboard, the sanity checks) on the service when one is configured, else in this
+    process; the same function runs either way."""
+    client = engine_client()
+    if client is not None:
+        return client.call(function, *args, **kwargs)
+    options = {k: kwargs.pop(k) for k in service_calls.ENGINE_OPTIONS if k in kwargs}
+    return service_calls.run_call(function, list(args), kwargs, options)
+
+
+def engine_refine(loaded, x: torch.Tensor, method: str, target, params: dict, counts: list[int],
+                  progress=None, on_level=None):
+    """The levels of a progressive run (service_calls.refine_levels) on the service: only
+    used with one; in-process the page keeps a Refiner of its own across reruns."""
+    client = engine_client()
+    if client is None:
+        raise RuntimeError("engine_refine needs SALIENCY_ENGINE_URL")
+    return client.refine(loaded.name, x, method, counts, target=target, on_level=on_level,
+                         progress=progress, **params)
 
 
 def pixels_digest(pixels: np.ndarray) -> str:
@@ -228,8 +250,8 @@ def scoreboard(loaded, device: str, x: torch.Tensor, digest: str, runs: dict, ta
     attributions = {label: torch.from_numpy(r.attribution)[None] for label, (_, r) in runs.items()}
 
     def run_batch(_payloads):
-        rows = evaluation.scoreboard(loaded, x, attributions, target=target, mask=mask,
-                                  progress=progress)
+        rows = engine_call("scoreboard", loaded, x, attributions, target=target, mask=mask,
+                           progress=progress)
         return [Scoreboard(rows=rows)]
 
     # Deletion and insertion curves: forward passes only, about a third of a gradient pass.

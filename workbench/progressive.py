@@ -110,10 +110,12 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
     computation = compute.image_key(loaded, device, digest, method, params, target)
     levels = ladder(method, params)
     hit = compute.cached(computation)
-    # The engine service answers whole requests; a Refiner needs the model in this process.
-    if hit is not None or not levels or compute.engine_client() is not None:
+    if hit is not None or not levels:
         return compute.explain_image(loaded, device, x, digest, method, params, target,
                                      progress=progress)
+    if compute.engine_client() is not None:
+        return _on_the_service(loaded, device, x, digest, method, params, target, levels,
+                               computation, progress, on_level)
     knob = REFINABLE[method]
     # The whole ladder costs what its last level costs alone: the budget and the rate limit
     # judge that once; each level then waits its turn in the device's queue.
@@ -145,6 +147,47 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
         if on_level is not None and not level.final:
             on_level(result, level)
     return result
+
+
+def _on_the_service(loaded, device, x, digest, method, params, target, levels, computation,
+                    progress, on_level) -> ImageResult:
+    """The ladder as one request to the engine service: the replica keeps the Refiner for the
+    length of the request (a later rerun with more steps starts over there; the levels already
+    computed come from the result cache), and streams each coarse level as it is ready."""
+    knob = REFINABLE[method]
+    total = levels[-1]
+    request = compute.image_request(loaded, device, x, method, params, target, computation,
+                                    page="image", progress=progress)
+    estimate = service.admit(request)
+    # Levels already in the result cache are not asked for again: the replica's Refiner
+    # starts where the in-process one would, so every level equals the in-process one.
+    counts = [c for c in levels if c == total or compute.cached(compute.image_key(
+        loaded.name, device, digest, method, {**params, knob: c}, target)) is None]
+
+    def keep(count: int, explanation) -> ImageResult:
+        result = compute.image_result(explanation)
+        compute.result_cache().put(compute.image_key(loaded.name, device, digest, method,
+                                                     {**params, knob: count}, target), result)
+        level = Level(count, total, knob)
+        _keep_best(computation, result, level)
+        return result
+
+    def shown(count: int, explanation) -> None:
+        result = keep(count, explanation)
+        if on_level is not None:
+            on_level(result, Level(count, total, knob))
+        if progress is not None and hasattr(progress, "relabel"):
+            following = next((c for c in counts if c > count), total)
+            progress.relabel(f"{following} of {total} {knob}")
+
+    if progress is not None and hasattr(progress, "relabel"):
+        progress.relabel(f"{counts[0]} of {total} {knob}")
+    final = compute.scheduled_step(
+        request, estimate, computation,
+        lambda: keep(total, compute.engine_refine(loaded, x, method, target, params, counts,
+                                                  progress=progress, on_level=shown)),
+        passes=request.passes, progress=progress)
+    return final
 
 
 def level_note(result: ImageResult, level: Level) -> str:

@@ -53,7 +53,7 @@ def compute_top_k(loaded, device: str, x: torch.Tensor, digest: str, method: str
     hit = compute.cached(key)
     if hit is not None:
         return hit
-    out = saliency_core.attribute_targets(loaded, x, method=used, top_k=k, **own)
+    out = compute.engine_call("attribute_targets", loaded, x, method=used, top_k=k, **own)
     targets = out.targets.tolist()
     result = TopK(method=used, maps=out.attribution.detach().float().cpu().numpy(),
                   targets=targets,
