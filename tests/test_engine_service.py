@@ -107,7 +107,7 @@ def test_named_calls_and_progressive_levels_are_bit_identical_to_in_process(clie
 
     cascade = client.call("parameter_randomization", model, x, ["gradient"], max_steps=3, seed=2)
     here = evaluation.parameter_randomization(model, x, ["gradient"], max_steps=3, seed=2)
-    assert cascade.steps == here.steps and cascade.layers == here.layers
+    assert cascade.steps == here.steps and cascade.units == here.units
     for metric, values in here.similarity["gradient"].items():
         assert np.array_equal(cascade.similarity["gradient"][metric], values), metric
     assert all(np.array_equal(a.signed, b.signed)

@@ -172,3 +172,62 @@ def test_a_service_that_keeps_losing_the_request_gets_a_clear_message():
     finally:
         server.close()
     assert len(accepted) == 3
+
+
+def test_structured_values_round_trip_exactly():
+    from saliency_core.evaluation import MapSet, RandomizationResult, RandomizationUnit
+
+    result = RandomizationResult(
+        mode="cascading", units=[RandomizationUnit("fc", ("fc",))], steps=["original", "fc"],
+        targets=np.array([3]), seed=7, threshold=0.5,
+        similarity={"gradient": {"spearman_abs": np.random.default_rng(0).random((2, 1))}},
+        maps={"gradient": [MapSet(abs=np.ones((1, 4, 4), np.float32),
+                                  signed=np.full((1, 4, 4), -0.5, np.float32))]})
+    body = wire.encode_call("parameter_randomization",
+                            [wire.ModelRef("shapes-cnn"), torch.rand(1, 3, 8, 8)],
+                            {"methods": ("gradient",), "result": result, "n": np.int64(3)})
+    request = wire.decode_request(body)
+    assert request["args"][0] == wire.ModelRef("shapes-cnn")
+    back = request["kwargs"]["result"]
+    assert isinstance(back, RandomizationResult) and back.units == result.units
+    assert np.array_equal(back.similarity["gradient"]["spearman_abs"],
+                          result.similarity["gradient"]["spearman_abs"])
+    assert back.maps["gradient"][0].signed.dtype == np.float32
+    assert request["kwargs"]["methods"] == ("gradient",) and request["kwargs"]["n"] == 3
+    rows = [{"method": "Grad-CAM", "rank": 1, "deletion_auc": np.float32(0.25)}]
+    assert wire.decode_result(wire.encode_result(rows)) == rows
+
+
+def test_a_message_cannot_name_a_class_or_a_call_of_its_own():
+    from saliency_core import service_calls
+
+    doc = {"op": "call", "function": "scoreboard",
+           "args": {"__kind__": "dataclass", "class": "Popen", "fields": {"args": "ls"}}}
+    with pytest.raises(wire.WireError):
+        wire.decode_request(wire.pack({}, doc))
+    with pytest.raises(sc.SaliencyError, match="offers no call 'system'"):
+        service_calls.run_call("system", [], {})
+    with pytest.raises(TypeError, match="object value cannot be sent"):
+        wire.encode_call("scoreboard", [object()], {})
+
+
+def test_named_calls_and_levels_equal_the_library_in_process():
+    from saliency_core import service_calls
+
+    model = sc.load_model("shapes-cnn")
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    seen = []
+    out = service_calls.run_call("attribute_targets", [model, x], {"method": "gradcam",
+                                                                  "top_k": 3},
+                                 {"progress": lambda d, t: seen.append((d, t))})
+    direct = sc.attribute_targets(model, x, method="gradcam", top_k=3)
+    assert torch.equal(out.attribution, direct.attribution) and seen
+    levels = []
+    final = service_calls.refine_levels(model, x, "integrated_gradients", "predicted",
+                                        {"steps": 16}, [4, 8, 16],
+                                        on_level=lambda c, ex: levels.append((c, ex)))
+    refiner = sc.Refiner(model, x, "integrated_gradients")
+    assert [c for c, _ in levels] == [4, 8]
+    for count, ex in levels:
+        assert torch.equal(ex.attribution, refiner.explain(steps=count).attribution)
+    assert torch.equal(final.attribution, refiner.explain(steps=16).attribution)

@@ -162,11 +162,11 @@ def _on_the_service(loaded, device, x, digest, method, params, target, levels, c
     # Levels already in the result cache are not asked for again: the replica's Refiner
     # starts where the in-process one would, so every level equals the in-process one.
     counts = [c for c in levels if c == total or compute.cached(compute.image_key(
-        loaded.name, device, digest, method, {**params, knob: c}, target)) is None]
+        loaded, device, digest, method, {**params, knob: c}, target)) is None]
 
     def keep(count: int, explanation) -> ImageResult:
         result = compute.image_result(explanation)
-        compute.result_cache().put(compute.image_key(loaded.name, device, digest, method,
+        compute.result_cache().put(compute.image_key(loaded, device, digest, method,
                                                      {**params, knob: count}, target), result)
         level = Level(count, total, knob)
         _keep_best(computation, result, level)
