@@ -1,5 +1,5 @@
 """The public API is typed and documented: every export of saliency_core (and the grids of
-saliency_core.render) has a docstring with Args/Returns/Raises and an example that runs, full
+saliency_core.render, the readers of saliency_core.interop) has a docstring with Args/Returns/Raises and an example that runs, full
 type hints, and each method's keyword parameters are declared in saliency_core/params.py
 exactly as its spec declares them."""
 
@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import saliency_core
+from saliency_core import interop, render
 from saliency_core import params as typed
-from saliency_core import render
 from saliency_core.harness import ENGINE_OPTIONS
 from saliency_core.methods import REGISTRY
 from saliency_core.models.base import LoadedModel, ModelInfo
@@ -35,7 +35,8 @@ def hints_of(obj) -> dict[str, typing.Any]:
 EXPORTS = {name: getattr(saliency_core, name) for name in saliency_core.__all__}
 GRIDS = {f"render.{n}": getattr(render, n) for n in ("grid", "method_grid", "class_grid", "attribution_map",
                                                      "input_image", "token_chart")}
-DOCUMENTED = {**EXPORTS, **GRIDS}
+READERS = {f"interop.{n}": getattr(interop, n) for n in ("as_array", "as_tensor")}
+DOCUMENTED = {**EXPORTS, **GRIDS, **READERS}
 
 
 def sections(doc: str) -> dict[str, str]:

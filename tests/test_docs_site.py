@@ -29,8 +29,10 @@ def site(tmp_path_factory):
 
 
 def test_every_page_is_built(site):
-    for page in ("index.html", "methods/index.html", "api/index.html", "SANITY/index.html"):
+    for page in ("index.html", "methods/index.html", "api/index.html", "SANITY/index.html",
+                 "interop/index.html"):
         assert (site / page).is_file(), page
+    assert "IntegratedGradients(loaded.model)" in (site / "interop" / "index.html").read_text()
     assert "saliency explain" in (site / "index.html").read_text()
     guide = (site / "methods" / "index.html").read_text()
     for spec in saliency_core.methods():

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..errors import InputShapeError, SaliencyError
+from ..interop import as_tensor
 from .maps import is_constant, pixel_maps
 
 ENERGIES = ("positive", "absolute")
@@ -24,7 +25,7 @@ def _masks_of(mask, n: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def _localisation_maps(attribution, mask, mode):
-    a = attribution.detach().float().cpu() if isinstance(attribution, torch.Tensor) else torch.as_tensor(np.asarray(attribution), dtype=torch.float32)
+    a = as_tensor(attribution)
     if a.dim() == 2:
         a = a[None]
     m = mask.shape[-2:] if hasattr(mask, "shape") else np.asarray(mask).shape[-2:]

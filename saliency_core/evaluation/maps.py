@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputShapeError, SaliencyError
+from ..interop import as_array, as_tensor
 
 
 def to_maps(attribution, mode: str = "abs") -> np.ndarray:
@@ -20,9 +21,7 @@ def to_maps(attribution, mode: str = "abs") -> np.ndarray:
     A 3-D array is read as [N, H, W] CAM maps; use ``[None]`` for a single [C, H, W] map."""
     if mode not in ("abs", "signed"):
         raise SaliencyError(f"mode must be 'abs' or 'signed', got {mode!r}")
-    if isinstance(attribution, torch.Tensor):
-        attribution = attribution.detach().double().cpu().numpy()
-    a = np.asarray(attribution, dtype=np.float64)
+    a = as_array(attribution)
     if a.ndim == 2:
         a = a[None]
     if a.ndim == 4:
@@ -37,7 +36,7 @@ def to_maps(attribution, mode: str = "abs") -> np.ndarray:
 def maps_of(attribution, batch: bool, mode: str) -> np.ndarray:
     """Like to_maps, but an unbatched [C, H, W] input-space map counts as one sample."""
     if not batch:
-        a = attribution.detach().cpu().numpy() if isinstance(attribution, torch.Tensor) else np.asarray(attribution)
+        a = as_array(attribution)
         if a.ndim == 3:
             attribution = a[None]
     return to_maps(attribution, mode)
@@ -63,7 +62,7 @@ def is_constant(a: np.ndarray) -> bool:
 
 def pixel_maps(attribution, n: int, size: tuple[int, int], mode: str) -> torch.Tensor:
     """Attribution -> float [n, H, W] at the input's resolution (coarse CAMs are upsampled)."""
-    a = attribution.detach().float().cpu() if isinstance(attribution, torch.Tensor) else torch.as_tensor(np.asarray(attribution), dtype=torch.float32)
+    a = as_tensor(attribution)
     if a.dim() == 2:
         a = a[None]
     if a.dim() == 4:

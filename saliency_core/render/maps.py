@@ -14,6 +14,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..interop import as_array
+
 AGGREGATIONS = ("max_abs", "l2", "sum", "mean_abs", "signed_sum")
 SIGN_MODES = ("absolute", "positive", "negative", "signed")
 # Sequential maps suit magnitudes; a diverging map is used for signed maps so that zero sits
@@ -24,10 +26,8 @@ DEFAULT_DIVERGING = "RdBu_r"
 
 
 def _as_numpy(array) -> np.ndarray:
-    if hasattr(array, "detach"):  # a torch tensor, without importing torch here
-        array = array.detach().float().cpu().numpy()
-    out = np.asarray(array, dtype=np.float64)
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    # Tensors, arrays and Captum's one-element tuples alike (saliency_core/interop.py).
+    return np.nan_to_num(as_array(array), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def aggregate_channels(attr, mode: str = "max_abs") -> np.ndarray:
