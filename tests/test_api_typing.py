@@ -25,7 +25,7 @@ from saliency_core.models.base import LoadedModel, ModelInfo
 
 # Names the library imports for annotations only (under TYPE_CHECKING), to resolve its hints.
 HINT_NAMES = {"LoadedModel": LoadedModel, "ModelInfo": ModelInfo, "Figure": Figure,
-              "Model": typed.Model, "Target": typed.Target}
+              "Model": typed.Model, "Target": typed.Target, "torch": torch}
 
 
 def hints_of(obj) -> dict[str, typing.Any]:
