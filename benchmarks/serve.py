@@ -104,11 +104,36 @@ def hop_overhead(client, args, x) -> dict:
     return {"local": statistics.median(local), "remote": statistics.median(remote)}
 
 
+def machine() -> dict:
+    """What the figures were measured on, read now (the table says it, not a hand-written note)."""
+    import os
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count() or 1,
+            "load": load, "gpu": gpu}
+
+
+def machine_note(args, m: dict) -> str:
+    device = (f"GPU {m['gpu']} (each replica takes one)" if m["gpu"] else
+              f"CPU only, {args.torch_threads} torch thread per replica; no GPU on this machine")
+    note = (f"Measured {time.strftime('%Y-%m-%d')} with `python -m benchmarks.serve` on "
+            f"{m['cpu']} with {m['cores']} cores, {device}.")
+    if m["load"] is not None:
+        note += f" Load average when it started: {m['load']:.1f}."
+        if m["load"] > 0.5 * m["cores"]:
+            note += (" **The machine was busy with other work**, so absolute figures are "
+                     "noisy: read the table for the shape of the effect, and re-run it on a "
+                     "quiet machine before sizing a deployment.")
+    return note
+
+
 def run(args) -> str:
     from saliency_core import serve_cli
     from saliency_core.remote import Client
     from saliency_core.service_config import EngineConfig
 
+    measured_on = machine()
     settings = [(r, b) for r in args.replicas for b in args.batch]
     inputs = images(16, args.size)
     rows = []
@@ -137,22 +162,17 @@ def run(args) -> str:
     finally:
         if url is not None:
             serve_cli.stop()
-    return report(args, rows, hop)
+    return report(args, rows, hop, measured_on)
 
 
-def report(args, rows, hop) -> str:
+def report(args, rows, hop, measured_on: dict | None = None) -> str:
     params = ", ".join(f"{k}={v}" for k, v in args.params.items())
     begin, end = markers(args.label)
     lines = [
         begin,
         f"### {args.model}, {args.method}" + (f" ({params})" if params else ""),
         "",
-        (f"Measured {time.strftime('%Y-%m-%d')} with `python -m benchmarks.serve` on "
-        f"{platform.processor() or platform.machine()} (CPU, {args.torch_threads} torch thread "
-        "per replica). **This machine has 2 cores shared by seven engineers working at the "
-        "same time**, so absolute figures are noisy and two replicas compete for the same two "
-        "cores: read the table for the shape of the effect, and re-run it on a dedicated "
-        "machine or a GPU before sizing a deployment."),
+        machine_note(args, measured_on or machine()),
         "",
         f"Load: {args.clients} concurrent clients × {args.requests} requests each, "
         f"`{args.model}` {args.size}×{args.size}, `{args.method}`"

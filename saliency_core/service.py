@@ -228,12 +228,19 @@ class Engine:
         return results
 
     def _engine_options(self, group: list[Job]) -> dict:
+        # A shared run stops only when every user in it has stopped.
+        def stopped() -> bool:
+            return all(j.cancel.is_set() for j in group)
+
         def progress(done: int, total: int) -> None:
             for job in group:
                 job.progress = (done, total)
+            # Calls that take no ``cancel`` (the scoreboard) still report progress: stopping
+            # there is how Stop reaches them, as Streamlit's Stop does in-process.
+            if stopped():
+                raise CancelledError("stopped")
 
-        # A shared run stops only when every user in it has stopped.
-        return {"progress": progress, "cancel": lambda: all(j.cancel.is_set() for j in group)}
+        return {"progress": progress, "cancel": stopped}
 
     def _run_one(self, job: Job):
         import saliency_core as sc

@@ -29,6 +29,7 @@ CALLS = {
     "scoreboard": ("saliency_core.evaluation", "scoreboard"),
     "parameter_randomization": ("saliency_core.evaluation", "parameter_randomization"),
     "data_randomization": ("saliency_core.evaluation", "data_randomization"),
+    "candidate_layers": ("saliency_core.service_calls", "model_layers"),
 }
 ENGINE_OPTIONS = ("progress", "cancel")
 
@@ -61,6 +62,15 @@ def run_call(name: str, args: list, kwargs: dict, options: dict | None = None,
     if device is not None:
         args = [a.to(device) if isinstance(a, torch.Tensor) else a for a in args]
     return fn(*args, **kwargs, **accepted_options(fn, options or {}))
+
+
+def model_layers(model) -> list[tuple[str, tuple[int, ...]]]:
+    """A LoadedModel's CAM layer candidates (path, activation shape): one hooked forward
+    pass, under the model's lock like every other run on a shared model."""
+    from .locks import model_lock
+
+    with model_lock(model.model):
+        return [(path, tuple(shape)) for path, shape in model.candidate_layers()]
 
 
 def refine_levels(model, inputs: torch.Tensor, method: str, target, params: dict,

@@ -15,6 +15,12 @@ def test_report_table_and_rewrite_between_markers(tmp_path):
     text = serve.report(args, [(1, 1, row), (2, 8, row)], {"local": 0.01, "remote": 0.025})
     assert "| 1 | off | 12.5 | 50 ms | 120 ms | 3.0 | 0 |" in text
     assert "| 2 | on (up to 8) |" in text and "overhead 15.0 ms" in text
+    busy = serve.report(args, [(1, 1, row)], {"local": 0.01, "remote": 0.02},
+                        {"cpu": "x86_64", "cores": 2, "load": 3.5, "gpu": None})
+    assert "2 cores, CPU only" in busy and "no GPU" in busy and "busy with other work" in busy
+    quiet = serve.report(args, [(1, 1, row)], {"local": 0.01, "remote": 0.02},
+                         {"cpu": "x86_64", "cores": 16, "load": 0.2, "gpu": "NVIDIA H200"})
+    assert "GPU NVIDIA H200" in quiet and "busy" not in quiet
     bench = tmp_path / "BENCHMARKS.md"
     bench.write_text("# Benchmarks\n\nearlier tables\n")
     serve.write(text, "tiny", bench)

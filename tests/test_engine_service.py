@@ -19,7 +19,7 @@ from browser import REPO_ROOT
 
 import saliency_core as sc
 from saliency_core.errors import CancelledError, UnknownMethodError
-from saliency_core.remote import Client, EngineUnavailableError
+from saliency_core.remote import Client, EngineUnavailableError, model_ref
 from workbench import compute
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,6 @@ def test_results_are_bit_identical_to_in_process(client, one_thread):
 
 def test_named_calls_and_progressive_levels_are_bit_identical_to_in_process(client, one_thread):
     from saliency_core import evaluation, service_calls
-    from saliency_core.remote import model_ref
 
     model = sc.load_model("shapes-cnn")
     x = image(5)
@@ -112,6 +111,9 @@ def test_named_calls_and_progressive_levels_are_bit_identical_to_in_process(clie
         assert np.array_equal(cascade.similarity["gradient"][metric], values), metric
     assert all(np.array_equal(a.signed, b.signed)
                for a, b in zip(cascade.maps["gradient"], here.maps["gradient"]))
+
+    assert client.call("candidate_layers", model) == \
+        [(path, tuple(shape)) for path, shape in model.candidate_layers()]
 
     levels: list = []
     final = client.refine("shapes-cnn", x, "integrated_gradients", [4, 8, 16], steps=16,
@@ -204,7 +206,8 @@ def test_requests_from_different_users_share_one_pass(client):
         assert len(r.metadata["completeness_delta"]) == 1
 
 
-def test_progress_arrives_and_stop_reaches_the_replica(client):
+@pytest.mark.parametrize("work", ["explain", "scoreboard"])
+def test_progress_arrives_and_stop_reaches_the_replica(client, work):
     before = client.health()["counts"]["cancelled"]
     stop = threading.Event()
     seen: list[tuple[int, int]] = []
@@ -215,9 +218,14 @@ def test_progress_arrives_and_stop_reaches_the_replica(client):
 
     started = time.monotonic()
     with pytest.raises(CancelledError):
-        client.explain("shapes-cnn", image(), "integrated_gradients", steps=1024, batch_size=1,
-                       progress=progress, cancel=stop)
-    assert seen and seen[0][1] == 1024
+        if work == "explain":
+            client.explain("shapes-cnn", image(), "integrated_gradients", steps=1024,
+                           batch_size=1, progress=progress, cancel=stop)
+        else:  # a named call without a cancel parameter of its own
+            maps = {"Gradient": torch.rand(1, 3, 64, 64)}
+            client.call("scoreboard", model_ref("shapes-cnn"), image(), maps, steps=512,
+                        batch_size=1, progress=progress, cancel=stop)
+    assert seen and seen[0][1] == (1024 if work == "explain" else 2)  # IG steps; two curves
     deadline = time.monotonic() + 20
     while client.health()["counts"]["cancelled"] == before:
         assert time.monotonic() < deadline, "the replica kept running after Stop"
@@ -273,11 +281,13 @@ def _forbid_in_process_model_work(monkeypatch) -> None:
     """Make every in-process entry point to model work fail: what the page shows must then
     have come from the service."""
     from saliency_core import evaluation
+    from saliency_core.models.base import LoadedModel
 
     def no_local_runs(*args, **kwargs):
         raise AssertionError("the app computed in-process although a service is configured")
 
     for owner, name in ((sc, "explain"), (sc, "attribute_targets"), (sc.Refiner, "explain"),
+                        (LoadedModel, "candidate_layers"),
                         (evaluation, "scoreboard"), (evaluation, "parameter_randomization"),
                         (evaluation, "data_randomization")):
         monkeypatch.setattr(owner, name, no_local_runs)
@@ -300,6 +310,8 @@ def test_every_page_sends_its_model_work_to_the_service(service, monkeypatch, tm
     the service, and nothing computed in the app when the service is configured."""
     from test_sanity_page import start
 
+    from workbench import models
+
     monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path))
     image_page = str(REPO_ROOT / "pages" / "image.py")
     compare_page = str(REPO_ROOT / "pages" / "compare.py")
@@ -311,6 +323,7 @@ def test_every_page_sends_its_model_work_to_the_service(service, monkeypatch, tm
 
     def visit() -> dict:
         compute.result_cache.clear()
+        models._layers_of.clear()
         st_image = run_app_page(image_page, image_query)
         st_image.toggle(key="image.topk").set_value(True).run()
         assert not st_image.exception and not st_image.error, [e.value for e in st_image.error]

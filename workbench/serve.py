@@ -77,7 +77,7 @@ def warm_up() -> dict[str, float]:
     import saliency_core
     import saliency_core.models as sc_models
 
-    from . import display, inputs, models  # noqa: F401
+    from . import compute, display, inputs, models  # noqa: F401
     timings["imports_s"] = time.perf_counter() - start
     present = [m for m in sc_models.available_models() if m.present]
     device = models.default_device()
@@ -85,6 +85,11 @@ def warm_up() -> dict[str, float]:
     for name in warm_models(present, models.default_model):
         start = time.perf_counter()
         loaded = models.get_model(name, device)
+        if compute.engine_client() is not None:
+            # The engine service does the model work: loading (for preprocessing and labels)
+            # is all this process needs; the replicas warm on their first requests.
+            timings[f"{name}_s"] = time.perf_counter() - start
+            continue
         if tasks[name] == "image":
             models.candidate_layers(name, device)
             x = loaded.preprocess(inputs.from_sample(inputs.default_sample(name)).image)
