@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 import torch
 
 
+# Fields for display only: the wire (saliency_core/wire.py) does not send them.
+_DISPLAY = {"display_only": True}
+
+
 @dataclass
 class Explanation:
     """An attribution and what it explains; what ``explain`` (and ``Refiner.explain``) return.
@@ -48,9 +52,9 @@ class Explanation:
     probabilities: torch.Tensor  # [N, K] softmax of the logits
     metadata: dict = field(default_factory=dict)
     # For display only: kept by reference (no copy), and left out of repr and comparisons.
-    inputs: torch.Tensor | None = field(default=None, repr=False, compare=False)
-    labels: Sequence[str] | None = field(default=None, repr=False, compare=False)
-    normalization: tuple | None = field(default=None, repr=False, compare=False)
+    inputs: torch.Tensor | None = field(default=None, repr=False, compare=False, metadata=_DISPLAY)
+    labels: Sequence[str] | None = field(default=None, repr=False, compare=False, metadata=_DISPLAY)
+    normalization: tuple | None = field(default=None, repr=False, compare=False, metadata=_DISPLAY)
 
     def _repr_html_(self) -> str:
         from .notebook import explanation_html

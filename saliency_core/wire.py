@@ -122,7 +122,7 @@ def encode_value(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(value, (torch.Tensor, np.ndarray)):
         name = f"v{len(tensors)}"
         numpy = isinstance(value, np.ndarray)
-        tensors[name] = torch.from_numpy(np.ascontiguousarray(value)) if numpy else value
+        tensors[name] = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
         return {_KIND: "tensor", "name": name, "numpy": numpy}
     if isinstance(value, (list, tuple)):
         items = [encode_value(v, tensors) for v in value]
@@ -132,8 +132,9 @@ def encode_value(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
             raise TypeError("only string keys cross the wire")
         return {_KIND: "dict", "items": {k: encode_value(v, tensors) for k, v in value.items()}}
     if dataclasses.is_dataclass(value) and type(value).__name__ in DATACLASSES:
+        # Fields kept for notebook display only (an Explanation's inputs) stay behind.
         fields = {f.name: encode_value(getattr(value, f.name), tensors)
-                  for f in dataclasses.fields(value)}
+                  for f in dataclasses.fields(value) if not f.metadata.get("display_only")}
         return {_KIND: "dataclass", "class": type(value).__name__, "fields": fields}
     if isinstance(value, ModelRef):
         return {_KIND: MODEL_REF, "name": value.name}

@@ -17,7 +17,7 @@ from torch import nn
 import saliency_core as sc
 from saliency_core import notebook, render
 from saliency_core.models.base import LoadedModel
-from saliency_core.wire import decode_result, encode_result
+from saliency_core.wire import decode_result, encode_result, encode_value
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,10 @@ def test_labels_are_escaped_and_a_plain_module_uses_its_normalization():
 def test_an_explanation_without_its_inputs_or_pixels_still_shows_what_it_can(loaded, x):
     e = sc.explain(loaded, x[:1], "gradcam")
     decoded = decode_result(encode_result(e))  # across a process boundary: no inputs kept
+    tensors: dict = {}
+    sent = encode_value(e, tensors)  # the service's structured values leave them behind too
+    assert set(sent["fields"]) == {"attribution", "target", "score", "predicted", "probabilities", "metadata"}
+    assert not any(t is e.inputs for t in tensors.values())
     pictures = images_in(decoded._repr_html_())
     assert len(pictures) == 1
     np.testing.assert_array_equal(pictures[0], render.colorize(render.normalize(e.attribution[0].numpy())))
