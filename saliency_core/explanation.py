@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-
 # Fields for display only: the wire (saliency_core/wire.py) does not send them.
 _DISPLAY = {"display_only": True}
 
