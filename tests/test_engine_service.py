@@ -280,14 +280,15 @@ def test_the_app_pointed_at_the_service_shows_the_same_pictures(service, monkeyp
 def _forbid_in_process_model_work(monkeypatch) -> None:
     """Make every in-process entry point to model work fail: what the page shows must then
     have come from the service."""
-    from saliency_core import evaluation
+    from saliency_core import api, evaluation, text
     from saliency_core.models.base import LoadedModel
 
     def no_local_runs(*args, **kwargs):
         raise AssertionError("the app computed in-process although a service is configured")
 
     for owner, name in ((sc, "explain"), (sc, "attribute_targets"), (sc.Refiner, "explain"),
-                        (LoadedModel, "candidate_layers"),
+                        (LoadedModel, "candidate_layers"), (api, "explain"),
+                        (text, "attribute_text"),
                         (evaluation, "scoreboard"), (evaluation, "parameter_randomization"),
                         (evaluation, "data_randomization")):
         monkeypatch.setattr(owner, name, no_local_runs)
@@ -311,6 +312,7 @@ def test_every_page_sends_its_model_work_to_the_service(service, monkeypatch, tm
     from test_sanity_page import start
 
     from workbench import models
+    from workbench import service as service_module
 
     monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path))
     image_page = str(REPO_ROOT / "pages" / "image.py")
@@ -324,6 +326,7 @@ def test_every_page_sends_its_model_work_to_the_service(service, monkeypatch, tm
     def visit() -> dict:
         compute.result_cache.clear()
         models._layers_of.clear()
+        service_module.cost_model.clear()  # the cost estimate's calibration run, too
         st_image = run_app_page(image_page, image_query)
         st_image.toggle(key="image.topk").set_value(True).run()
         assert not st_image.exception and not st_image.error, [e.value for e in st_image.error]

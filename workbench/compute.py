@@ -142,15 +142,22 @@ CALIBRATION_POINTS = 8
 
 def _calibrate_image(loaded, x: torch.Tensor) -> Callable[[], float]:
     """Seconds of one gradient pass of this model on this input size (the cost model's unit),
-    measured on a warm model in a batch. It times the engine's own path, not the counted
+    measured on a warm model in a batch, where the engine runs (the service's replica reports
+    its own compute time). In-process it times the engine's own path, not the counted
     ``saliency_core.explain`` attribute."""
-    from saliency_core.api import explain as engine_explain
+    from saliency_core.api import explain as library_explain
 
     def measure() -> float:
-        engine_explain(loaded, x, "gradient")  # warm-up: first-call allocations, lazy modules
-        meta = engine_explain(loaded, x.repeat(CALIBRATION_POINTS, 1, 1, 1), "gradient").metadata
-        return float(meta.get("time_s", 0.0)) / max(1, int(meta.get("passes", 1)))
+        client = engine_client()
+        run = (lambda inputs: client.explain(loaded.name, inputs, "gradient")) if client else \
+            (lambda inputs: library_explain(loaded, inputs, "gradient"))
+        run(x)  # warm-up: first-call allocations, lazy modules
+        return _pass_seconds(run(x.repeat(CALIBRATION_POINTS, 1, 1, 1)).metadata)
     return measure
+
+
+def _pass_seconds(meta: dict) -> float:
+    return float(meta.get("time_s", 0.0)) / max(1, int(meta.get("passes", 1)))
 
 
 def image_request(loaded, device: str, x: torch.Tensor, method: str, params: dict, target,
@@ -186,15 +193,17 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
 
 
 def _calibrate_text(loaded, text: str, params: dict) -> Callable[[], float]:
-    from saliency_core.text import attribute_text as engine_attribute_text
+    from saliency_core.text import attribute_text as library_attribute_text
 
     max_length = params.get("max_length")
 
     def measure() -> float:
+        client = engine_client()
         for _warm_then_measure in range(2):
-            meta = engine_attribute_text(loaded, loaded.tokenizer, text, "gradient",
-                                         max_length=max_length).metadata
-        return float(meta.get("time_s", 0.0)) / max(1, int(meta.get("passes", 1)))
+            out = client.attribute_text(loaded.name, text, "gradient", max_length=max_length) \
+                if client else library_attribute_text(loaded, loaded.tokenizer, text,
+                                                      "gradient", max_length=max_length)
+        return _pass_seconds(out.metadata)
     return measure
 
 
