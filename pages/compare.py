@@ -7,27 +7,10 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import compute, display, plaintext, progress, progressive, session
+from workbench import compute, display, page, plaintext, progress, progressive, session
 from workbench.inputs import default_sample, domain_notice, input_picker, restore_input
-from workbench.models import (
-    candidate_layers,
-    default_device,
-    default_model,
-    devices,
-    get_model,
-    usable_models_or_stop,
-)
-from workbench.navigation import ensure_app_navigation
 from workbench.share import ShareStore
-from workbench.widgets import (
-    ensure,
-    method_params,
-    restore_method_params,
-    select,
-    url_method_params,
-)
-
-ensure_app_navigation()
+from workbench.widgets import ensure, method_params, select, url_method_params
 
 P = "compare"
 METHODS = {spec.name: spec for spec in saliency_core.methods()}
@@ -38,73 +21,47 @@ PER_ROW = 5
 # Scoring perturbs the input dozens of times per method: automatic only for small inputs.
 AUTO_SCORE_PIXELS = 128 * 128
 
-st.title("Compare methods")
-st.caption("The same input explained by several methods, and optionally by two models. Maps "
-           "that disagree are a reason to look closer; the scoreboard measures which ones the "
-           "model's behaviour supports.")
-
+names = page.start(P, "image", "Compare methods",
+                   "The same input explained by several methods, and optionally by two models. "
+                   "Maps that disagree are a reason to look closer; the scoreboard measures "
+                   "which ones the model's behaviour supports.")
 store = ShareStore()
-names = usable_models_or_stop("image")
 
-reader = session.reader_for_visit(P, widget_key=f"{P}.model")
-if reader is not None:
-    model0 = reader.choice("model", names, default_model("image", names))
-    st.session_state[f"{P}.model"] = model0
+if (reader := page.visit(P)) is not None:
+    model0 = page.restore_model(reader, P, names, "image")
     second = reader.choice("model2", ["", *names], "")
     st.session_state[f"{P}.two"] = bool(second)
     if second:
         st.session_state[f"{P}.model2"] = second
-    st.session_state[f"{P}.device"] = reader.choice("device", devices(), default_device())
     restore_input(reader, P, store, default_sample(model0))
-    chosen = DEFAULT_METHODS
-    if "methods" in reader:
-        listed = [m for m in reader.params["methods"].split(",") if m]
-        unknown = [m for m in listed if m not in METHODS]
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-            reader.problems.append(f"The link names unknown methods ({shown}); "
-                                   "they were left out.")
-        # Each method's widgets exist once, so a method listed twice is shown once.
-        known = list(dict.fromkeys(m for m in listed if m in METHODS))
-        if len(known) < len([m for m in listed if m in METHODS]):
-            reader.problems.append("The link lists a method more than once; each is shown once.")
-        chosen = known or DEFAULT_METHODS
-    st.session_state[f"{P}.methods"] = chosen
-    try:
-        layer_paths = [path for path, _ in candidate_layers(model0, st.session_state[f"{P}.device"])]
-    except SaliencyError:
-        layer_paths = None
+    chosen = page.restore_methods(reader, P, METHODS, DEFAULT_METHODS)
+    layer_paths = page.layer_paths(model0, st.session_state[f"{P}.device"])
     for name in chosen:
-        restore_method_params(reader, METHODS[name], P, "image", layer_paths,
-                              saliency_core.get_method, url_prefix=f"{name}.",
-                              base_url_prefix=f"{name}.b.")
-    st.session_state[f"{P}.target_raw"] = reader.params.get("target", "predicted")
+        page.restore_params(reader, P, METHODS[name], "image", layer_paths,
+                            url_prefix=f"{name}.", base_url_prefix=f"{name}.b.")
+    page.restore_target(reader, P)
     st.session_state[f"{P}.scale"] = reader.choice("scale", list(SCALES), "per-map")
     if "score" in reader:
         st.session_state[f"{P}.score"] = reader.flag("score", True)
     display.restore_display(reader, P)
-    session.keep_problems(P, reader.problems)
+    page.restored(reader, P)
 
 with st.sidebar:
     st.header("Input")
     current, input_error = input_picker(P, store, default_sample(st.session_state.get(f"{P}.model")))
     st.header("Models")
-    model_name = select("Model", names, f"{P}.model", default_model("image", names))
+    model_name, device = page.model_picker(P, names, "image")
     ensure(f"{P}.two", False)
     two = st.toggle("Compare with a second model", key=f"{P}.two",
                     disabled=len(names) < 2)
     others = [n for n in names if n != model_name]
     model2 = select("Second model", others, f"{P}.model2", others[0]) if two and others else None
-    device = select("Device", devices(), f"{P}.device", default_device())
 
-try:
-    models = {model_name: get_model(model_name, device)}
+with page.stop_on_error():
+    models = {model_name: page.load(model_name, device)}
     if model2:
-        models[model2] = get_model(model2, device)
-    layers = dict(candidate_layers(model_name, device))
-except SaliencyError as exc:
-    plaintext.error(exc)
-    st.stop()
+        models[model2] = page.load(model2, device)
+    layers = page.layers(model_name, device)
 loaded = models[model_name]
 
 with st.sidebar:
@@ -123,8 +80,7 @@ with st.sidebar:
                                                        loaded.default_layer,
                                                        saliency_core.get_method)
 
-for problem in session.problems(P):
-    plaintext.warning(problem)
+page.show_problems(P)
 if input_error:
     plaintext.error(input_error)
 if current is None:

@@ -10,6 +10,7 @@ from workbench import (
     compute,
     display,
     export,
+    page,
     plaintext,
     progress,
     progressive,
@@ -17,53 +18,27 @@ from workbench import (
     topk,
 )
 from workbench.inputs import default_sample, domain_notice, input_picker, restore_input
-from workbench.models import (
-    candidate_layers,
-    default_device,
-    default_model,
-    devices,
-    get_model,
-    usable_models_or_stop,
-)
-from workbench.navigation import ensure_app_navigation
 from workbench.share import ShareStore
-from workbench.widgets import (
-    method_params,
-    restore_method_params,
-    select,
-    url_method_params,
-)
-
-ensure_app_navigation()
+from workbench.widgets import method_params, url_method_params
 
 P = "image"
 METHODS = {spec.name: spec for spec in saliency_core.methods()}
 DEFAULT_METHOD = "integrated_gradients"
 
-st.title("Image saliency")
-st.caption("Which pixels made the model decide what it decided? Pick an input, a model and a "
-           "method; the map updates as you go.")
-
+names = page.start(P, "image", "Image saliency",
+                   "Which pixels made the model decide what it decided? Pick an input, a model "
+                   "and a method; the map updates as you go.")
 store = ShareStore()
-names = usable_models_or_stop("image")
 
 # ---- settings from a shared link (or from this session's last visit), applied once ----------
-reader = session.reader_for_visit(P, widget_key=f"{P}.model")
-if reader is not None:
-    model0 = reader.choice("model", names, default_model("image", names))
-    st.session_state[f"{P}.model"] = model0
-    st.session_state[f"{P}.device"] = reader.choice("device", devices(), default_device())
+if (reader := page.visit(P)) is not None:
+    model0 = page.restore_model(reader, P, names, "image")
     restore_input(reader, P, store, default_sample(model0))
-    method0 = reader.choice("method", list(METHODS), DEFAULT_METHOD)
-    st.session_state[f"{P}.method"] = method0
-    try:
-        layer_paths = [path for path, _ in candidate_layers(model0, st.session_state[f"{P}.device"])]
-    except SaliencyError:
-        layer_paths = None
-    restore_method_params(reader, METHODS[method0], P, "image", layer_paths, saliency_core.get_method)
-    st.session_state[f"{P}.target_raw"] = reader.params.get("target", "predicted")
+    page.restore_method(reader, P, METHODS, DEFAULT_METHOD, "image",
+                        page.layer_paths(model0, st.session_state[f"{P}.device"]))
+    page.restore_target(reader, P)
     display.restore_display(reader, P)
-    session.keep_problems(P, reader.problems)
+    page.restored(reader, P)
 
 # ---- sidebar: input, model, method, target ---------------------------------------------------
 with st.sidebar:
@@ -71,28 +46,20 @@ with st.sidebar:
     current, upload_error = input_picker(P, store, default_sample(st.session_state.get(f"{P}.model")))
 
     st.header("Model")
-    model_name = select("Model", names, f"{P}.model", default_model("image", names))
-    device = select("Device", devices(), f"{P}.device", default_device(),
-                    help="Where the model runs; a GPU appears here when the server has one.")
+    model_name, device = page.model_picker(P, names, "image")
 
-try:
-    loaded = get_model(model_name, device)
-    layers = dict(candidate_layers(model_name, device))
-except SaliencyError as exc:
-    plaintext.error(exc)
-    st.stop()
+with page.stop_on_error():
+    loaded = page.load(model_name, device)
+    layers = page.layers(model_name, device)
 
 with st.sidebar:
     st.header("Method")
-    method = select("Method", list(METHODS), f"{P}.method", DEFAULT_METHOD,
-                    format_func=lambda n: METHODS[n].label)
-    spec = METHODS[method]
-    st.caption(spec.description)
+    spec = page.method_picker(P, METHODS, DEFAULT_METHOD)
+    method = spec.name
     params = method_params(spec, P, "image", layers, loaded.default_layer, saliency_core.get_method)
     target = session.target_widget(P, loaded.labels)
 
-for problem in session.problems(P):
-    plaintext.warning(problem)
+page.show_problems(P)
 if upload_error:
     plaintext.error(upload_error)
 if current is None:

@@ -14,26 +14,17 @@ import streamlit as st
 import saliency_core
 from saliency_core import evaluation, render
 from saliency_core.errors import SaliencyError
-from workbench import compute, costs, plaintext
+from workbench import compute, page, plaintext, progress, session
 from workbench.display import enlarge
-from workbench.inputs import default_sample, input_picker
-from workbench.models import (
-    default_device,
-    default_model,
-    devices,
-    get_model,
-    usable_models_or_stop,
-)
-from workbench.navigation import ensure_app_navigation
+from workbench.inputs import default_sample, input_picker, restore_input
 from workbench.share import ShareStore
 from workbench.widgets import ensure, select
 
-ensure_app_navigation()
-
 P = "sanity"
-METHODS = {spec.name: spec for spec in saliency_core.methods() if spec.family in ("input", "cam")}
+METHODS = {spec.name: spec for spec in saliency_core.methods() if spec.name in evaluation.image_methods()}
 DEFAULT_METHODS = ["gradient", "integrated_gradients", "guided_backprop", "gradcam"]
 FAST_PARAMS = {"integrated_gradients": {"steps": 16}, "smoothgrad": {"samples": 8}}
+MODES = ["cascading", "independent"]
 METRIC_LABELS = {
     "spearman_abs": "Spearman rank correlation, absolute maps",
     "spearman_signed": "Spearman rank correlation, signed maps",
@@ -42,52 +33,77 @@ METRIC_LABELS = {
 }
 NO_PARTNER = "(none)"
 STRIP_PX = 88  # seven maps (original + six layers of the shapes CNN) fit one row
+MAX_SEED = 2**31 - 1
 
-st.title("Sanity checks")
-st.caption(
+names = page.start(
+    P, "image", "Sanity checks",
     "A saliency map can look convincing and still explain nothing. Following Adebayo et al., "
     "*Sanity Checks for Saliency Maps* (2018), this page re-initialises the model's layers from "
     "the logits down, on a private copy, and measures how much each method's map changes. A "
     "method whose map barely changes while the model is being destroyed does not explain the "
     "model. The same question is asked of a model trained on shuffled labels.")
-
 store = ShareStore()
-names = usable_models_or_stop("image")
+first_model = "shapes-cnn" if "shapes-cnn" in names else None
+
+
+def partner_options(model: str) -> tuple[list[str], str]:
+    """The models to compare with, and the default: the model's shuffled-label twin if here."""
+    options = [NO_PARTNER] + [n for n in names if n != model]
+    twin = evaluation.random_labels_partner(model)
+    return options, twin if twin in options else NO_PARTNER
+
+
+if (reader := page.visit(P)) is not None:
+    model0 = page.restore_model(reader, P, names, "image", default=first_model)
+    restore_input(reader, P, store, default_sample(model0))
+    page.restore_methods(reader, P, METHODS, DEFAULT_METHODS)
+    st.session_state[f"{P}.fast"] = reader.flag("fast", False)
+    st.session_state[f"{P}.test_mode"] = reader.choice("test", MODES, "cascading")
+    st.session_state[f"{P}.seed"] = reader.number("seed", 0, 0, MAX_SEED, integer=True)
+    # The slider moves in steps of 0.05: a link's value is put on that grid.
+    threshold0 = reader.number("threshold", evaluation.DEFAULT_THRESHOLD, 0.05, 0.95)
+    st.session_state[f"{P}.threshold"] = round(round(threshold0 / 0.05) * 0.05, 2)
+    options0, twin0 = partner_options(model0)
+    st.session_state[f"{P}.partner"] = reader.choice("partner", options0, twin0)
+    st.session_state[f"{P}.metric"] = reader.choice("metric", list(METRIC_LABELS),
+                                                    evaluation.VERDICT_METRIC)
+    page.restored(reader, P)
 
 with st.sidebar:
     st.header("Model")
-    model_name = select("Model", names, f"{P}.model",
-                        "shapes-cnn" if "shapes-cnn" in names else default_model("image", names))
-    device = select("Device", devices(), f"{P}.device", default_device())
+    model_name, device = page.model_picker(P, names, "image", default=first_model)
     st.header("Input")
     current, upload_error = input_picker(P, store, default_sample(model_name))
     st.header("Methods")
     ensure(f"{P}.methods", DEFAULT_METHODS)
     chosen = st.multiselect("Methods to test", list(METHODS), key=f"{P}.methods",
                             format_func=lambda n: METHODS[n].label)
-    fast = st.checkbox("Faster settings", key=f"{P}.fast", value=False,
+    ensure(f"{P}.fast", False)
+    fast = st.checkbox("Faster settings", key=f"{P}.fast",
                        help="Integrated Gradients with 16 steps and SmoothGrad with 8 samples "
                        "instead of their defaults; useful on large models.")
     st.header("Test")
-    mode = st.radio("Parameter randomization", ["cascading", "independent"], key=f"{P}.test_mode",
-                    horizontal=True, format_func=str.capitalize,
-                    help="Cascading: layers are re-initialised cumulatively, from the logits "
-                    "down. Independent: one layer at a time, the others as trained.")
-    seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
-                               key=f"{P}.seed", help="Seeds the re-initialised weights."))
-    threshold = st.slider("Verdict threshold (Spearman, absolute maps)", 0.05, 0.95, 0.5, 0.05,
+    mode = select("Parameter randomization", MODES, f"{P}.test_mode", "cascading",
+                  widget=st.radio, horizontal=True, format_func=str.capitalize,
+                  help="Cascading: layers are re-initialised cumulatively, from the logits "
+                  "down. Independent: one layer at a time, the others as trained.")
+    ensure(f"{P}.seed", 0)
+    seed = int(st.number_input("Seed", min_value=0, max_value=MAX_SEED, step=1, key=f"{P}.seed",
+                               help="Seeds the re-initialised weights."))
+    ensure(f"{P}.threshold", evaluation.DEFAULT_THRESHOLD)
+    threshold = st.slider("Verdict threshold (Spearman, absolute maps)", 0.05, 0.95, step=0.05,
                           key=f"{P}.threshold",
                           help="A method passes when the mean similarity of its maps to the "
                           "original map over the cascade is below this value.")
-    partner_default = evaluation.random_labels_partner(model_name)
-    partners = [NO_PARTNER] + [n for n in names if n != model_name]
+    partners, partner_default = partner_options(model_name)
     partner = select("Model trained on shuffled labels", partners, f"{P}.partner",
-                     partner_default if partner_default in partners else NO_PARTNER,
+                     partner_default,
                      help="For the data randomization test: the same architecture trained on "
                      "randomly permuted labels. The bundled shapes-cnn has one.")
     run_clicked = st.button("Run the sanity checks", type="primary", key=f"{P}.run",
                             disabled=not chosen, width="stretch")
 
+page.show_problems(P)
 if upload_error:
     plaintext.error(upload_error)
 if not chosen:
@@ -99,67 +115,56 @@ if current is None:
 for notice in current.notices:
     plaintext.info(notice)
 
-try:
-    loaded = get_model(model_name, device)
+with page.stop_on_error():
+    loaded = page.load(model_name, device)
     x = loaded.preprocess(current.image)
-except SaliencyError as exc:
-    plaintext.error(exc)
-    st.stop()
+    other = page.load(partner, device) if partner != NO_PARTNER else None
 model_view = loaded.unpreprocess(x)
 params = FAST_PARAMS if fast else {}
-run_key = (model_name, device, compute.pixels_digest(current.pixels), tuple(chosen), mode, seed,
-           fast, partner)
-stored = st.session_state.get(f"{P}.result")
+digest = compute.pixels_digest(current.pixels)
+computation = compute.sanity_key(loaded, device, digest, chosen, mode, seed, params, other)
 
+
+def share() -> None:
+    """The URL describes this view; the link shows the same result to whoever opens it on this
+    server while the result is cached, and otherwise the same settings, ready to run."""
+    settings = {"model": model_name, "device": device, "input": current.source,
+                "methods": ",".join(chosen), "fast": fast, "test": mode, "seed": seed,
+                "threshold": threshold, "partner": partner,
+                "metric": st.session_state.get(f"{P}.metric", evaluation.VERDICT_METRIC)}
+    session.share_box(session.publish(P, settings), uploaded=current.source.startswith("upload:"))
+
+
+result = compute.cached(computation)
 if run_clicked:
-    stored = None
-    status = st.empty()
-    bar = st.progress(0.0, text="Starting...")
+    progress.clear_stopped()
     try:
-        def report(label):
-            def progress(done, total):
-                bar.progress(min(1.0, done / max(total, 1)),
-                             text=f"{label}: {done} of {total} maps computed")
-            return progress
-
-        # Through the device's queue like every other model request: one map per method for
-        # the trained model and for each randomization step (at most DEFAULT_MAX_STEPS).
-        method_passes = sum(costs.estimate_passes(m, params.get(m, {})) for m in chosen)
-        cascade = compute.scheduled(
-            P, loaded, device, f"sanity-{mode}", ("sanity", run_key),
-            lambda: compute.engine_call(
-                "parameter_randomization", loaded, x, chosen, mode=mode, seed=seed, threshold=threshold,
-                method_params=params,
-                progress=report(f"{mode.capitalize()} randomization of {model_name}")),
-            passes=method_passes * (evaluation.DEFAULT_MAX_STEPS + 1))
-        data = None
-        if partner != NO_PARTNER:
-            other = get_model(partner, device)
-            data = compute.scheduled(
-                P, loaded, device, "sanity-data", ("sanity-data", run_key),
-                lambda: compute.engine_call(
-                    "data_randomization", loaded, other, x, chosen, target=cascade.targets.tolist(),
-                    threshold=threshold, method_params=params,
-                    progress=report(f"Data randomization against {partner}")),
-                passes=2 * method_passes)
-        stored = {"key": run_key, "cascade": cascade, "data": data}
-        st.session_state[f"{P}.result"] = stored
+        with progress.Progress(f"Sanity checks on {model_name}", computation, f"{P}.stop",
+                               unit="maps") as bar:
+            result = compute.sanity_checks(loaded, device, x, digest, chosen, mode, seed, params,
+                                           other, threshold, progress=bar)
     except SaliencyError as exc:
-        status.error(str(exc))
-    finally:
-        bar.empty()
+        plaintext.error(exc)
+elif result is None and progress.was_stopped(computation):
+    st.warning("Stopped before it finished; press **Run the sanity checks** to start again.")
 
-if stored is None:
+stale = False
+if result is not None:
+    st.session_state[f"{P}.result"] = {"key": computation, "result": result}
+elif (last := st.session_state.get(f"{P}.result")) is not None:
+    result, stale = last["result"], True
+if result is None:
     st.image(enlarge(model_view, 192), caption=f"Input as the model sees it · {current.label}")
     st.info("Press **Run the sanity checks** in the sidebar. On the bundled shapes model four "
             "methods take a few seconds; large models take longer (see *Faster settings*).")
+    share()
     st.stop()
-if stored["key"] != run_key:
+if stale:
     st.warning("The settings changed since this result was computed; press **Run the sanity "
                "checks** to update it. Showing the previous result.")
 
-cascade: evaluation.RandomizationResult = stored["cascade"]
-data: evaluation.DataRandomizationResult | None = stored["data"]
+cascade: evaluation.RandomizationResult = result.cascade
+data: evaluation.DataRandomizationResult | None = result.data
 labels = getattr(loaded, "labels", [])
 target = int(cascade.targets[0])
 st.caption(f"Explaining class **{plaintext.plain(labels[target] if target < len(labels) else target)}** (the "
@@ -244,8 +249,8 @@ for m in cascade.methods:
 # ---- data randomization -------------------------------------------------------------------
 st.subheader("Data randomization")
 if data is None:
-    hint = (f" The twin model {partner_default} is not on this machine." if partner_default
-            and partner_default not in names else "")
+    twin = evaluation.random_labels_partner(model_name)
+    hint = f" The twin model {twin} is not on this machine." if twin and twin not in names else ""
     st.info("Not run: choose a model trained on shuffled labels in the sidebar (the same "
             "architecture as this model)." + hint)
 else:
@@ -261,3 +266,5 @@ else:
                         f"{dverdicts[m].text}")
             st.image([heat(trained.abs[0]), heat(shuffled.abs[0])], width=STRIP_PX,
                      caption=["trained", "shuffled labels"])
+
+share()

@@ -6,71 +6,47 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import compute, display, export, plaintext, progress, session, textview
-from workbench.models import (
-    default_device,
-    default_model,
-    devices,
-    get_model,
-    usable_models_or_stop,
-)
-from workbench.navigation import ensure_app_navigation
+from saliency_core.methods import with_capability
+from workbench import compute, export, page, plaintext, progress, session, textview
+from workbench.display import completeness_reading
 from workbench.urlstate import MAX_TEXT
-from workbench.widgets import (
-    ensure,
-    method_params,
-    restore_method_params,
-    select,
-    url_method_params,
-)
-
-ensure_app_navigation()
+from workbench.widgets import ensure, method_params, url_method_params
 
 P = "text"
-# Text attribution happens in embedding space: input-space methods only (no layer maps). Guided
-# Backprop and DeconvNet stay listed: on a GELU transformer the library explains why they fail.
+# Text attribution happens in embedding space: input-space methods that read no image layer.
+# Guided Backprop and DeconvNet stay listed: on a GELU transformer the library explains why
+# they fail.
 METHODS = {spec.name: spec for spec in saliency_core.methods()
-           if spec.family == "input" and spec.name != "guided_gradcam"}
+           if spec.family == "input" and spec.name not in with_capability("needs_layer")}
 DEFAULT_METHOD = "integrated_gradients"
 MAX_TOKENS_LIMIT = 512
 
-st.title("Text saliency")
-st.caption("Which words pushed the classifier towards its answer? Red tokens speak for the "
-           "explained class, blue ones against it.")
+names = page.start(P, "text", "Text saliency",
+                   "Which words pushed the classifier towards its answer? Red tokens speak for "
+                   "the explained class, blue ones against it.")
 
-names = usable_models_or_stop("text")
-
-reader = session.reader_for_visit(P, widget_key=f"{P}.model")
-if reader is not None:
-    st.session_state[f"{P}.model"] = reader.choice("model", names, default_model("text", names))
-    st.session_state[f"{P}.device"] = reader.choice("device", devices(), default_device())
+if (reader := page.visit(P)) is not None:
+    page.restore_model(reader, P, names, "text")
     st.session_state[f"{P}.text"] = reader.text("text", textview.EXAMPLES[0], max_chars=MAX_TEXT)
-    method0 = reader.choice("method", list(METHODS), DEFAULT_METHOD)
-    st.session_state[f"{P}.method"] = method0
-    restore_method_params(reader, METHODS[method0], P, "text", None, saliency_core.get_method)
-    st.session_state[f"{P}.target_raw"] = reader.params.get("target", "predicted")
+    page.restore_method(reader, P, METHODS, DEFAULT_METHOD, "text", None)
+    page.restore_target(reader, P)
     st.session_state[f"{P}.max_tokens"] = reader.number("max_tokens", MAX_TOKENS_LIMIT, 4,
                                                         MAX_TOKENS_LIMIT, integer=True)
-    session.keep_problems(P, reader.problems)
+    page.restored(reader, P)
 
 with st.sidebar:
     st.header("Model")
-    model_name = select("Model", names, f"{P}.model", default_model("text", names))
-    device = select("Device", devices(), f"{P}.device", default_device())
+    model_name, device = page.model_picker(P, names, "text")
 
-try:
-    loaded = get_model(model_name, device)
-except SaliencyError as exc:
-    plaintext.error(exc)
-    st.stop()
+with page.stop_on_error():
+    loaded = page.load(model_name, device)
 
 with st.sidebar:
     st.header("Method")
-    method = select("Method", list(METHODS), f"{P}.method", DEFAULT_METHOD,
-                    format_func=lambda n: METHODS[n].label
-                    + ("" if METHODS[n].text else " (ReLU models only)"))
-    spec = METHODS[method]
-    st.caption(spec.description)
+    spec = page.method_picker(P, METHODS, DEFAULT_METHOD,
+                              format_func=lambda n: METHODS[n].label
+                              + ("" if METHODS[n].text else " (ReLU models only)"))
+    method = spec.name
     params = method_params(spec, P, "text", get_spec=saliency_core.get_method)
     target = session.target_widget(P, loaded.labels)
     ensure(f"{P}.max_tokens", MAX_TOKENS_LIMIT)
@@ -79,8 +55,7 @@ with st.sidebar:
                                  help="Longer texts are cut to this many tokens (the model's "
                                  "own limit applies as well).")
 
-for problem in session.problems(P):
-    plaintext.warning(problem)
+page.show_problems(P)
 
 st.selectbox("Examples", textview.EXAMPLES, index=None, key=f"{P}.example",
              placeholder="Pick an example sentence...", on_change=textview.use_example,
@@ -131,7 +106,7 @@ if result is not None:
     with right:
         st.subheader("Tokens")
         textview.highlighted(result)
-        reading = display.completeness_reading(result.metadata, subject="the text")
+        reading = completeness_reading(result.metadata, subject="the text")
         if reading is not None:
             severity, sentence = reading
             getattr(st, severity)("**Completeness.** " + sentence)

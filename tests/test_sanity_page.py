@@ -4,6 +4,7 @@ model, the data randomization test, the independent mode and the messages for ba
 from __future__ import annotations
 
 import pytest
+from apptest import shown
 from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -97,3 +98,84 @@ def test_bad_choices_give_clear_messages():
         # Same architecture, so it runs; an unrelated text model is not offered at all.
         assert at.dataframe and "data test" in at.dataframe[0].value.columns
     assert "minilm-sentiment" not in at.selectbox(key="sanity.partner").options
+
+
+@pytest.fixture
+def randomizations(monkeypatch):
+    """The parameter randomization runs the page starts (an empty result cache to begin with)."""
+    from saliency_core import evaluation
+    from workbench import compute
+
+    compute.result_cache().clear()
+    calls = []
+    real = evaluation.parameter_randomization
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("mode"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "parameter_randomization", counted)
+    return calls
+
+
+def test_results_are_cached_and_a_shared_link_shows_them(randomizations):
+    at = start(methods=("gradient",))
+    at.selectbox(key="sanity.partner").set_value("(none)")
+    at.number_input(key="sanity.seed").set_value(3)
+    at.button(key="sanity.run").click().run()
+    assert not at.exception and at.dataframe and randomizations == ["cascading"]
+    link = {key: at.query_params[key] for key in at.query_params}
+    assert link["model"] == "shapes-cnn" and link["methods"] == "gradient"
+    assert link["seed"] == "3" and link["test"] == "cascading" and link["partner"] == "(none)"
+    # Another seed has no result yet: the last one stays, marked as outdated ...
+    at.number_input(key="sanity.seed").set_value(4).run()
+    assert "settings changed" in texts(at) and len(randomizations) == 1
+    # ... and going back is served from the cache, without pressing Run.
+    at.number_input(key="sanity.seed").set_value(3).run()
+    assert at.dataframe and "settings changed" not in texts(at) and len(randomizations) == 1
+    # A colleague opening the link gets the same settings and, on this server, the result.
+    fresh = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    for key, value in link.items():
+        fresh.query_params[key] = value
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.selectbox(key="sanity.model").value == "shapes-cnn"
+    assert fresh.multiselect(key="sanity.methods").value == ["gradient"]
+    assert fresh.number_input(key="sanity.seed").value == 3
+    assert fresh.dataframe and len(randomizations) == 1
+
+
+def test_a_bad_link_gives_messages_and_defaults():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    for key, value in {"model": "shapes-cnn", "methods": "gradient,lime", "test": "sideways",
+                       "threshold": "7", "seed": "-1", "partner": "nobody"}.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = shown(texts(at))
+    assert "unknown methods (lime)" in said and "test='sideways'" in said
+    assert "threshold='7'" in said and "seed='-1'" in said and "partner='nobody'" in said
+    assert at.multiselect(key="sanity.methods").value == ["gradient"]
+    assert at.radio(key="sanity.test_mode").value == "cascading"
+    assert at.slider(key="sanity.threshold").value == 0.5 and at.number_input(key="sanity.seed").value == 0
+
+
+def test_a_stopped_run_is_not_restarted_until_asked(randomizations):
+    from saliency_core import load_model
+    from workbench import compute
+    from workbench.inputs import from_sample
+    from workbench.progress import STOPPED_KEY
+
+    loaded = load_model("shapes-cnn", "cpu")
+    digest = compute.pixels_digest(from_sample("shapes:0").pixels)
+    key = compute.sanity_key(loaded, "cpu", digest, ["gradient"], "cascading", 0, {}, None)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    for name, value in {"model": "shapes-cnn", "device": "cpu", "input": "shapes:0",
+                        "methods": "gradient", "partner": "(none)"}.items():
+        at.query_params[name] = value
+    at.session_state[STOPPED_KEY] = key
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Stopped before it finished" in texts(at) and not at.dataframe and randomizations == []
+    at.button(key="sanity.run").click().run()
+    assert at.dataframe and randomizations == ["cascading"]

@@ -21,12 +21,14 @@ import torch
 
 import saliency_core
 from saliency_core import service_calls
+from saliency_core.evaluation.randomization import DEFAULT_MAX_STEPS
 from saliency_core.remote import ENGINE_URL_ENV, Client
 
 from . import costs, service
 from .results import (
     ImageResult,
     ResultCache,
+    SanityResult,
     Scoreboard,
     TextResult,
     configured_cache,
@@ -291,3 +293,55 @@ def scheduled(page: str, loaded, device: str, method: str, key, work: Callable[[
     return service.submit(service.Request(
         page=page, model=loaded.name, device=device, method=method, key=key, payload=None,
         run_batch=lambda _payloads: [work()], passes=passes, explicit=True), progress=progress)
+
+
+def sanity_key(loaded, device: str, digest: str, methods, mode: str, seed: int,
+               method_params: dict, partner) -> str:
+    """What the sanity checks' result depends on (the verdict threshold is applied when shown)."""
+    return result_key("sanity", model_identity(loaded), device, digest, list(methods), mode,
+                      int(seed), method_params,
+                      model_identity(partner) if partner is not None else None)
+
+
+def sanity_checks(loaded, device: str, x: torch.Tensor, digest: str, methods: list[str],
+                  mode: str, seed: int, method_params: dict, partner=None, threshold: float = 0.5,
+                  progress=None, page: str = "sanity") -> SanityResult:
+    """Parameter randomization (``mode``) and, given ``partner`` (the same architecture trained
+    on shuffled labels), data randomization of ``methods`` on one image, from the cache when
+    possible; otherwise through the device's queue like every other model request."""
+    key = sanity_key(loaded, device, digest, methods, mode, seed, method_params, partner)
+    hit = result_cache().get(key)
+    if hit is not None:
+        return hit
+    # Each map is many model passes: in this process the engine redraws the bar between them,
+    # so Stop is honoured within a map, not only between maps (the service reports its own).
+    pulse = getattr(progress, "pulse", None) if engine_client() is None else None
+    params = {m: {**method_params.get(m, {}), **({"progress": pulse} if pulse else {})}
+              for m in methods}
+
+    def stage(label: str):
+        if progress is not None and hasattr(progress, "relabel"):
+            progress.relabel(label)
+        return progress
+
+    # One map per method for the trained model and for each step (at most DEFAULT_MAX_STEPS).
+    method_passes = sum(costs.estimate_passes(m, method_params.get(m, {})) for m in methods)
+    cascade = scheduled(
+        page, loaded, device, f"sanity-{mode}", ("sanity", key),
+        lambda: engine_call(
+            "parameter_randomization", loaded, x, methods, mode=mode, seed=seed,
+            threshold=threshold, method_params=params, progress=stage(f"{mode} randomization")),
+        passes=method_passes * (DEFAULT_MAX_STEPS + 1), progress=progress)
+    data = None
+    if partner is not None:
+        data = scheduled(
+            page, loaded, device, "sanity-data", ("sanity-data", key),
+            lambda: engine_call(
+                "data_randomization", loaded, partner, x, methods, target=cascade.targets.tolist(),
+                threshold=threshold, method_params=params,
+                progress=stage(f"data randomization against {partner.name}")),
+            passes=2 * method_passes, progress=progress)
+    result = SanityResult(cascade, data)
+    result_cache().put(key, result)
+    return result
+

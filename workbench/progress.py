@@ -42,10 +42,13 @@ class Progress:
     Call the instance as ``progress(done, total)``; ``done``/``total`` count model passes.
     """
 
-    def __init__(self, label: str, computation: str, key: str):
+    def __init__(self, label: str, computation: str, key: str, unit: str = "model passes"):
         self.label = label
         self.computation = computation
         self.key = key
+        self.unit = unit  # what done/total count (the sanity checks count maps)
+        self._text = ""
+        self._fraction = 0.0
         self._last = 0.0
         self._start = 0.0
         self.stage = ""
@@ -71,11 +74,21 @@ class Progress:
         self._last = now
         fraction = done / total if total else 1.0
         label = f"{self.label} ({self.stage})" if self.stage else self.label
-        text = f"{label}: {done} of {total} model passes done, {total - done} to go"
+        text = f"{label}: {done} of {total} {self.unit} done, {total - done} to go"
         elapsed = now - self._start
         if 0 < done < total and elapsed > 1.0:
             text += f" (about {elapsed / done * (total - done):.0f} s left)"
-        self._bar.progress(min(1.0, max(0.0, fraction)), text=text)
+        self._fraction, self._text = min(1.0, max(0.0, fraction)), text
+        self._bar.progress(self._fraction, text=text)
+
+    def pulse(self, _done: int = 0, _total: int = 0) -> None:
+        """Redraw the bar as it is: work whose steps are long (one map of many model passes)
+        calls this between passes, and each redraw is where Streamlit can stop the run."""
+        now = time.perf_counter()
+        if now - self._last < MIN_UPDATE_S:
+            return
+        self._last = now
+        self._bar.progress(self._fraction, text=self._text or f"{self.label}: running...")
 
     def waiting(self, waiting) -> None:
         """While queued behind other sessions' work (a scheduler.Waiting): where, how long."""

@@ -76,6 +76,28 @@ class Scoreboard:
     nbytes: int = 4096
 
 
+@dataclass(frozen=True)
+class SanityResult:
+    """The sanity checks of one setting: evaluation.RandomizationResult and, when a
+    shuffled-label model was compared, evaluation.DataRandomizationResult (kept in memory
+    only: the shared tier stores the flat results above)."""
+
+    cascade: Any
+    data: Any | None = None
+
+    @property
+    def nbytes(self) -> int:
+        total = 4096
+        for part in (self.cascade, self.data):
+            if part is None:
+                continue
+            total += sum(a.nbytes for per_metric in part.similarity.values()
+                         for a in per_metric.values())
+            total += sum(m.abs.nbytes + m.signed.nbytes for maps in part.maps.values()
+                         for m in maps)
+        return int(total)
+
+
 def result_key(*parts: Any) -> str:
     """A stable text key; dicts are sorted so parameter order never matters."""
     return json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
