@@ -88,6 +88,8 @@ if current is None:
         st.info("Upload an image or pick a sample in the sidebar.")
     st.stop()
 for shown in models.values():
+    if (here := compute.runs_here_because(shown)) is not None:
+        plaintext.info(f"{shown.name}: {here}")
     if (mismatch := domain_notice(shown, current.source)) is not None:
         plaintext.warning(mismatch)
 if not chosen:

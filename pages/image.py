@@ -68,6 +68,8 @@ if current is None:
     st.stop()
 for notice in current.notices:
     plaintext.info(notice)
+if (here := compute.runs_here_because(loaded)) is not None:
+    plaintext.info(here)
 if (mismatch := domain_notice(loaded, current.source)) is not None:
     plaintext.warning(mismatch)
 

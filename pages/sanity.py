@@ -119,6 +119,8 @@ with page.stop_on_error():
     loaded = page.load(model_name, device)
     x = loaded.preprocess(current.image)
     other = page.load(partner, device) if partner != NO_PARTNER else None
+if (here := compute.runs_here_because(loaded)) is not None:
+    plaintext.info(here)
 model_view = loaded.unpreprocess(x)
 params = FAST_PARAMS if fast else {}
 digest = compute.pixels_digest(current.pixels)

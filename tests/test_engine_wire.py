@@ -231,3 +231,29 @@ def test_named_calls_and_levels_equal_the_library_in_process():
     for count, ex in levels:
         assert torch.equal(ex.attribution, refiner.explain(steps=count).attribution)
     assert torch.equal(final.attribution, refiner.explain(steps=16).attribution)
+
+
+def test_uploaded_weights_stay_in_the_app_and_the_page_says_so(monkeypatch, tmp_path):
+    """Uploaded weights exist only in this app's memory, so their work runs here even with a
+    service configured (this one is down: anything sent to it would fail), and the page says
+    why."""
+    import torchvision
+    from apptest import run_app_page
+    from safetensors.torch import save
+
+    from saliency_core.models import registration, registry
+
+    torch.manual_seed(0)
+    state = torchvision.models.mobilenet_v3_large(num_classes=3).state_dict()
+    registration.load_uploaded_weights("mobilenet_v3_large", save(state), 3,
+                                       name="engine-test-upload", device="cpu")
+    try:
+        _engine_down(monkeypatch, tmp_path)
+        at = run_app_page(str(REPO_ROOT / "pages" / "image.py"),
+                          {"model": "engine-test-upload", "input": "photo:coffee",
+                           "method": "gradcam"})
+        assert not at.error, [e.value for e in at.error]
+        assert any("uploaded weights stay in your session" in i.value for i in at.info)
+        assert at.get("plotly_chart")  # the map, computed in-process
+    finally:
+        registry.unregister_uploaded("engine-test-upload")

@@ -49,21 +49,40 @@ def _client(url: str) -> Client:
     return Client(url)
 
 
-def engine_client() -> Client | None:
-    """The engine service's client when one is configured, else None (in-process engine)."""
+# Why work on some models stays in the app although a service is configured.
+UPLOADED_STAYS_HERE = ("Computed in this app, not on the engine service: uploaded weights stay "
+                       "in your session and are never sent to the service.")
+
+
+def _uploaded(loaded) -> bool:
+    return getattr(loaded, "source", None) == "uploaded"
+
+
+def engine_client(*models) -> Client | None:
+    """The engine service's client when one is configured, else None (in-process engine).
+    Work on an uploaded model (one of ``models``) stays in-process: the weights live only in
+    this app's memory, for their owner's session (runs_here_because says so on the page)."""
     url = os.environ.get(ENGINE_URL_ENV, "").strip()
-    return _client(url) if url else None
+    if not url or any(_uploaded(m) for m in models):
+        return None
+    return _client(url)
+
+
+def runs_here_because(loaded) -> str | None:
+    """What the page says when a service is configured but this model's work runs here."""
+    configured = bool(os.environ.get(ENGINE_URL_ENV, "").strip())
+    return UPLOADED_STAYS_HERE if configured and _uploaded(loaded) else None
 
 
 def engine_explain(loaded, x: torch.Tensor, method: str, target, **options):
-    client = engine_client()
+    client = engine_client(loaded)
     if client is None:
         return saliency_core.explain(loaded, x, method, target=target, **options)
     return client.explain(loaded.name, x, method, target=target, **options)
 
 
 def engine_attribute_text(loaded, text: str, method: str, target, **options):
-    client = engine_client()
+    client = engine_client(loaded)
     if client is None:
         return saliency_core.attribute_text(loaded, loaded.tokenizer, text, method,
                                             target=target, **options)
@@ -74,7 +93,7 @@ def engine_call(function: str, *args, **kwargs):
     """One of the engine's named calls (saliency_core.service_calls: several targets, the
     scoreboard, the sanity checks) on the service when one is configured, else in this
     process; the same function runs either way."""
-    client = engine_client()
+    client = engine_client(*args)
     if client is not None:
         return client.call(function, *args, **kwargs)
     options = {k: kwargs.pop(k) for k in service_calls.ENGINE_OPTIONS if k in kwargs}
@@ -85,7 +104,7 @@ def engine_refine(loaded, x: torch.Tensor, method: str, target, params: dict, co
                   progress=None, on_level=None):
     """The levels of a progressive run (service_calls.refine_levels) on the service: only
     used with one; in-process the page keeps a Refiner of its own across reruns."""
-    client = engine_client()
+    client = engine_client(loaded)
     if client is None:
         raise RuntimeError("engine_refine needs SALIENCY_ENGINE_URL")
     return client.refine(loaded.name, x, method, counts, target=target, on_level=on_level,
@@ -150,7 +169,7 @@ def _calibrate_image(loaded, x: torch.Tensor) -> Callable[[], float]:
     from saliency_core.api import explain as library_explain
 
     def measure() -> float:
-        client = engine_client()
+        client = engine_client(loaded)
         run = (lambda inputs: client.explain(loaded.name, inputs, "gradient")) if client else \
             (lambda inputs: library_explain(loaded, inputs, "gradient"))
         run(x)  # warm-up: first-call allocations, lazy modules
@@ -200,7 +219,7 @@ def _calibrate_text(loaded, text: str, params: dict) -> Callable[[], float]:
     max_length = params.get("max_length")
 
     def measure() -> float:
-        client = engine_client()
+        client = engine_client(loaded)
         for _warm_then_measure in range(2):
             out = client.attribute_text(loaded.name, text, "gradient", max_length=max_length) \
                 if client else library_attribute_text(loaded, loaded.tokenizer, text,

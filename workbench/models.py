@@ -108,7 +108,7 @@ _layers_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _find_layers(loaded) -> list[tuple[str, tuple[int, ...]]]:
     from . import compute
 
-    if compute.engine_client() is not None:  # the forward pass is model work: the engine's
+    if compute.engine_client(loaded) is not None:  # the forward pass is model work: the engine's
         return [(str(path), tuple(shape))
                 for path, shape in compute.engine_call("candidate_layers", loaded)]
     # Finding the layers runs a hooked forward pass on the shared model: serialise it with

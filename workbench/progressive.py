@@ -113,7 +113,7 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
     if hit is not None or not levels:
         return compute.explain_image(loaded, device, x, digest, method, params, target,
                                      progress=progress)
-    if compute.engine_client() is not None:
+    if compute.engine_client(loaded) is not None:
         return _on_the_service(loaded, device, x, digest, method, params, target, levels,
                                computation, progress, on_level)
     knob = REFINABLE[method]
