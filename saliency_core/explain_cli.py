@@ -11,7 +11,6 @@ import difflib
 import glob
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from .errors import SaliencyError, TargetError
 from .methods import REGISTRY
 from .methods import get as method_entry
 from .methods import specs as method_specs
-from .report import InputOutcome, MethodOutcome, write_report
+from .report import InputItem, InputOutcome, MethodOutcome, write_report
 
 _TYPES = {"int": int, "float": float}
 # One result, one input and one method: the file's extension says what it holds.
@@ -132,16 +131,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_explain)
 
 
-@dataclass
-class Item:
-    """One input: a name for its result files, where it came from, and the image or text."""
-
-    name: str
-    source: str
-    path: Path | None = None
-    text: str | None = None
-
-
 def _unique(name: str, taken: set[str]) -> str:
     candidate, n = name, 2
     while candidate in taken:
@@ -150,7 +139,7 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def image_items(values: list[str]) -> list[Item]:
+def image_items(values: list[str]) -> list[InputItem]:
     paths: list[Path] = []
     for value in values:
         path = Path(value)
@@ -169,10 +158,10 @@ def image_items(values: list[str]) -> list[Item]:
         else:
             raise SaliencyError(f"no such image file: {path}")
     taken: set[str] = set()
-    return [Item(_unique(p.stem, taken), str(p), path=p) for p in paths]
+    return [InputItem(_unique(p.stem, taken), str(p), path=p) for p in paths]
 
 
-def text_items(values: list[str], model: str) -> list[Item]:
+def text_items(values: list[str], model: str) -> list[InputItem]:
     sentences: list[tuple[str, str]] = []
     for value in values:
         if value.startswith("@"):
@@ -189,7 +178,7 @@ def text_items(values: list[str], model: str) -> list[Item]:
     if not sentences:
         raise SaliencyError("no sentences to explain")
     width = len(str(len(sentences)))
-    return [Item(f"s{i:0{width}d}", source, text=text) for i, (text, source) in enumerate(sentences, 1)]
+    return [InputItem(f"s{i:0{width}d}", source, text=text) for i, (text, source) in enumerate(sentences, 1)]
 
 
 def output_mode(out: Path) -> str:
@@ -238,7 +227,7 @@ def run_explain(args) -> int:
             except SaliencyError as exc:
                 if mode == "file":
                     raise
-                outcomes.append(InputOutcome(item.name, item.source, error=str(exc)))
+                outcomes.append(InputOutcome.of(item, error=str(exc)))
                 bar.update(len(methods) - (bar.n - started))
                 continue
             outcomes.append(outcome)
@@ -257,18 +246,17 @@ def run_explain(args) -> int:
     return 2 if failed else 0
 
 
-def explain_item(args, loaded, item: Item, methods, params, target, bar):
+def explain_item(args, loaded, item: InputItem, methods, params, target, bar):
     """Run every method on one input -> (report entry, raw arrays, one record per method)."""
     from . import render
 
     probs: np.ndarray
     raw: dict[str, np.ndarray] = {}
     records: list[dict] = []
-    outcome = InputOutcome(item.name, item.source)
+    outcome = InputOutcome.of(item)
     if item.text is not None:
         from .text import attribute_text
 
-        outcome.text = item.text
         for method in methods:
             r = attribute_text(loaded, loaded.tokenizer, item.text, method, target, **params[method])
             probs, predicted, tgt = r.probabilities, r.predicted, r.target
@@ -304,7 +292,7 @@ def explain_item(args, loaded, item: Item, methods, params, target, bar):
     return outcome, raw, records
 
 
-def _record(args, loaded, item: Item, meta: dict, probs, predicted: int, tgt: int) -> dict:
+def _record(args, loaded, item: InputItem, meta: dict, probs, predicted: int, tgt: int) -> dict:
     return {"model": args.model, "input": item.text if item.text is not None else item.source,
             "target_label": loaded.labels[tgt], "predicted_label": loaded.labels[predicted],
             "probability": float(probs[predicted]), **meta}
@@ -318,7 +306,7 @@ def overlay_picture(args, picture: np.ndarray, attribution: np.ndarray) -> np.nd
     return render.overlay(picture, render.normalize(heat, sign=sign), cmap=args.cmap, alpha=args.alpha)
 
 
-def write_item(out: Path, item: Item, outcome: InputOutcome, raw: dict, records: list[dict]) -> None:
+def write_item(out: Path, item: InputItem, outcome: InputOutcome, raw: dict, records: list[dict]) -> None:
     """Folder mode: <name>.json (every method's record), <name>.npz, <name>.<method>.png."""
     out.mkdir(parents=True, exist_ok=True)
     summary = {"input": records[0]["input"], "model": records[0]["model"],
@@ -332,7 +320,7 @@ def write_item(out: Path, item: Item, outcome: InputOutcome, raw: dict, records:
             (out / f"{item.name}.{m.method}.png").write_bytes(m.overlay_png)
 
 
-def write_one(args, loaded, item: Item, method: str, outcome: InputOutcome, raw: dict, record: dict) -> int:
+def write_one(args, loaded, item: InputItem, method: str, outcome: InputOutcome, raw: dict, record: dict) -> int:
     """File mode: the one result in the format --out names (and .npz/.json with --all)."""
     stem = args.out.with_suffix("")
     outputs = {args.out.suffix.lower()} | ({".npz", ".json"} if args.all else set())

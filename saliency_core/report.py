@@ -41,17 +41,29 @@ class MethodOutcome:
 
 
 @dataclass
-class InputOutcome:
-    """Everything the report shows for one input; ``error`` set when the input failed."""
+class InputItem:
+    """One input: a name for its result files, where it came from, and the image's file or
+    the text."""
 
     name: str
     source: str
-    image_png: bytes | None = None
+    path: Path | None = None
     text: str | None = None
+
+
+@dataclass
+class InputOutcome(InputItem):
+    """Everything the report shows for one input; ``error`` set when the input failed."""
+
+    image_png: bytes | None = None
     top: list[tuple[str, float]] = field(default_factory=list)
     target: str | None = None
     methods: list[MethodOutcome] = field(default_factory=list)
     error: str | None = None
+
+    @classmethod
+    def of(cls, item: InputItem, **outcome) -> InputOutcome:
+        return cls(item.name, item.source, item.path, item.text, **outcome)
 
 
 def figure_html(png: bytes, caption: str) -> str:

@@ -130,3 +130,16 @@ def page(browser, request):
             except PlaywrightError as exc:  # the page may be what crashed; keep the failure
                 print(f"could not save failure screenshot: {exc}")
         context.close()
+
+
+@pytest.fixture
+def temp_cache(tmp_path, monkeypatch):
+    """A fresh, empty model cache (and no allow-listed folders) for the test; yields its path.
+    Loaded models are forgotten before and after, so none leaks in from the real cache."""
+    from saliency_core.models import forget_loaded
+
+    monkeypatch.setenv("SALIENCY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SALIENCY_HF_ALLOWLIST", raising=False)
+    forget_loaded()
+    yield tmp_path / "cache"
+    forget_loaded()

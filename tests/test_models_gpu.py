@@ -9,7 +9,6 @@ from safetensors.torch import save
 from test_models_hf import save_tiny_classifier
 
 from saliency_core.models import (
-    forget_loaded,
     load_hf_folder,
     load_model,
     load_uploaded_weights,
@@ -20,17 +19,10 @@ from saliency_core.training import shapes
 from saliency_core.training.minilm import MeanPooledClassifier
 
 pytestmark = [
+    pytest.mark.usefixtures("temp_cache"),
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def temp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SALIENCY_CACHE", str(tmp_path / "cache"))
-    forget_loaded()
-    yield
-    forget_loaded()
 
 
 def _image(size=64):

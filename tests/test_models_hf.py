@@ -8,7 +8,6 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 from saliency_core.errors import ModelUnavailableError, SaliencyError
 from saliency_core.models import (
     available_models,
-    forget_loaded,
     hf_text,
     load_hf_folder,
     load_model,
@@ -30,13 +29,7 @@ VOCAB = [
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture(autouse=True)
-def temp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SALIENCY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SALIENCY_HF_ALLOWLIST", raising=False)
-    forget_loaded()
-    yield tmp_path / "cache"
-    forget_loaded()
+pytestmark = pytest.mark.usefixtures("temp_cache")  # tests/conftest.py
 
 
 def save_tiny_classifier(folder, id2label=None, seed=0):

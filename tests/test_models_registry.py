@@ -17,14 +17,7 @@ from saliency_core.models import (
 )
 from saliency_core.models.cli import register
 
-
-@pytest.fixture(autouse=True)
-def temp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SALIENCY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SALIENCY_HF_ALLOWLIST", raising=False)
-    forget_loaded()
-    yield
-    forget_loaded()
+pytestmark = pytest.mark.usefixtures("temp_cache")  # tests/conftest.py
 
 
 def run_cli(*argv):

@@ -14,18 +14,13 @@ from safetensors.torch import save, save_file
 
 import saliency_core as sc
 from saliency_core.errors import ModelUnavailableError
-from saliency_core.models import available_models, forget_loaded, load_model, timm_zoo
+from saliency_core.models import available_models, load_model, timm_zoo
 from saliency_core.models.cache import cache_root
 
 NAME = "timm:test_resnet.r160_in1k"  # a tiny ReLU network timm keeps for tests
 
 
-@pytest.fixture(autouse=True)
-def temp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SALIENCY_CACHE", str(tmp_path / "cache"))
-    forget_loaded()
-    yield tmp_path / "cache"
-    forget_loaded()
+pytestmark = pytest.mark.usefixtures("temp_cache")  # tests/conftest.py
 
 
 def reference(arch="test_resnet.r160_in1k", num_classes=1000, seed=0):

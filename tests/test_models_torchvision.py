@@ -12,7 +12,6 @@ from safetensors.torch import save
 from saliency_core.errors import ModelUnavailableError, SaliencyError
 from saliency_core.models import (
     available_models,
-    forget_loaded,
     load_model,
     load_uploaded_weights,
     parse_labels,
@@ -20,13 +19,7 @@ from saliency_core.models import (
 )
 from saliency_core.models.cache import torch_checkpoint_dir
 
-
-@pytest.fixture(autouse=True)
-def temp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SALIENCY_CACHE", str(tmp_path / "cache"))
-    forget_loaded()
-    yield tmp_path / "cache"
-    forget_loaded()
+pytestmark = pytest.mark.usefixtures("temp_cache")  # tests/conftest.py
 
 
 def _random_resnet18(num_classes=1000, seed=0):
