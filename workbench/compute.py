@@ -334,7 +334,7 @@ def sanity_checks(loaded, device: str, x: torch.Tensor, digest: str, methods: li
         return hit
     # Each map is many model passes: in this process the engine redraws the bar between them,
     # so Stop is honoured within a map, not only between maps (the service reports its own).
-    pulse = getattr(progress, "pulse", None) if engine_client() is None else None
+    pulse = getattr(progress, "pulse", None) if engine_client(loaded, partner) is None else None
     params = {m: {**method_params.get(m, {}), **({"progress": pulse} if pulse else {})}
               for m in methods}
 
