@@ -9,6 +9,7 @@ from saliency_core.errors import SaliencyError
 from saliency_core.methods import with_capability
 from workbench import compute, export, page, plaintext, progress, session, textview
 from workbench.display import completeness_reading
+from workbench.progressive import best_so_far, explain_text, level_note
 from workbench.urlstate import MAX_TEXT
 from workbench.widgets import ensure, method_params, url_method_params
 
@@ -79,18 +80,36 @@ if not text.strip():
 
 run_params = {**params, "max_length": int(max_tokens)}
 computation = compute.text_key(loaded, device, text, method, run_params, target)
+preview_area = st.empty()
+
+
+def show_preview(result, level) -> None:
+    """A coarse level of a progressive run (IG, SmoothGrad), replaced in place by the next."""
+    with preview_area.container():
+        st.caption(f"Refining: {level_note(result, level)}")
+        textview.highlighted(result)
+
+
 result = None
+note = None
 if progress.was_stopped(computation):
     progress.stopped_notice(computation, key=f"{P}.rerun")
+    best = best_so_far(computation)
+    if best is not None:
+        result, level = best
+        note = f"Best result before Stop: {level_note(result, level)}"
 else:
     try:
         with progress.Progress(f"{spec.label} on {model_name}", computation, f"{P}.stop") as bar:
-            result = compute.explain_text(loaded, device, text, method, run_params, target,
-                                          progress=bar)
+            result = explain_text(loaded, device, text, method, run_params, target,
+                                  progress=bar, on_level=show_preview)
     except SaliencyError as exc:
         plaintext.error(exc)
+preview_area.empty()
 
 if result is not None:
+    if note:
+        st.caption(note)
     meta = result.metadata
     if meta.get("truncated"):
         st.warning(f"The text is longer than {meta.get('max_length')} tokens (the model's limit "

@@ -19,7 +19,7 @@ from .methods import specs as _specs
 from .multi_target import TargetAttributions, attribute_targets, cam_for_targets
 from .refine import Refiner
 from .specs import MethodSpec, Param
-from .text import TextAttribution, attribute_text
+from .text import TextAttribution, TextRefiner, attribute_text
 
 if TYPE_CHECKING:
     from .models.base import LoadedModel, ModelInfo
@@ -105,6 +105,7 @@ __all__ = [
     "SaliencyError",
     "TargetAttributions",
     "TextAttribution",
+    "TextRefiner",
     "attribute",
     "attribute_targets",
     "attribute_text",

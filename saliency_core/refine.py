@@ -34,6 +34,7 @@ from .api import (
     unwrap_model,
 )
 from .errors import MethodNotApplicableError
+from .harness import split_params
 from .methods import get as method_entry
 from .methods import with_capability
 from .methods.base import Shelf
@@ -43,6 +44,17 @@ from .params import MethodParams, Model, Target
 # Method name -> the count parameter a Refiner refines ("steps", "samples").
 REFINABLE = {name: method_entry(name).refine_count for name in with_capability("refine")}
 KEPT_STATES = 8
+
+
+def reusable_counts(method: str, params: dict, task: str = "image") -> list[int]:
+    """The counts below the requested one (``params[REFINABLE[method]]``) whose evaluations a
+    Refiner run at the requested count reuses, smallest first; empty when none nest (or the
+    method is not refinable). Params are read as ``explain`` reads them."""
+    entry = method_entry(method)
+    if entry.refine_nested is None:
+        return []
+    p, _base, base_p, _options = split_params(entry, params, task)
+    return entry.refine_nested(p, base_p or {}, p[entry.refine_count])
 
 
 class Refiner:
@@ -58,6 +70,8 @@ class Refiner:
         inputs: Float tensor [N, C, H, W] in the model's input space.
         method: "integrated_gradients" or "smoothgrad" (``REFINABLE``).
         target: "predicted", one class index, or N of them (resolved once, at the first call).
+        task, forward, make_baseline: As for ``harness.prepare``; text is refined in
+            embedding space with the sentence's own forward and baselines (``TextRefiner``).
         **params: The method's parameters and engine options, as for ``explain``; each call
             can change them.
 
@@ -77,13 +91,17 @@ class Refiner:
     """
 
     def __init__(self, model: Model, inputs: torch.Tensor, method: str, target: Target = "predicted",
+                 *, task: str | None = None, forward=None, make_baseline=None,
                  **params: Unpack[MethodParams]):
         if method_entry(method).refine is None:
             raise MethodNotApplicableError(
                 f"refinement applies to {', '.join(REFINABLE)}; {method!r} evaluates no sequence of points"
             )
         _fn, _module, facts = unwrap_model(model)
-        check_inputs(inputs, "input", facts["task"] or "image")
+        self.task = task or facts["task"] or "image"
+        check_inputs(inputs, "input", self.task)
+        self._forward = forward
+        self._make_baseline = make_baseline
         self.model = model
         self.method = method
         self.inputs = inputs
@@ -121,11 +139,12 @@ class Refiner:
             ParameterError: A parameter the method does not have, or a value out of range.
             CancelledError: ``cancel`` was set.
         """
-        with input_errors_explained(self.model, self.inputs, None):
+        with input_errors_explained(self.model, self.inputs, self.task):
             return self._explain({**self.params, **changes})
 
     def _explain(self, params: dict) -> Explanation:
-        r = prepare(self.model, self.inputs, self.method, params, want_logits=True)
+        r = prepare(self.model, self.inputs, self.method, params, task=self.task,
+                    forward=self._forward, make_baseline=self._make_baseline, want_logits=True)
         if self._logits is None:
             self._logits = r.logits()
             self._targets = r.targets(self.target, self._logits)

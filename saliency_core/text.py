@@ -12,8 +12,10 @@ import torch
 
 from .api import run, unwrap_model
 from .errors import ParameterError, SaliencyError
+from .methods import get as method_entry
 from .methods.integrated_gradients import TEXT_BASELINES
 from .params import MethodParams, Model
+from .refine import Refiner
 
 AGGREGATIONS = ("auto", "sum", "l2")
 
@@ -137,56 +139,112 @@ def attribute_text(model: Model, tokenizer: Any, text: str, method: str, target:
         raise SaliencyError("enter some text to explain")
     if aggregation not in AGGREGATIONS:
         raise ParameterError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
-    _fn, module, _facts = unwrap_model(model)
-    if module is None or not hasattr(module, "get_input_embeddings"):
-        raise SaliencyError("text attribution needs a model with get_input_embeddings() that accepts inputs_embeds")
-    limit = max_length or min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
-    full = tokenizer(text, return_tensors="pt", truncation=False)
-    enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=limit)
-    truncated = full["input_ids"].shape[1] > enc["input_ids"].shape[1]
-    device = next(module.parameters()).device
-    ids = enc["input_ids"].to(device)
-    mask = enc.get("attention_mask", torch.ones_like(enc["input_ids"])).to(device)
-    token_type = enc.get("token_type_ids")
-    # [UNK] stands for a word the user wrote, so it is explained like any other token.
-    special_ids = set(getattr(tokenizer, "all_special_ids", []) or []) - {getattr(tokenizer, "unk_token_id", None)}
-    special = torch.tensor([int(i) in special_ids for i in ids[0].tolist()], device=device)
-    embed: Callable[[torch.Tensor], torch.Tensor] = module.get_input_embeddings()  # type: ignore[operator]
-    with torch.no_grad():
-        embeds = embed(ids).detach()
+    sentence = _Sentence.of(model, tokenizer, text, max_length)
+    attr, r, logits = run(model, sentence.embeds, method, target, params=dict(params), task="text",
+                          forward=sentence.forward, make_baseline=sentence.make_baseline,
+                          want_logits=True)
+    return sentence.result(r.explanation(attr, logits), r.entry.includes_input(r.p), aggregation)
 
-    def forward(points):
-        m = points.shape[0]
-        kwargs = {"inputs_embeds": points, "attention_mask": mask.expand(m, -1)}
-        if token_type is not None:
-            kwargs["token_type_ids"] = token_type.to(device).expand(m, -1)
-        return module(**kwargs)
 
-    base_builder = text_baseline_builder(embed, ids, special)
+class TextRefiner:
+    """``attribute_text`` with Integrated Gradients or SmoothGrad, refinable like ``Refiner``:
+    raising the steps or samples evaluates only the new points, and each count's result is
+    what ``attribute_text`` gives for it.
 
-    def make_baseline(name, x, seed=0, sample=0):
-        return base_builder(name, x, seed, sample, tokenizer=tokenizer)
+        refiner = TextRefiner(loaded, loaded.tokenizer, "a fine film", "integrated_gradients")
+        coarse = refiner.explain(steps=8)
+        fine = refiner.explain(steps=64)   # 56 new evaluations, not 64
+    """
 
-    attr, r, logits = run(model, embeds, method, target, params=dict(params), task="text",
-                          forward=forward, make_baseline=make_baseline, want_logits=True)
-    exp = r.explanation(attr, logits)
-    a = exp.attribution[0]
-    mode = aggregation
-    if mode == "auto":
-        # An attribution that includes the input (x · grad) sums over the embedding to a
-        # signed per-token contribution; a plain gradient has no sign worth summing.
-        mode = "sum" if r.entry.includes_input(r.p) else "l2"
-    scores = a.sum(-1) if mode == "sum" else a.norm(dim=-1)
-    meta = dict(exp.metadata, aggregation=mode, truncated=bool(truncated), max_length=limit,
-                num_tokens=int(ids.shape[1]))
-    return TextAttribution(
-        tokens=tokenizer.convert_ids_to_tokens(ids[0].tolist()),
-        special=special.tolist(),
-        scores=scores.detach().cpu().numpy(),
-        attribution=a.detach().cpu(),
-        target=int(exp.target[0]),
-        predicted=int(exp.predicted[0]),
-        probabilities=exp.probabilities[0].numpy(),
-        metadata=meta,
-        labels=exp.labels,
-    )
+    def __init__(self, model: Model, tokenizer: Any, text: str, method: str,
+                 target: int | Literal["predicted"] = "predicted", *,
+                 max_length: int | None = None, aggregation: Literal["auto", "sum", "l2"] = "auto",
+                 **params):
+        if aggregation not in AGGREGATIONS:
+            raise ParameterError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
+        self.sentence = _Sentence.of(model, tokenizer, text, max_length)
+        self.aggregation = aggregation
+        self.method = method
+        self.params = params
+        self._refiner = Refiner(model, self.sentence.embeds, method, target, task="text",
+                                forward=self.sentence.forward,
+                                make_baseline=self.sentence.make_baseline, **params)
+
+    def explain(self, **changes) -> TextAttribution:
+        exp = self._refiner.explain(**changes)
+        weighted = method_entry(self.method).includes_input({**self.params, **changes})
+        result = self.sentence.result(exp, weighted, self.aggregation)
+        result.metadata["reused_passes"] = exp.metadata.get("reused_passes", 0)
+        return result
+
+
+@dataclass
+class _Sentence:
+    """One tokenised sentence in embedding space: what a text attribution runs on."""
+
+    tokenizer: Any
+    ids: torch.Tensor
+    special: torch.Tensor
+    embeds: torch.Tensor
+    forward: Callable
+    make_baseline: Callable
+    truncated: bool
+    limit: int
+
+    @classmethod
+    def of(cls, model, tokenizer, text: str, max_length: int | None) -> _Sentence:
+        if not isinstance(text, str) or not text.strip():
+            raise SaliencyError("enter some text to explain")
+        _fn, module, _facts = unwrap_model(model)
+        if module is None or not hasattr(module, "get_input_embeddings"):
+            raise SaliencyError("text attribution needs a model with get_input_embeddings() that accepts inputs_embeds")
+        limit = max_length or min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+        full = tokenizer(text, return_tensors="pt", truncation=False)
+        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=limit)
+        truncated = full["input_ids"].shape[1] > enc["input_ids"].shape[1]
+        device = next(module.parameters()).device
+        ids = enc["input_ids"].to(device)
+        mask = enc.get("attention_mask", torch.ones_like(enc["input_ids"])).to(device)
+        token_type = enc.get("token_type_ids")
+        # [UNK] stands for a word the user wrote, so it is explained like any other token.
+        special_ids = set(getattr(tokenizer, "all_special_ids", []) or []) - {getattr(tokenizer, "unk_token_id", None)}
+        special = torch.tensor([int(i) in special_ids for i in ids[0].tolist()], device=device)
+        embed: Callable[[torch.Tensor], torch.Tensor] = module.get_input_embeddings()  # type: ignore[operator]
+        with torch.no_grad():
+            embeds = embed(ids).detach()
+
+        def forward(points):
+            m = points.shape[0]
+            kwargs = {"inputs_embeds": points, "attention_mask": mask.expand(m, -1)}
+            if token_type is not None:
+                kwargs["token_type_ids"] = token_type.to(device).expand(m, -1)
+            return module(**kwargs)
+
+        base_builder = text_baseline_builder(embed, ids, special)
+
+        def make_baseline(name, x, seed=0, sample=0):
+            return base_builder(name, x, seed, sample, tokenizer=tokenizer)
+
+        return cls(tokenizer, ids, special, embeds, forward, make_baseline, bool(truncated), limit)
+
+    def result(self, exp, includes_input: bool, aggregation: str) -> TextAttribution:
+        a = exp.attribution[0]
+        mode = aggregation
+        if mode == "auto":
+            # An attribution that includes the input (x · grad) sums over the embedding to a
+            # signed per-token contribution; a plain gradient has no sign worth summing.
+            mode = "sum" if includes_input else "l2"
+        scores = a.sum(-1) if mode == "sum" else a.norm(dim=-1)
+        meta = dict(exp.metadata, aggregation=mode, truncated=self.truncated,
+                    max_length=self.limit, num_tokens=int(self.ids.shape[1]))
+        return TextAttribution(
+            tokens=self.tokenizer.convert_ids_to_tokens(self.ids[0].tolist()),
+            special=self.special.tolist(),
+            scores=scores.detach().cpu().numpy(),
+            attribution=a.detach().cpu(),
+            target=int(exp.target[0]),
+            predicted=int(exp.predicted[0]),
+            probabilities=exp.probabilities[0].numpy(),
+            metadata=meta,
+            labels=exp.labels,
+        )

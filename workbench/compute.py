@@ -236,34 +236,43 @@ def token_count(loaded, text: str, max_length: int | None) -> int:
     return min(count, max_length) if max_length else count
 
 
+def text_result(out) -> TextResult:
+    """The numpy result a page keeps, from a TextAttribution."""
+    return TextResult(
+        tokens=list(out.tokens),
+        special=list(out.special),
+        scores=np.asarray(out.scores, dtype=np.float64),
+        probabilities=np.asarray(out.probabilities, dtype=np.float64),
+        target=int(out.target),
+        predicted=int(out.predicted),
+        metadata=dict(out.metadata),
+    )
+
+
+def text_request(loaded, device: str, text: str, method: str, params: dict, target, key: str,
+                 page: str = "text", progress=None, cancel=None) -> service.Request:
+    def run_batch(texts):
+        return [text_result(engine_attribute_text(loaded, texts[0], method, target,
+                                                  progress=progress, cancel=cancel, **params))]
+
+    tokens = token_count(loaded, text, params.get("max_length"))
+    # The cost model's unit for text is one token: passes cost in proportion to the length.
+    return service.Request(
+        page=page, model=loaded.name, device=device, method=method, key=key, payload=text,
+        run_batch=run_batch,
+        passes=costs.estimate_passes(method, {k: v for k, v in params.items()
+                                              if k != "max_length"}, "text"),
+        units=tokens, calibrate=_calibrate_text(loaded, text, params))
+
+
 def explain_text(loaded, device: str, text: str, method: str, params: dict, target,
                  progress=None, cancel=None, page: str = "text") -> TextResult:
     key = text_key(loaded, device, text, method, params, target)
     hit = result_cache().get(key)
     if hit is not None:
         return hit
-
-    def run_batch(texts):
-        out = engine_attribute_text(loaded, texts[0], method, target, progress=progress,
-                                    cancel=cancel, **params)
-        return [TextResult(
-            tokens=list(out.tokens),
-            special=list(out.special),
-            scores=np.asarray(out.scores, dtype=np.float64),
-            probabilities=np.asarray(out.probabilities, dtype=np.float64),
-            target=int(out.target),
-            predicted=int(out.predicted),
-            metadata=dict(out.metadata),
-        )]
-
-    tokens = token_count(loaded, text, params.get("max_length"))
-    # The cost model's unit for text is one token: passes cost in proportion to the length.
-    result = service.submit(service.Request(
-        page=page, model=loaded.name, device=device, method=method, key=key, payload=text,
-        run_batch=run_batch,
-        passes=costs.estimate_passes(method, {k: v for k, v in params.items()
-                                              if k != "max_length"}, "text"),
-        units=tokens, calibrate=_calibrate_text(loaded, text, params)), progress=progress)
+    result = service.submit(text_request(loaded, device, text, method, params, target, key,
+                                         page, progress, cancel), progress=progress)
     result_cache().put(key, result)
     return result
 

@@ -8,14 +8,18 @@ what the last level costs alone. Raising the steps or samples later starts from 
 count already evaluated whose grid it contains, and going back down is served from the kept
 sums (or the shared result cache) without a model pass.
 
-Where the grid does not nest (Gauss-Legendre, the midpoint rule, SmoothGrad over IG with a
-random baseline) the ladder is one cheap preview plus the full run. Every level is stored in
+Which smaller counts a run reuses is the method's own capability (``refine_nested``, read
+through ``saliency_core.refine.reusable_counts``), not a test of its name. Where none nest
+(Gauss-Legendre, the midpoint rule, SmoothGrad over IG with a random baseline) the ladder is
+one cheap preview plus the full run. The Text page runs the same ladder with a
+``saliency_core.TextRefiner``. Every level is stored in
 the shared result cache under its own settings, and the page keeps the best level reached,
 so Stop leaves the best map so far on screen.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,15 +29,17 @@ import streamlit as st
 import torch
 
 import saliency_core
-from saliency_core.baselines import RANDOM_BASELINES
-from saliency_core.refine import REFINABLE, nested_counts
+from saliency_core.refine import REFINABLE, reusable_counts
 
 from . import compute, costs, service
-from .results import ImageResult
+from .results import ImageResult, TextResult
 
-# The first level aims at about an eighth of the work, never below these counts.
+Result = ImageResult | TextResult
+
+# The first level aims at about an eighth of the work, never below these counts (by the
+# count a method refines: fewer IG steps or SmoothGrad samples show mostly noise).
 FIRST_FRACTION = 8
-MIN_FIRST = {"integrated_gradients": 4, "smoothgrad": 2}
+MIN_FIRST = {"steps": 4, "samples": 2}
 # Below this many evaluations the full run is quick enough to show at once.
 MIN_PROGRESSIVE = 16
 REFINERS_PER_SESSION = 4
@@ -52,53 +58,101 @@ class Level:
         return self.count == self.total
 
 
-def ladder(method: str, params: dict) -> list[int]:
-    """The counts to evaluate, coarse to fine, ending at the requested one."""
+def ladder(method: str, params: dict, task: str = "image") -> list[int]:
+    """The counts to evaluate, coarse to fine, ending at the requested one: each level one
+    the next reuses (the method's refinement says which do), or one cheap preview where
+    none nests."""
     knob = REFINABLE.get(method)
     if knob is None:
         return []
     n = int(params.get(knob, 0))
-    first = max(MIN_FIRST[method], math.ceil(n / FIRST_FRACTION))
+    least = MIN_FIRST.get(knob, 1)
+    first = max(least, math.ceil(n / FIRST_FRACTION))
     if n < MIN_PROGRESSIVE or first >= n:
         return [n]
-    if method == "integrated_gradients":
-        levels = [n]
-        while levels[0] > first:
-            inside = [m for m in nested_counts(params.get("quadrature", ""), levels[0])
-                      if MIN_FIRST[method] <= m <= levels[0] // 2]
-            if not inside:
-                break
-            levels.insert(0, max(inside))
-        return levels if len(levels) > 1 else [first, n]  # no nesting: one preview
-    nests = not (params.get("base") == "integrated_gradients"
-                 and params.get("baseline") in RANDOM_BASELINES)
-    if not nests:
-        return [first, n]
-    return sorted({max(MIN_FIRST[method], n // d) for d in (8, 4, 2)} | {n})
+    levels = [n]
+    while levels[0] > first:
+        inside = [m for m in reusable_counts(method, {**params, knob: levels[0]}, task)
+                  if least <= m <= levels[0] // 2]
+        if not inside:
+            break
+        levels.insert(0, max(inside))
+    return levels if len(levels) > 1 else [first, n]  # no nesting: one preview
 
 
-def _refiner(loaded, device: str, x: torch.Tensor, digest: str, method: str, target):
-    """This session's Refiner for (model, device, input, method, target)."""
+def _refiner(key: tuple, make: Callable[[], object]):
+    """This session's refiner for ``key`` (model, device, input, method, target)."""
     store: OrderedDict = st.session_state.setdefault(_REFINERS, OrderedDict())
-    key = (compute.model_identity(loaded), device, digest, method, str(target))
     refiner = store.pop(key, None)
     if refiner is None:
-        refiner = saliency_core.Refiner(loaded, x, method, target=target)
+        refiner = make()
     store[key] = refiner
     while len(store) > REFINERS_PER_SESSION:
         store.popitem(last=False)
     return refiner
 
 
-def best_so_far(computation: str) -> tuple[ImageResult, Level] | None:
+def best_so_far(computation: str) -> tuple[Result, Level] | None:
     """The finest level this session reached for a computation (what Stop leaves)."""
     return st.session_state.get(_BEST, {}).get(computation)
 
 
-def _keep_best(computation: str, result: ImageResult, level: Level) -> None:
+def _keep_best(computation: str, result: Result, level: Level) -> None:
     best = st.session_state.setdefault(_BEST, {})
     best.clear()  # one computation at a time is all a page shows after Stop
     best[computation] = (result, level)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What differs between an image and a text run of the ladder."""
+
+    computation: str
+    key: Callable[[dict], str]  # level params -> result cache key
+    one_shot: Callable[[], Result]  # the whole request at once (cache, queue, budget)
+    request: Callable[[], object]  # the scheduler's request, judged once by the budget
+    refiner: Callable[[], object]  # this session's refiner for the input
+    run_level: Callable[[object, dict], Result]  # (refiner, level params) -> result
+    remote: bool  # the engine service does the work (compute.engine_client)
+    kind: str = "image"
+
+
+def _ladder_run(job: _Job, method: str, params: dict, levels: list[int], progress,
+                on_level: Callable[[Result, Level], None] | None) -> Result:
+    hit = compute.cached(job.computation)
+    # A Refiner needs the model in this process; with the engine service (and no ladder of
+    # its own there, as images have) the request goes there whole.
+    if hit is not None or not levels or job.remote:
+        return job.one_shot()
+    knob = REFINABLE[method]
+    # The whole ladder costs what its last level costs alone: the budget and the rate limit
+    # judge that once; each level then waits its turn in the device's queue.
+    request = job.request()
+    estimate = service.admit(request)
+    refiner = None
+    result = None
+    done = 0
+    for count in levels:
+        level_params = {**params, knob: count}
+        level = Level(count, levels[-1], knob)
+        key = job.key(level_params)
+        result = compute.cached(key)
+        if result is None:
+            if refiner is None:
+                refiner = job.refiner()
+            if progress is not None and hasattr(progress, "relabel"):
+                progress.relabel(f"{count} of {level.total} {knob}")
+            passes = costs.estimate_passes(method, {**params, knob: count - done}, job.kind)
+            result = compute.scheduled_step(
+                request, estimate, key,
+                lambda lp=level_params, r=refiner: job.run_level(r, lp),
+                passes=passes, progress=progress)
+            compute.result_cache().put(key, result)
+        done = count
+        _keep_best(job.computation, result, level)
+        if on_level is not None and not level.final:
+            on_level(result, level)
+    return result
 
 
 def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str,
@@ -107,46 +161,26 @@ def explain_image(loaded, device: str, x: torch.Tensor, digest: str, method: str
     """Like ``compute.explain_image``, but for refinable methods each level of the ladder is
     computed (reusing the previous ones), cached and handed to ``on_level`` before the next;
     the last level's result is returned. Other methods are one run."""
-    computation = compute.image_key(loaded, device, digest, method, params, target)
+    def key(level_params: dict) -> str:
+        return compute.image_key(loaded, device, digest, method, level_params, target)
+
+    computation = key(params)
+    job = _Job(
+        computation, key,
+        one_shot=lambda: compute.explain_image(loaded, device, x, digest, method, params,
+                                               target, progress=progress),
+        request=lambda: compute.image_request(loaded, device, x, method, params, target,
+                                              computation, page="image", progress=progress),
+        refiner=lambda: _refiner(
+            (compute.model_identity(loaded), device, digest, method, str(target)),
+            lambda: saliency_core.Refiner(loaded, x, method, target=target)),
+        run_level=lambda r, lp: compute.image_result(r.explain(**lp, progress=progress)),
+        remote=compute.engine_client(loaded) is not None)
     levels = ladder(method, params)
-    hit = compute.cached(computation)
-    if hit is not None or not levels:
-        return compute.explain_image(loaded, device, x, digest, method, params, target,
-                                     progress=progress)
-    if compute.engine_client(loaded) is not None:
+    if levels and job.remote and compute.cached(computation) is None:
         return _on_the_service(loaded, device, x, digest, method, params, target, levels,
                                computation, progress, on_level)
-    knob = REFINABLE[method]
-    # The whole ladder costs what its last level costs alone: the budget and the rate limit
-    # judge that once; each level then waits its turn in the device's queue.
-    request = compute.image_request(loaded, device, x, method, params, target, computation,
-                                    page="image", progress=progress)
-    estimate = service.admit(request)
-    refiner = None
-    result = None
-    done = 0
-    for count in levels:
-        level_params = {**params, knob: count}
-        level = Level(count, levels[-1], knob)
-        key = compute.image_key(loaded, device, digest, method, level_params, target)
-        result = compute.cached(key)
-        if result is None:
-            if refiner is None:
-                refiner = _refiner(loaded, device, x, digest, method, target)
-            if progress is not None and hasattr(progress, "relabel"):
-                progress.relabel(f"{count} of {level.total} {knob}")
-            passes = costs.estimate_passes(method, {**params, knob: count - done})
-            result = compute.scheduled_step(
-                request, estimate, key,
-                lambda lp=level_params, r=refiner: compute.image_result(r.explain(**lp,
-                                                                             progress=progress)),
-                passes=passes, progress=progress)
-            compute.result_cache().put(key, result)
-        done = count
-        _keep_best(computation, result, level)
-        if on_level is not None and not level.final:
-            on_level(result, level)
-    return result
+    return _ladder_run(job, method, params, levels, progress, on_level)
 
 
 def _on_the_service(loaded, device, x, digest, method, params, target, levels, computation,
@@ -190,7 +224,36 @@ def _on_the_service(loaded, device, x, digest, method, params, target, levels, c
     return final
 
 
-def level_note(result: ImageResult, level: Level) -> str:
+def explain_text(loaded, device: str, text: str, method: str, params: dict, target,
+                 progress=None,
+                 on_level: Callable[[TextResult, Level], None] | None = None) -> TextResult:
+    """``compute.explain_text`` as a ladder of levels, like ``explain_image``. ``params`` holds
+    the method's parameters and ``max_length``, which fixes the tokens and so the refiner."""
+    def key(level_params: dict) -> str:
+        return compute.text_key(loaded, device, text, method, level_params, target)
+
+    computation = key(params)
+    max_length = params.get("max_length")
+    method_params = {k: v for k, v in params.items() if k != "max_length"}
+    digest = hashlib.sha256(f"{max_length}:{text}".encode()).hexdigest()
+    job = _Job(
+        computation, key,
+        one_shot=lambda: compute.explain_text(loaded, device, text, method, params, target,
+                                              progress=progress),
+        request=lambda: compute.text_request(loaded, device, text, method, params, target,
+                                             computation, progress=progress),
+        refiner=lambda: _refiner(
+            (compute.model_identity(loaded), device, digest, method, str(target)),
+            lambda: saliency_core.TextRefiner(loaded, loaded.tokenizer, text, method, target,
+                                              max_length=max_length)),
+        run_level=lambda r, lp: compute.text_result(r.explain(
+            **{k: v for k, v in lp.items() if k != "max_length"}, progress=progress)),
+        remote=compute.engine_client(loaded) is not None, kind="text")
+    return _ladder_run(job, method, params, ladder(method, method_params, "text"), progress,
+                       on_level)
+
+
+def level_note(result: Result, level: Level) -> str:
     """'25 of 50 steps · completeness gap 3.1 %' for a status line."""
     note = f"{level.count} of {level.total} {level.knob}"
     gap = completeness_gap(result.metadata)

@@ -41,6 +41,9 @@ class Method:
     # (attribution, points reused), evaluating only what no kept run has.
     refine_count: str | None = None
     refine: Callable | None = None
+    # (p, base_p, count) -> the smaller counts a run at count reuses (what a coarse-to-fine
+    # ladder may stop at on the way).
+    refine_nested: Callable | None = None
     # (A or x, gradient) -> attribution: lets several targets share one forward pass and
     # one batched backward (multi_target). CAM formulas take the layer's A and dscore/dA.
     from_gradients: Callable | None = None
@@ -69,7 +72,8 @@ _BASES = (
            from_gradients=gradient.times_input),
     Method(integrated_gradients.INTEGRATED_GRADIENTS, integrated_gradients.integrated_gradients,
            at_input=False, times_input=True, completeness=integrated_gradients.completeness,
-           refine_count="steps", refine=integrated_gradients.refine),
+           refine_count="steps", refine=integrated_gradients.refine,
+           refine_nested=integrated_gradients.refine_nested),
     Method(guided.GUIDED_BACKPROP, guided.guided_backprop),
     Method(guided.DECONVNET, guided.deconvnet),
     _cam(cam.GRADCAM, cam.gradcam_formula),
@@ -85,7 +89,7 @@ _WRAPPERS = (
     Method(smoothgrad.smoothgrad_spec(_SMOOTHABLE, tuple(m.name for m in _BASES
                                                          if m.spec.family == "input" and m.spec.text)),
            smoothgrad.smooth, at_input=False, wraps=True, refine_count="samples",
-           refine=smoothgrad.refine, batchable=False),
+           refine=smoothgrad.refine, refine_nested=smoothgrad.refine_nested, batchable=False),
 )
 REGISTRY: dict[str, Method] = {m.name: m for m in (*_BASES[:3], _WRAPPERS[0], *_BASES[3:])}
 

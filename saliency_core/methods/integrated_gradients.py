@@ -206,6 +206,11 @@ def nested_counts(quadrature: str, n: int) -> list[int]:
     return [m for m in range(2 if quadrature == "riemann_trapezoid" else 1, n) if refines(quadrature, m, n)]
 
 
+def refine_nested(p: dict, base_p: dict | None, steps: int) -> list[int]:
+    """Step counts below ``steps`` whose evaluations a run at ``steps`` reuses."""
+    return nested_counts(p["quadrature"], steps)
+
+
 def refine(ctx: Context, x, targets, p: dict, shelf: Shelf):
     """Integrated Gradients at p["steps"], evaluating only the nodes no kept run has.
     Returns (attribution, points reused)."""

@@ -77,6 +77,12 @@ def smooth(ctx: Context, x, targets, params, base, base_params):
     return (attr * attr).mean(1) - mean * mean
 
 
+def refine_nested(p: dict, base_p: dict, samples: int) -> list[int]:
+    """Sample counts below ``samples`` whose copies a run at ``samples`` reuses: all of them,
+    unless a random baseline is drawn per copy's position (see refine)."""
+    return [] if base_p.get("baseline") in RANDOM_BASELINES else list(range(1, samples))
+
+
 def refine(ctx: Context, x, targets, p: dict, base, base_p: dict, shelf: Shelf):
     """SmoothGrad at p["samples"], evaluating only copies no kept run has: seeded copies
     nest (copy s is the same whatever the count). Returns (attribution, points reused)."""
