@@ -133,10 +133,14 @@ def show_result(result, note, options) -> None:
         st.image(display.screen_png(model_view), width="stretch",
                  caption=f"Input as the model sees it · {plaintext.plain(current.label)}")
     with c2:
-        st.plotly_chart(display.heatmap_figure(rendered, options.cmap), key=f"{P}.heatmap",
+        st.plotly_chart(display.heatmap_figure(rendered, options.cmap, image=model_view,
+                                               sign=options.sign, clip=options.clip),
+                        key=f"{P}.heatmap",
                         config={"displayModeBar": False})
         st.caption(f"Heatmap · hover for values · colour scale clipped at "
-                   f"{rendered.clip_value:.3g}")
+                   f"{rendered.clip_value:.3g} · the menu and sliders in the figure change it "
+                   "at once in your browser (the widgets above set the overlay, the export "
+                   "and the link)")
     with c3:
         st.image(display.screen_png(rendered.overlay), caption="Overlay", width="stretch")
 

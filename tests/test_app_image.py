@@ -14,7 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import saliency_core
-from workbench import compute
+from workbench import compute, display
 
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 TIMEOUT = 180
@@ -125,8 +125,9 @@ def test_display_options_rerender_without_running_the_model(engine_calls):
 
     after_spec = heatmap_spec(at)
     assert image_urls(at)[1] != before_images[1]  # the overlay changed
-    assert after_spec["data"][0]["colorscale"] != before_spec["data"][0]["colorscale"]
-    assert after_spec["data"][0]["zmin"] == -1.0  # signed maps use [-1, 1]
+    heat, heat_before = display.heat_trace(after_spec), display.heat_trace(before_spec)
+    assert heat["colorscale"] != heat_before["colorscale"]
+    assert heat["zmin"] == -1.0  # signed maps use [-1, 1]
     assert at.selectbox(key="image.view.cmap").value == "RdBu_r"  # diverging for signed
     assert at.query_params["sign"] == "signed" and at.query_params["clip"] == "90"
 

@@ -153,29 +153,105 @@ def screen_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _plotly_colorscale(cmap: str, n: int = 11) -> list:
+def lut_colorscale(cmap: str) -> list:
+    """The colormap as a Plotly colour scale that paints every value in the colour
+    ``render.colorize`` gives it: matplotlib's 256 entries as 256 constant bands (a smooth
+    Plotly scale would interpolate between stops and drift from the PNGs)."""
     import matplotlib
 
-    colours = matplotlib.colormaps[cmap](np.linspace(0, 1, n))
-    return [[i / (n - 1), f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})"]
-            for i, (r, g, b, _a) in enumerate(colours)]
+    lut = matplotlib.colormaps[cmap](np.arange(256), bytes=True)[:, :3]
+    scale = []
+    for i, (r, g, b) in enumerate(lut.tolist()):
+        colour = f"rgb({r},{g},{b})"
+        scale += [[i / 256, colour], [(i + 1) / 256, colour]]
+    return scale
 
 
-def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX) -> go.Figure:
-    """Interactive heatmap; hovering a pixel shows its raw attribution and scaled value."""
+# The in-figure sliders' steps: few enough that their labels fit under a third of the page.
+CLIP_STEPS = (50.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.5, 100.0)
+OPACITY_STEPS = np.round(np.arange(0.0, 1.0 + 1e-9, 0.1), 1)
+
+
+def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX,
+                   image: np.ndarray | None = None, sign: str = "absolute",
+                   clip: float = DEFAULTS["clip"]) -> go.Figure:
+    """Interactive heatmap; hovering a pixel shows its raw attribution.
+
+    With ``image`` the figure also carries controls that the browser applies on its own, with
+    no round trip to the server: a colormap menu, the heatmap's opacity over the input and the
+    clipping percentile. The values are the map relative to its clip value, unclipped, so a
+    new clipping percentile is only a new colour range; the colours are those of the PNG
+    panels (``lut_colorscale``). Sign, aggregation and a shared scale change the values and
+    stay with the widgets above."""
+    signed = rendered.signed
+    if image is not None and rendered.clip_value > 0:
+        relative = render.kept_part(rendered.raw, sign) / rendered.clip_value
+    else:
+        relative = rendered.scaled
     # float32 halves what goes to the browser (plotly sends numpy arrays as typed binary).
-    z = rendered.scaled.astype(np.float32)
-    fig = go.Figure(go.Heatmap(
-        z=z, customdata=rendered.raw.astype(np.float32), colorscale=_plotly_colorscale(cmap),
-        zmin=-1.0 if rendered.signed else 0.0, zmax=1.0,
+    heat = go.Heatmap(
+        z=relative.astype(np.float32), customdata=rendered.raw.astype(np.float32),
+        colorscale=lut_colorscale(cmap), zmin=-1.0 if signed else 0.0, zmax=1.0,
         hovertemplate="x=%{x}, y=%{y}<br>attribution=%{customdata:.4g}<br>"
-                      "scaled=%{z:.3f}<extra></extra>",
+                      "relative to the clip value=%{z:.3f}<extra></extra>",
         colorbar={"thickness": 12, "len": 0.9},
-    ))
+    )
+    if image is None or image.shape[:2] != rendered.raw.shape:
+        fig = go.Figure(heat)
+    else:
+        fig = go.Figure([go.Image(source=_data_uri(screen_png(image)), hoverinfo="skip"), heat])
+        _client_controls(fig, rendered, cmap, sign, clip)
+        height += 160
     fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, visible=False)
     fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0})
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 36 if image is not None else 0,
+                                             "b": 0})
     return fig
+
+
+def heat_trace(spec: dict) -> dict:
+    """The heatmap trace of a figure's JSON spec (the input image may come first)."""
+    return next(t for t in spec["data"] if t.get("type") == "heatmap")
+
+
+def _data_uri(png_bytes: bytes) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes).decode()
+
+
+def _client_controls(fig: go.Figure, rendered: RenderedMap, cmap: str, sign: str,
+                     clip: float) -> None:
+    """Plotly's own menus and sliders (restyle on the heatmap, trace 1): the browser redraws."""
+    cmaps = colormaps_for(sign)
+    steps = np.array(sorted({*CLIP_STEPS, float(clip)}))
+    ratios = np.ones(len(steps))
+    if rendered.clip_value > 0:
+        # A percentile with no spread left (zero) keeps a usable colour range.
+        ratios = np.maximum(render.clip_values(rendered.raw, sign, steps) / rendered.clip_value,
+                            1e-6)
+    lo = -1.0 if rendered.signed else 0.0
+    fig.update_layout(
+        updatemenus=[{
+            "type": "dropdown", "x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+            "pad": {"t": 0, "b": 4}, "showactive": True,
+            "active": cmaps.index(cmap) if cmap in cmaps else 0,
+            "buttons": [{"label": c, "method": "restyle",
+                         "args": [{"colorscale": [lut_colorscale(c)]}, [1]]} for c in cmaps],
+        }],
+        sliders=[
+            {"currentvalue": {"prefix": "Opacity over the input: "}, "active": len(OPACITY_STEPS) - 1,
+             "pad": {"t": 10}, "len": 1.0, "x": 0.0, "y": 0.0, "yanchor": "top",
+             "steps": [{"label": f"{a:g}", "method": "restyle",
+                        "args": [{"opacity": [float(a)]}, [1]]} for a in OPACITY_STEPS]},
+            {"currentvalue": {"prefix": "Clip at percentile: "}, "pad": {"t": 80},
+             "active": int(np.argmin(np.abs(steps - clip))),
+             "len": 1.0, "x": 0.0, "y": 0.0, "yanchor": "top",
+             "steps": [{"label": f"{q:g}", "method": "restyle",
+                        "args": [{"zmin": [lo * float(r)], "zmax": [float(r)]}, [1]]}
+                       for q, r in zip(steps, ratios)]},
+        ],
+    )
 
 
 def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 5) -> list[dict]:

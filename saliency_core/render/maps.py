@@ -62,10 +62,16 @@ def aggregate_channels(attr, mode: str = "max_abs") -> np.ndarray:
 def clip_value(map2d, sign: str = "absolute", percentile: float = 99.0) -> float:
     """The value that ``normalize`` maps to 1: the given percentile of the magnitudes the sign
     mode keeps. Compare uses it to put several maps on one shared scale."""
+    return float(clip_values(map2d, sign, (percentile,))[0])
+
+
+def clip_values(map2d, sign: str = "absolute", percentiles=(99.0,)) -> np.ndarray:
+    """``clip_value`` at several percentiles from one sort (the figure's clipping slider)."""
     if sign not in SIGN_MODES:
         raise ValueError(f"sign must be one of {', '.join(SIGN_MODES)}; got {sign!r}")
-    if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100]; got {percentile}")
+    q = np.asarray(percentiles, dtype=np.float64)
+    if not ((q > 0) & (q <= 100)).all():
+        raise ValueError(f"percentile must be in (0, 100]; got {percentiles}")
     m = _as_numpy(map2d)
     if sign == "positive":
         values = m[m > 0]
@@ -74,10 +80,22 @@ def clip_value(map2d, sign: str = "absolute", percentile: float = 99.0) -> float
     else:
         values = np.abs(m[m != 0])
     if values.size == 0:
-        return 0.0
+        return np.zeros(q.shape)
     # Percentile over the non-zero values: ReLU'd CAMs and rectified maps are mostly zero, and
     # counting those zeros would pull the clip value down to nothing.
-    return float(np.percentile(values, percentile))
+    return np.percentile(values, q)
+
+
+def kept_part(map2d, sign: str = "absolute") -> np.ndarray:
+    """What a sign mode shows of a signed map, before scaling."""
+    m = _as_numpy(map2d)
+    if sign == "positive":
+        return np.maximum(m, 0.0)
+    if sign == "negative":
+        return np.maximum(-m, 0.0)
+    if sign == "absolute":
+        return np.abs(m)
+    return m
 
 
 def normalize(map2d, sign: str = "absolute", percentile: float = 99.0,
@@ -90,18 +108,11 @@ def normalize(map2d, sign: str = "absolute", percentile: float = 99.0,
     """
     m = _as_numpy(map2d)
     c = clip_value(m, sign, percentile) if scale is None else float(scale)
-    if sign == "positive":
-        kept = np.maximum(m, 0.0)
-    elif sign == "negative":
-        kept = np.maximum(-m, 0.0)
-    elif sign == "absolute":
-        kept = np.abs(m)
-    else:
-        kept = m
+    shown = kept_part(m, sign)
     if not c > 0:
-        return np.zeros_like(kept)
+        return np.zeros_like(shown)
     lo = -1.0 if sign == "signed" else 0.0
-    return np.clip(kept / c, lo, 1.0)
+    return np.clip(shown / c, lo, 1.0)
 
 
 def _colormap(name: str):
