@@ -15,7 +15,8 @@ from browser import REPO_ROOT
 pytestmark = pytest.mark.browser
 
 ACTIONS = {"first page view (Home)", "Image page opened: first overlay",
-           "Image page opened: final map", "display-only change (opacity)"}
+           "Image page opened: final map", "display-only change (opacity widget)",
+           "display-only change (in-figure colormap, browser only)"}
 
 
 def test_smoke_run_times_every_action(tmp_path, app_server):
@@ -32,4 +33,5 @@ def test_smoke_run_times_every_action(tmp_path, app_server):
     # The page opened on the bundled model: its final map comes no sooner than its first one.
     assert rows["Image page opened: final map"]["median_ms"] >= \
         rows["Image page opened: first overlay"]["median_ms"]
-    assert "| display-only change (opacity) |" in done.stdout
+    assert "| display-only change (opacity widget) |" in done.stdout
+    assert "| display-only change (in-figure colormap, browser only) |" in done.stdout
