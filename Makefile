@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test bench bench-batching load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit
+.PHONY: help run serve test bench bench-batching load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -37,6 +37,7 @@ help:
 	@echo "make test-engine | make bench-serve   the engine service's long tests and its benchmark"
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
 	@echo "make hostile (every hostile-input case) | make fuzz (Hypothesis, 10k examples) | make audit"
+	@echo "make install-check   a fresh venv installs the wheel and the checkout, then saliency explain"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -121,6 +122,12 @@ test-engine: $(DEV_STAMP)
 # BENCH_ARGS="--write" updates BENCHMARKS.md.
 bench-serve: $(DEV_STAMP)
 	$(PY) -m benchmarks.serve $(BENCH_ARGS)
+
+# The issue-15 proof as a new user: a plain venv (no shared site-packages) pip-installs the
+# wheel, then the checkout, with their dependencies from pip's configured registry, and
+# `saliency explain` writes a folder's HTML report (minutes: PyTorch is installed afresh).
+install-check: $(DEV_STAMP)
+	SALIENCY_INSTALL_TESTS=1 $(PY) -m pytest -q tests/test_packaging_fresh_venv.py $(PYTEST_ARGS)
 
 train-bundled: $(REQ_STAMP)
 	$(PY) -m saliency_core train-bundled
