@@ -22,7 +22,8 @@ one) start over, so ``explain`` always returns what ``saliency_core.explain`` wo
 
 from __future__ import annotations
 
-from typing import Unpack
+from collections.abc import Callable
+from typing import Any, Unpack
 
 import torch
 
@@ -70,8 +71,11 @@ class Refiner:
         inputs: Float tensor [N, C, H, W] in the model's input space.
         method: "integrated_gradients" or "smoothgrad" (``REFINABLE``).
         target: "predicted", one class index, or N of them (resolved once, at the first call).
-        task, forward, make_baseline: As for ``harness.prepare``; text is refined in
-            embedding space with the sentence's own forward and baselines (``TextRefiner``).
+        task: "image" or "text"; default: the loaded model's task, else "image".
+        forward: The points -> logits function to differentiate instead of the model's own:
+            text is refined in embedding space with the sentence's forward (``TextRefiner``).
+        make_baseline: Builds a named baseline for the points (text: the sentence's
+            pad/mask/unk/zeros embeddings); default: the image baselines.
         **params: The method's parameters and engine options, as for ``explain``; each call
             can change them.
 
@@ -91,7 +95,9 @@ class Refiner:
     """
 
     def __init__(self, model: Model, inputs: torch.Tensor, method: str, target: Target = "predicted",
-                 *, task: str | None = None, forward=None, make_baseline=None,
+                 *, task: str | None = None,
+                 forward: Callable[[torch.Tensor], Any] | None = None,
+                 make_baseline: Callable[..., torch.Tensor] | None = None,
                  **params: Unpack[MethodParams]):
         if method_entry(method).refine is None:
             raise MethodNotApplicableError(

@@ -151,15 +151,36 @@ class TextRefiner:
     raising the steps or samples evaluates only the new points, and each count's result is
     what ``attribute_text`` gives for it.
 
-        refiner = TextRefiner(loaded, loaded.tokenizer, "a fine film", "integrated_gradients")
-        coarse = refiner.explain(steps=8)
-        fine = refiner.explain(steps=64)   # 56 new evaluations, not 64
+    Args:
+        model: As for ``attribute_text``.
+        tokenizer: Its tokenizer (``loaded.tokenizer`` for a loaded model).
+        text: The sentence to explain.
+        method: "integrated_gradients" or "smoothgrad".
+        target: "predicted" or a class index.
+        max_length: Truncate to this many tokens, as for ``attribute_text``.
+        aggregation: "auto", "sum" or "l2", as for ``attribute_text``.
+        **params: The method's parameters and engine options; each ``explain`` can change them.
+
+    Raises:
+        ParameterError: An unknown aggregation.
+        SaliencyError: Empty text or a model without input embeddings.
+        MethodNotApplicableError: A method that cannot be refined.
+
+    Example:
+        >>> import saliency_core as sc
+        >>> loaded = sc.load_model("minilm-sentiment", device="cpu")
+        >>> refiner = sc.TextRefiner(loaded, loaded.tokenizer, "a fine film", "integrated_gradients",
+        ...                          quadrature="riemann_right")
+        >>> coarse = refiner.explain(steps=8)
+        >>> fine = refiner.explain(steps=16)   # 8 new evaluations, not 16
+        >>> fine.metadata["reused_passes"], fine.tokens == coarse.tokens
+        (8, True)
     """
 
     def __init__(self, model: Model, tokenizer: Any, text: str, method: str,
                  target: int | Literal["predicted"] = "predicted", *,
                  max_length: int | None = None, aggregation: Literal["auto", "sum", "l2"] = "auto",
-                 **params):
+                 **params: Unpack[MethodParams]):
         if aggregation not in AGGREGATIONS:
             raise ParameterError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
         self.sentence = _Sentence.of(model, tokenizer, text, max_length)
@@ -170,7 +191,20 @@ class TextRefiner:
                                 forward=self.sentence.forward,
                                 make_baseline=self.sentence.make_baseline, **params)
 
-    def explain(self, **changes) -> TextAttribution:
+    def explain(self, **changes: Unpack[MethodParams]) -> TextAttribution:
+        """Token scores at the given parameters, reusing kept evaluations.
+
+        Args:
+            **changes: Parameters that differ from the constructor's, e.g. ``steps=64``.
+
+        Returns:
+            A ``TextAttribution``; ``metadata["reused_passes"]`` counts the points not
+            evaluated again.
+
+        Raises:
+            ParameterError: A parameter the method does not have, or a value out of range.
+            CancelledError: ``cancel`` was set.
+        """
         exp = self._refiner.explain(**changes)
         weighted = method_entry(self.method).includes_input({**self.params, **changes})
         result = self.sentence.result(exp, weighted, self.aggregation)
