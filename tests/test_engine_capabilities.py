@@ -48,8 +48,10 @@ def test_several_targets_report_their_real_passes():
 def test_no_method_name_is_tested_outside_the_methods_package():
     names = "|".join(map(re.escape, REGISTRY))
     test = re.compile(rf"""(==|!=)\s*["']({names})["']|["']({names})["']\s*(==|!=)""")
-    # The library outside methods/, and the pages (which pick methods by spec and capability).
-    paths = [*ROOT.rglob("*.py"), *(ROOT.parent / "pages").rglob("*.py")]
+    # The library outside methods/, the app's helpers and the pages: they pick methods, cost
+    # them and refine them by spec and capability.
+    paths = [*ROOT.rglob("*.py"), *(ROOT.parent / "workbench").rglob("*.py"),
+             *(ROOT.parent / "pages").rglob("*.py")]
     found = [f"{path.relative_to(ROOT.parent)}:{n}" for path in paths
              if "methods" not in path.relative_to(ROOT.parent).parts
              for n, line in enumerate(path.read_text().splitlines(), 1) if test.search(line)]

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-import saliency_core
+from saliency_core.methods import get as method_entry
 
 BUDGET_ENV = "SALIENCY_REQUEST_BUDGET_S"
 LIMIT_ENV = "SALIENCY_REQUEST_LIMIT_S"
@@ -29,15 +29,11 @@ EMA_WEIGHT = 0.3
 
 def estimate_passes(method: str, params: dict, kind: str = "image") -> int:
     """Model passes (forward + input backward per point) a method needs with these settings."""
-    spec = saliency_core.get_method(method)
-    full = {**spec.defaults(kind), **{k: v for k, v in params.items() if v is not None}}
-    if method == "integrated_gradients":
-        return int(full["steps"]) * max(1, int(full.get("baseline_samples", 1))) + 1
-    if method == "smoothgrad":
-        return int(full["samples"]) * estimate_passes(str(full["base"]), {}, kind)
-    if method == "guided_gradcam":
-        return 2
-    return 1
+    entry = method_entry(method)
+    full = {**entry.spec.defaults(kind), **{k: v for k, v in params.items() if v is not None}}
+    if entry.wraps:
+        return entry.passes(full) * estimate_passes(str(full["base"]), {}, kind)
+    return entry.passes(full)
 
 
 def _env_float(name: str, default: float) -> float:

@@ -50,6 +50,9 @@ class Method:
     # False when one input's result depends on the others in the call (SmoothGrad's noise is
     # drawn per position), so requests must not be merged into one batch.
     batchable: bool = True
+    # (full params) -> model passes (a forward and an input backward per point) one input
+    # costs; a wrapper's is how many times it runs its base. For the app's cost estimate.
+    passes: Callable[[dict], int] = lambda _p: 1
 
     @property
     def name(self) -> str:
@@ -73,7 +76,7 @@ _BASES = (
     Method(integrated_gradients.INTEGRATED_GRADIENTS, integrated_gradients.integrated_gradients,
            at_input=False, times_input=True, completeness=integrated_gradients.completeness,
            refine_count="steps", refine=integrated_gradients.refine,
-           refine_nested=integrated_gradients.refine_nested),
+           refine_nested=integrated_gradients.refine_nested, passes=integrated_gradients.passes),
     Method(guided.GUIDED_BACKPROP, guided.guided_backprop),
     Method(guided.DECONVNET, guided.deconvnet),
     _cam(cam.GRADCAM, cam.gradcam_formula),
@@ -81,7 +84,8 @@ _BASES = (
     _cam(cam.HIRESCAM, cam.hirescam_formula),
     _cam(layercam.LAYERCAM, layercam.layercam_formula),
     _cam(xgradcam.XGRADCAM, xgradcam.xgradcam_formula),
-    Method(cam.GUIDED_GRADCAM, cam.guided_gradcam, needs_layer=True),
+    Method(cam.GUIDED_GRADCAM, cam.guided_gradcam, needs_layer=True,
+           passes=cam.guided_gradcam_passes),
 )
 # Wrappers take any input-space method as their base.
 _SMOOTHABLE = tuple(m.name for m in _BASES if m.spec.family == "input")
@@ -89,7 +93,8 @@ _WRAPPERS = (
     Method(smoothgrad.smoothgrad_spec(_SMOOTHABLE, tuple(m.name for m in _BASES
                                                          if m.spec.family == "input" and m.spec.text)),
            smoothgrad.smooth, at_input=False, wraps=True, refine_count="samples",
-           refine=smoothgrad.refine, refine_nested=smoothgrad.refine_nested, batchable=False),
+           refine=smoothgrad.refine, refine_nested=smoothgrad.refine_nested, batchable=False,
+           passes=smoothgrad.passes),
 )
 REGISTRY: dict[str, Method] = {m.name: m for m in (*_BASES[:3], _WRAPPERS[0], *_BASES[3:])}
 

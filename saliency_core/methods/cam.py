@@ -242,6 +242,11 @@ def _guided_gradcam_pass_locked(ctx: Context, xc, tc, layer):
     return a.detach(), g_a, g_x, logits.detach(), t
 
 
+def guided_gradcam_passes(_p: dict) -> int:
+    """Grad-CAM's layer pass and Guided Backprop's input pass."""
+    return 2
+
+
 def guided_gradcam(ctx: Context, x, targets, params):
     """Guided Backprop times the upsampled Grad-CAM map.
 

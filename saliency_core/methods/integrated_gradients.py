@@ -53,6 +53,11 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes.copy(), w.copy()
 
 
+def passes(p: dict) -> int:
+    """The path's points for every baseline sample, and f(baseline)'s forward."""
+    return int(p["steps"]) * max(1, int(p.get("baseline_samples", 1))) + 1
+
+
 def quadrature_rule(name: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(alphas, weights) on [0, 1]. Weights sum to 1 for every rule."""
     n = steps

@@ -77,6 +77,11 @@ def smooth(ctx: Context, x, targets, params, base, base_params):
     return (attr * attr).mean(1) - mean * mean
 
 
+def passes(p: dict) -> int:
+    """The base method runs once per noisy copy."""
+    return int(p["samples"])
+
+
 def refine_nested(p: dict, base_p: dict, samples: int) -> list[int]:
     """Sample counts below ``samples`` whose copies a run at ``samples`` reuses: all of them,
     unless a random baseline is drawn per copy's position (see refine)."""
