@@ -38,7 +38,8 @@ LISTING_TTL_S = 30.0
 _SKIPPED_PARTS = ("blobs", ".locks", ".no_exist")
 
 _listing_lock = threading.Lock()
-_listing: tuple[str, float, dict[str, int]] | None = None  # (source, time, path -> size)
+# (source, time, path -> size, or the error the source gave)
+_listing: tuple[str, float, dict[str, int] | ModelUnavailableError] | None = None
 _copy_lock = threading.Lock()
 
 
@@ -124,10 +125,20 @@ def listing() -> dict[str, int]:
     with _listing_lock:
         if _listing is not None and _listing[0] == location and \
                 time.monotonic() - _listing[1] < LISTING_TTL_S:
-            return _listing[2]
-    files = ModelSource(location).files()
+            found = _listing[2]
+            if isinstance(found, ModelUnavailableError):
+                raise found
+            return found
+    try:
+        files: dict[str, int] | ModelUnavailableError = ModelSource(location).files()
+    except ModelUnavailableError as exc:
+        # A source that is down is asked again only after the TTL: the model list is drawn
+        # for every model on every page run and must not wait for it each time.
+        files = exc
     with _listing_lock:
         _listing = (location, time.monotonic(), files)
+    if isinstance(files, ModelUnavailableError):
+        raise files
     return files
 
 
