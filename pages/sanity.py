@@ -128,8 +128,9 @@ computation = compute.sanity_key(loaded, device, digest, chosen, mode, seed, par
 
 
 def share() -> None:
-    """The URL describes this view; the link shows the same result to whoever opens it on this
-    server while the result is cached, and otherwise the same settings, ready to run."""
+    """The URL describes this view; whoever opens the link sees the same result while it is
+    cached (on every replica where the shared tier is configured), else the same settings,
+    ready to run."""
     settings = {"model": model_name, "device": device, "input": current.source,
                 "methods": ",".join(chosen), "fast": fast, "test": mode, "seed": seed,
                 "threshold": threshold, "partner": partner,

@@ -11,6 +11,7 @@ from workbench import storage
 from workbench.results import (
     ImageResult,
     ResultCache,
+    SanityResult,
     Scoreboard,
     TextResult,
     configured_cache,
@@ -133,3 +134,29 @@ def test_result_cache_local_folder_tier_and_damaged_entries(tmp_path):
     for entry in store.entries():
         store.write(entry.key, b"\x00garbage")
     assert ResultCache(10_000_000, store=store).get("k") is None  # a miss, not a crash
+
+
+def test_sanity_results_are_stored_in_the_shared_tier_bit_for_bit(tmp_path):
+    import saliency_core
+    from saliency_core import evaluation
+
+    loaded = saliency_core.load_model("shapes-cnn", "cpu")
+    x, _ = evaluation.shapes_inputs(loaded, 2, 0)
+    cascade = evaluation.cascading_randomization(loaded, x, ["gradient", "gradcam"], seed=1)
+    data = evaluation.data_randomization(loaded, loaded, x, ["gradient"])
+    store = storage.LocalStorage(tmp_path)
+    ResultCache(100_000_000, store=store).put("sanity", SanityResult(cascade, data))
+    got = ResultCache(100_000_000, store=store).get("sanity")
+    assert isinstance(got, SanityResult)
+    assert (got.cascade.mode, got.cascade.steps, got.cascade.seed) == ("cascading", cascade.steps, 1)
+    assert got.cascade.units == cascade.units and np.array_equal(got.cascade.targets, cascade.targets)
+    for method in cascade.methods:
+        for metric, values in cascade.similarity[method].items():
+            assert np.array_equal(got.cascade.similarity[method][metric], values)
+        for mine, theirs in zip(got.cascade.maps[method], cascade.maps[method]):
+            assert mine.abs.dtype == np.float32 and np.array_equal(mine.abs, theirs.abs)
+            assert np.array_equal(mine.signed, theirs.signed)
+    assert got.cascade.verdicts(0.5) == cascade.verdicts(0.5)
+    assert got.data.verdicts() == data.verdicts()
+    assert np.array_equal(got.data.maps["gradient"][1].abs, data.maps["gradient"][1].abs)
+

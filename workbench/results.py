@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saliency_core.wire import WireError, pack, unpack
+from saliency_core.wire import WireError, decode_value, encode_value, pack, unpack
 
 from .storage import PruneTimer, Storage, StorageUnavailable, storage_for
 
@@ -79,8 +79,8 @@ class Scoreboard:
 @dataclass(frozen=True)
 class SanityResult:
     """The sanity checks of one setting: evaluation.RandomizationResult and, when a
-    shuffled-label model was compared, evaluation.DataRandomizationResult (kept in memory
-    only: the shared tier stores the flat results above)."""
+    shuffled-label model was compared, evaluation.DataRandomizationResult (stored in the
+    shared tier as the engine service's structured values: arrays bit for bit)."""
 
     cascade: Any
     data: Any | None = None
@@ -117,6 +117,10 @@ def to_bytes(value) -> bytes | None:
                    "metadata": value.metadata}
         elif isinstance(value, Scoreboard):
             arrays, doc = {}, {"type": "scoreboard", "rows": value.rows}
+        elif isinstance(value, SanityResult):
+            named: dict[str, torch.Tensor] = {}
+            parts = encode_value({"cascade": value.cascade, "data": value.data}, named)
+            return pack(named, {"type": "sanity", "parts": parts})
         else:
             return None
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
@@ -141,6 +145,9 @@ def from_bytes(data: bytes):
                               metadata=doc["metadata"])
         if kind == "scoreboard":
             return Scoreboard(rows=list(doc["rows"]))
+        if kind == "sanity":
+            parts = decode_value(doc["parts"], tensors)
+            return SanityResult(cascade=parts["cascade"], data=parts["data"])
     except KeyError as exc:
         raise WireError(f"stored result lacks {exc}") from None
     raise WireError(f"unknown stored result type {kind!r}")
