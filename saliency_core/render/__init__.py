@@ -2,9 +2,10 @@
 
 - ``maps``: channel aggregation, robust normalisation, colormaps, overlays, PNG bytes and
   highlighted tokens (what the app, the CLI and the report draw with);
-- ``grid``: one call for a grid of several methods or several classes of one input, as a PIL
-  image or a matplotlib figure; it takes this library's results or plain tensors and arrays
-  from Captum ([N, C, H, W]) and pytorch-grad-cam ([N, H, W]) alike;
+- ``grid``: a grid of maps over one input, as a PIL image or a matplotlib figure; it takes this
+  library's results or plain tensors and arrays from Captum ([N, C, H, W]) and
+  pytorch-grad-cam ([N, H, W]) alike;
+- ``model_grids``: one call for the grid of several methods or several classes of one input;
 - ``charts``: token scores as a bar chart.
 
 Everything is importable as ``saliency_core.render.X``.
@@ -15,11 +16,9 @@ from __future__ import annotations
 from .charts import token_chart
 from .grid import (
     attribution_map,
-    class_grid,
     figure_to_image,
     grid,
     input_image,
-    method_grid,
 )
 from .maps import (
     AGGREGATIONS,
@@ -42,6 +41,7 @@ from .maps import (
     token_display,
     token_html,
 )
+from .model_grids import class_grid, method_grid
 
 __all__ = [
     "AGGREGATIONS",
