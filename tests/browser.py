@@ -62,15 +62,17 @@ def serve_streamlit(
     health_timeout_s: float = HEALTH_TIMEOUT_S,
     extra_args: Sequence[str] = (),
     port: int | None = None,
+    launcher: Sequence[str] = ("-m", "streamlit"),
 ) -> Iterator[str]:
     """Run ``streamlit run script`` on a free localhost port (or ``port``) until the block
     ends; yields the base URL once /_stcore/health answers 200. Output goes to ``log_path``;
-    ``extra_args`` are more ``streamlit run`` options (e.g. ``--secrets.files``)."""
+    ``extra_args`` are more ``streamlit run`` options (e.g. ``--secrets.files``);
+    ``launcher=("-m", "workbench.serve")`` serves it as ``make run`` does (same arguments)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [
-        sys.executable, "-m", "streamlit", "run", str(script),
+        sys.executable, *launcher, "run", str(script),
         "--server.port", str(port),
         "--server.address", "127.0.0.1",
         "--server.headless", "true",
@@ -173,10 +175,11 @@ def replace_upload(page, scope, name: str, mime: str, data: bytes) -> None:
     chips = scope.locator("[data-testid='stFileChip']")
     while chips.count():
         chips.first.locator("[data-testid='stFileChipDeleteBtn']").first.click()
-        expect(chips).to_have_count(0)
+        expect(chips).to_have_count(0, timeout=APP_RUN_TIMEOUT_MS)
     scope.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
         {"name": name, "mimeType": mime, "buffer": data})
-    expect(chips).to_have_count(1)
+    # Playwright's 5 s default is too short for the chip of a 10 MB upload to a busy server.
+    expect(chips).to_have_count(1, timeout=APP_RUN_TIMEOUT_MS)
     expect(scope.locator("[data-testid='stFileChipIconSpinner']")).to_have_count(
         0, timeout=60_000)
     wait_for_app(page, settle_ms=400)

@@ -72,7 +72,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 @pytest.fixture(scope="session")
 def app_server():
     """Serve app.py offline on a free localhost port; yields the base URL."""
-    env = {
+    with serve_streamlit("app.py", cwd=REPO_ROOT, log_path=SERVER_LOG, env=app_env()) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def make_run_server():
+    """app.py served as ``make run`` serves it (``python -m workbench.serve run``: warm start,
+    the process settings of workbench/serve.py), for tests of the server process itself."""
+    log_path = OUTPUT_DIR / "make_run_server.log"
+    with serve_streamlit("app.py", cwd=REPO_ROOT, log_path=log_path, env=app_env(),
+                         launcher=("-m", "workbench.serve")) as base_url:
+        yield base_url
+
+
+def app_env() -> dict[str, str]:
+    """The environment the served app gets in tests."""
+    return {
         "SALIENCY_CACHE": str(REPO_ROOT / "models_cache"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
@@ -82,8 +98,6 @@ def app_server():
         # about the budget (tests/test_app_budget.py is), so it must not ask them to confirm.
         "SALIENCY_REQUEST_BUDGET_S": TEST_BUDGET_S,
     }
-    with serve_streamlit("app.py", cwd=REPO_ROOT, log_path=SERVER_LOG, env=env) as base_url:
-        yield base_url
 
 
 @pytest.fixture(scope="session")
