@@ -10,6 +10,7 @@ are reduced (JPEGs already while decoding) so that the app never holds a huge ar
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -27,6 +28,13 @@ BOMB_PIXELS = 64_000_000
 FULL_DECODE_PIXELS = 24_000_000
 # Above this many pixels an image is scaled down (aspect kept) and the user told so.
 MAX_PIXELS = 2_000_000
+
+
+# What Pillow's format plugins raise on malformed data. Beyond the I/O errors, a TIFF whose
+# second directory lacks its width raises TypeError from n_frames (found by `make fuzz`), and
+# other plugins let KeyError, IndexError or struct.error out of their header parsers.
+_DAMAGED = (OSError, ValueError, SyntaxError, EOFError, TypeError, KeyError, IndexError,
+            struct.error, ZeroDivisionError, OverflowError)
 
 
 class ImageReadError(SaliencyError):
@@ -55,7 +63,15 @@ def _open(data: bytes) -> Image.Image:
         raise ImageReadError(
             f"This file is not an image we can read; upload a {FORMAT_NAMES} file."
         ) from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except _DAMAGED as exc:
+        raise ImageReadError(f"This image file is damaged and cannot be read ({exc}).") from None
+
+
+def _frame_count(image: Image.Image) -> int:
+    """Frames in the file; counting reads every frame's header, which may be damaged."""
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except _DAMAGED as exc:
         raise ImageReadError(f"This image file is damaged and cannot be read ({exc}).") from None
 
 
@@ -160,8 +176,9 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
     image = _open(data)
     drafts = image.format in ("JPEG", "MPO")
     _check_declared_size(image, bomb_pixels if drafts else min(bomb_pixels, FULL_DECODE_PIXELS))
-    if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
-        notices.append(f"The file holds {getattr(image, 'n_frames', 1)} frames; the first one is used.")
+    frames = _frame_count(image)
+    if frames > 1 and image.format != "MPO":
+        notices.append(f"The file holds {frames} frames; the first one is used.")
     original = image.size
     target = _scaled_size(original, max_pixels)
     try:
@@ -175,7 +192,7 @@ def load_image(data: bytes, max_pixels: int = MAX_PIXELS,
             image = ImageOps.exif_transpose(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"This image has too many pixels to open safely ({exc}).") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except _DAMAGED as exc:
         raise ImageReadError(
             f"This image file is damaged or cut short and cannot be read ({exc})."
         ) from None

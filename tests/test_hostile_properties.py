@@ -11,7 +11,7 @@ import io
 import os
 import struct
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -52,7 +52,13 @@ def mutated_images(draw) -> bytes:
     return bytes(data[:cut]) + draw(st.binary(max_size=64))
 
 
+# A TIFF whose second directory has no width: Pillow's n_frames raised TypeError (make fuzz).
+TIFF_WITHOUT_WIDTH = (bytes.fromhex("4949002a080000000900000104000100000000000001010103000100000001") + bytes(39)
+                      + bytes.fromhex("1101010001") + bytes(46) + b"\x01")
+
+
 @given(st.one_of(st.binary(max_size=512), mutated_images()))
+@example(TIFF_WITHOUT_WIDTH)
 def test_image_loading_gives_an_image_or_a_saliency_error(data):
     try:
         image, notices = load_image(data, max_pixels=4096)
