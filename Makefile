@@ -109,6 +109,15 @@ BATCHING_ARGS ?=
 bench-batching: $(DEV_STAMP)
 	$(PY) -m benchmarks.batching --device $(DEVICE) $(BATCHING_ARGS)
 
+# The browser load test (benchmarks/load.py): concurrent chromium sessions against the hosted
+# configuration (sign-in off), without and then with a heavy-link session; a table with p50/p95
+# per action, errors, tracebacks, server memory and the heavy/baseline p95 ratio; exits 1 on any
+# error or traceback. Defaults: LOAD_ARGS="--sessions 20 --minutes 5" (each of two phases);
+# add --json PATH for every figure. `make test` runs its --smoke pass.
+LOAD_ARGS ?=
+load: $(DEV_STAMP) browser-deps
+	$(PY) -m benchmarks.load $(LOAD_ARGS)
+
 # The engine as a Ray Serve service (local Ray, or the cluster in RAY_ADDRESS); point the app at
 # it with SALIENCY_ENGINE_URL=http://127.0.0.1:$(ENGINE_PORT) make run.
 serve-engine: $(REQ_STAMP)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .webapp import cpu_model
+
 FLOOR_TARGET = 1.05
 CONTENDER_LABELS = (("floor", "×floor"), ("captum", "×Captum"), ("grad-cam", "×grad-cam"),
                     ("reference", "×reference"))
@@ -28,17 +30,6 @@ def _version(name: str, module: str | None = None) -> str:
     except ImportError:
         return "not installed"
     return getattr(found, "__version__", "present")
-
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-        if m:
-            return m.group(1).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def describe(device: torch.device) -> dict:

@@ -22,47 +22,31 @@ the first view, the Image page's first map and a display change.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import platform
-import socket
-import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Self
 
-import numpy as np
+from .webapp import (
+    BUDGET_ENV,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    GRID_JS,
+    OVERLAY_JS,
+    QUICK_METHODS,
+    ROOT,
+    SCRIPT_IDLE,
+    SIDEBAR,
+    STATUS_WIDGET,
+    TIMEOUT_MS,
+    Running,
+    Server,
+    machine,
+    photo_png,
+    summary,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-# The overlay panel once final ("Overlay"), or any overlay, coarse levels included.
-OVERLAY_JS = """([prefix, old]) => {
-  for (const box of document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"]')) {
-    const img = box.querySelector('img');
-    const caption = (box.innerText || '').trim();
-    if (img && caption.startsWith(prefix) && img.complete && img.naturalWidth > 0
-        && img.src !== old) return img.src;
-  }
-  return false;
-}"""
-GRID_JS = """([n]) => {
-  const imgs = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')];
-  const done = imgs.filter(i => i.complete && i.naturalWidth > 0);
-  const captions = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stCaptionContainer"]')]
-    .filter(c => c.innerText.includes(' passes'));
-  return captions.length >= n && done.length >= n;
-}"""
-TIMEOUT_MS = 300_000
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-# The page asks for a click before a request it estimates above the budget; a busy machine's
-# estimates would stop the run there. What is timed is the wait, not the confirmation.
-BUDGET_ENV = {"SALIENCY_REQUEST_BUDGET_S": "3600"}
 # The heatmap figure's colour scale, by its first colour: changes when the browser restyles it.
 FIGURE_SCALE_JS = """([old]) => {
   const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
@@ -71,67 +55,6 @@ FIGURE_SCALE_JS = """([old]) => {
   const first = JSON.stringify(heat.colorscale[0]);
   return first !== old ? first : false;
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """The workbench on localhost, started like ``make run``; waits for the warm start."""
-
-    def __init__(self, log_path: Path, warm_timeout_s: float = 600, env: dict | None = None):
-        self.env = env or {}
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.warm_timeout_s = warm_timeout_s
-
-    def __enter__(self) -> Self:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-               "TRANSFORMERS_OFFLINE": "1", **self.env}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "workbench.serve", "run", "app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
-        start = time.monotonic()
-        while "warm start" not in self.log_path.read_text(errors="replace"):
-            if self.process.poll() is not None or time.monotonic() - start > self.warm_timeout_s:
-                self.__exit__()
-                raise RuntimeError(f"the server did not warm up:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
-        self.warm_s = time.monotonic() - start
-        with urllib.request.urlopen(f"{self.base}/_stcore/health", timeout=10) as r:
-            assert r.status == 200
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
-
-
-def photo_png(index: int) -> bytes:
-    """A photo never uploaded before in this run: the skimage samples, shifted a little."""
-    import skimage.data
-    from PIL import Image
-
-    sources = [skimage.data.chelsea, skimage.data.coffee, skimage.data.astronaut,
-               skimage.data.rocket]
-    pixels = sources[index % len(sources)]()
-    pixels = np.roll(pixels, 7 * (index // len(sources) + 1), axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def overlay_src(page, prefix: str = "Overlay") -> str | None:
@@ -157,9 +80,8 @@ def timed(action: Callable[[], None], *waits: Callable[[], None]) -> list[float]
 def settle(page) -> None:
     """Until the script run (and any rerun it asked for) is over."""
     page.wait_for_timeout(150)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=TIMEOUT_MS)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="hidden", timeout=TIMEOUT_MS)
+    page.wait_for_selector(SCRIPT_IDLE, timeout=TIMEOUT_MS)
+    page.wait_for_selector(STATUS_WIDGET, state="hidden", timeout=TIMEOUT_MS)
 
 
 class Bench:
@@ -230,7 +152,7 @@ class Bench:
 
             if not full:
                 return
-            sidebar = page.locator('[data-testid="stSidebar"]')
+            sidebar = page.locator(SIDEBAR)
             sidebar.get_by_text("Upload", exact=True).click()
             settle(page)
             old = overlay_src(page)
@@ -245,8 +167,7 @@ class Bench:
             self.add("after an upload: final map", final)
             settle(page)
 
-            methods = ["Vanilla gradient", "Grad-CAM", "Gradient × input", "Guided Backprop",
-                       "HiResCAM"]
+            methods = QUICK_METHODS
             old = overlay_src(page)
             sidebar.get_by_role("combobox", name="Method", exact=True).click()
             option = page.get_by_role("option", name=methods[rep % len(methods)], exact=True)
@@ -286,42 +207,6 @@ class Bench:
             self.add("Compare, 5 methods: all five", final)
         finally:
             context.close()
-
-
-def summary(samples: dict[str, list[float]]) -> list[dict]:
-    rows = []
-    for name, values in samples.items():
-        ordered = sorted(values)
-        p95 = ordered[min(len(ordered) - 1, int(np.ceil(0.95 * len(ordered))) - 1)]
-        rows.append({"action": name, "n": len(values), "median_ms": 1000 * statistics.median(values),
-                     "p95_ms": 1000 * p95})
-    return rows
-
-
-def machine() -> str:
-    cores = os.cpu_count()
-    try:
-        import torch
-
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    except Exception:  # noqa: BLE001  (the figures stand without the device name)
-        gpu = "unknown device"
-    return f"{platform.processor() or platform.machine()}, {cores} cores, {gpu}, {platform.platform()}"
-
-
-class Running:
-    """A server someone else started (``--url``): nothing to start or stop."""
-
-    warm_s = None
-
-    def __init__(self, base: str):
-        self.base = base.rstrip("/")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 def run(reps: int, model: str, input_: str, smoke: bool = False, url: str | None = None) -> dict:

@@ -71,7 +71,11 @@ def warm_up() -> dict[str, float]:
     default device and run one small attribution each; seconds per step, for the log."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    # Modules the pages import lazily: two sessions importing one at the same moment see it
+    # half initialised ("partially initialized module 'pandas'", found by benchmarks.load).
+    import pandas  # noqa: F401  (st.dataframe: the prediction table, the scoreboard)
     import plotly.graph_objects  # noqa: F401  (the heatmap's first figure imports it)
+    import pyarrow  # noqa: F401  (st.dataframe sends its data as Arrow)
     import torch
 
     import saliency_core
