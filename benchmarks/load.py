@@ -26,7 +26,8 @@ fairness figure. The server's resident memory is read from /proc every few secon
 of the warm-up (every session has finished its first visit), at the end, and its maximum.
 
 Output: a Markdown table, ``--json PATH`` with every figure; the exit status is 1 when an error
-or a traceback was seen. ``--smoke`` is the short run ``make test`` does (2 sessions, bundled
+or a traceback was seen. Ctrl-C stops a long run early and still reports what it measured
+(exit status 130 if nothing went wrong). ``--smoke`` is the short run ``make test`` does (2 sessions, bundled
 shapes model, two 5-second phases, each visit begun finished, heavy links of 256 steps).
 """
 
@@ -83,13 +84,12 @@ async def sample_memory(pid: int | None, record: Record, stop: asyncio.Event,
             pass
 
 
-async def drive(base: str, pid: int | None, sessions: int, phase_s: float, model: str,
-                samples: list[str], timeout_s: float, think_s: tuple[float, float],
-                heavy_steps: int) -> Record:
+async def drive(record: Record, base: str, pid: int | None, sessions: int, phase_s: float,
+                model: str, samples: list[str], timeout_s: float, think_s: tuple[float, float],
+                heavy_steps: int) -> None:
     """The two phases; the heavy session runs in the second until the others are done."""
     from playwright.async_api import async_playwright
 
-    record = Record()
     stop = asyncio.Event()
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -116,8 +116,7 @@ async def drive(base: str, pid: int | None, sessions: int, phase_s: float, model
             stop.set()
             await memory
             await browser.close()
-    record.confirmations = sum(u.confirmations for u in users)
-    return record
+            record.confirmations = sum(u.confirmations for u in users)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,9 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_report.load_average()
     server_cm = Running(args.url) if args.url else Server(
         log, env=env, mode="hosted", args=["--secrets.files", str(no_auth)])
+    record = Record()
     with server_cm as server:
-        record = asyncio.run(drive(server.base, server.pid, sessions, phase_s, model, samples,
-                                   timeout_s, think_s, heavy_steps))
+        try:
+            asyncio.run(drive(record, server.base, server.pid, sessions, phase_s, model,
+                              samples, timeout_s, think_s, heavy_steps))
+        except KeyboardInterrupt:  # a long run stopped early still reports what it measured
+            record.interrupted = True
+            # The browser closing under the actions in flight is the stop, not an error.
+            record.errors = [e for e in record.errors if "has been closed" not in e["error"]]
+            record.heavy = [h for h in record.heavy if "has been closed" not in h["outcome"]]
     server_log = None if args.url else log.read_text(errors="replace")
     result = load_report.result(record, server_log, sessions=sessions, phase_s=phase_s,
                                 model=model, warm_start_s=server.warm_s,
@@ -173,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
-    return 1 if result["errors"] or result["tracebacks"] else 0
+    if result["errors"] or result["tracebacks"]:
+        return 1
+    return 130 if record.interrupted else 0
 
 
 if __name__ == "__main__":

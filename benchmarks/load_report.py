@@ -101,6 +101,7 @@ def result(record, server_log: str | None, *, sessions: int, phase_s: float, mod
                    "server": "python -m workbench.serve hosted (sign-in off)",
                    "budget_s": budget_s or "server default", "warm_start_s": warm_start_s},
         "phases": {"baseline": summary(baseline), "heavy": summary(heavy)},
+        "interrupted": record.interrupted,
         "samples_s": record.samples,
         "visits": dict(record.visits),
         "ratio": ratio,
@@ -181,7 +182,9 @@ def _memory_note(mem: dict) -> str:
 
 def table(res: dict) -> str:
     visits = ", ".join(str(v) for v in res["visits"].values()) or "none"
-    lines = [*_heading(res), "", *_rows(res), "",
+    stopped = ["**Stopped early (Ctrl-C): the figures are those of the part that ran.**", ""] \
+        if res.get("interrupted") else []
+    lines = [*stopped, *_heading(res), "", *_rows(res), "",
              (f"- Visits per session: {visits}; budget confirmations (Run anyway) by the "
               f"ordinary sessions: {res['confirmations']}."),
              _heavy_note(res["heavy_session"]),

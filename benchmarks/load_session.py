@@ -66,7 +66,7 @@ PROBLEMS_JS = """() => {
 
 
 class ActionFailed(Exception):
-    """The visit cannot go on (recorded already)."""
+    """The visit cannot go on (act() records why)."""
 
 
 class Record:
@@ -82,6 +82,7 @@ class Record:
         self.visits: dict[str, int] = {}
         self.memory: list[tuple[float, float]] = []
         self.warm_at: float | None = None
+        self.interrupted = False  # stopped with Ctrl-C before the end
 
     def add(self, action: str, seconds: float) -> None:
         self.samples.setdefault(self.phase, {}).setdefault(action, []).append(seconds)
@@ -126,6 +127,13 @@ class Session:
         self.heavy_steps = heavy_steps
         self.timeout_ms = 1000 * timeout_s
         self.confirmations = 0  # "Run anyway" clicks
+        self.step = ""  # what the visit is doing, for an error between timed actions
+
+    async def new_context(self):
+        context = await self.browser.new_context(viewport=VIEWPORT)
+        # Clicks and settles wait as long as a timed action may: a busy browser is slow too.
+        context.set_default_timeout(self.timeout_ms)
+        return context
 
     def url(self, page_path: str, **query) -> str:
         return f"{self.base}/{page_path}?{urlencode({'model': self.model, **query})}"
@@ -141,14 +149,15 @@ class Session:
 
         while time.monotonic() < phase_end:
             n = self.record.visits.get(self.name, 0)
-            context = await self.browser.new_context(viewport=VIEWPORT)
+            context = await self.new_context()
+            self.step = "open the Image page"
             try:
                 await self.think()
                 await visit(context, n)
             except ActionFailed:
                 pass
             except PlaywrightError as exc:  # between timed actions (a settle, a click)
-                self.record.error(self.name, "between actions", str(exc))
+                self.record.error(self.name, f"{self.step} (before its timed part)", str(exc))
             finally:
                 self.record.visits[self.name] = n + 1
                 await context.close()
@@ -238,6 +247,7 @@ class Session:
         await settle(page, self.timeout_ms)
         for step in (self.upload, self.display_change, self.method_change, self.share_link,
                      self.compare):
+            self.step = step.__name__.replace("_", " ")
             await self.think()
             await step(page, n)
 
@@ -272,7 +282,7 @@ class Session:
         """The view's link (publish() writes it into the URL, the share box shows the same) in
         a new visitor's browser."""
         link = page.url
-        other = await self.browser.new_context(viewport=VIEWPORT)
+        other = await self.new_context()
         try:
             shared = await other.new_page()
             await self.act(shared, "open a shared link",
