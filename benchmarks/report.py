@@ -32,6 +32,16 @@ def _version(name: str, module: str | None = None) -> str:
     return getattr(found, "__version__", "present")
 
 
+def _guided_rule() -> str:
+    """Which path the guided rows measure; the native rule's build (once, about 10 s) is
+    waited for here, before anything is timed."""
+    from saliency_core import graph_rule
+
+    if graph_rule.prepare(wait=900, settle=True):
+        return "native graph rule"
+    return f"Python hooks ({graph_rule.unavailable_reason()[:80]})"
+
+
 def describe(device: torch.device) -> dict:
     info = {
         "cpu": cpu_model(),
@@ -43,6 +53,7 @@ def describe(device: torch.device) -> dict:
         "captum": _version("captum"),
         "grad-cam": _version("grad-cam", "pytorch_grad_cam"),
         "device": str(device),
+        "guided_rule": _guided_rule(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -229,8 +240,8 @@ on those another library just filled:
   for the model within the engine's memory budget. For Grad-CAM the floor is a forward and a
   backward that stops at the target layer. Guided Backprop and Guided Grad-CAM are held to
   the plain-gradient floor, which leaves out what their ReLU rule itself costs (a
-  rectification per ReLU in the backward pass, and Python called at every ReLU, as in
-  Captum and pytorch-grad-cam).
+  rectification per ReLU in the backward pass; Captum and pytorch-grad-cam also call
+  Python at every ReLU).
 - **Captum** and **pytorch-grad-cam**: their own classes, given the floor's batch size
   where they take one (`internal_batch_size`, `nt_samples_batch_size`).
 - **reference**: the naive loops of the user's reference document, re-implemented in
@@ -248,10 +259,14 @@ bundled shapes-cnn at its own 64×64 input.
 Where ours stays above 1.05× the floor, and why:
 
 - Guided Backprop and Guided Grad-CAM are held to the plain-gradient floor, so the ReLU rule
-  itself shows: a rectification per ReLU in the backward pass and a Python call at every ReLU
-  (Captum and pytorch-grad-cam pay the same; ours uses hooks on ReLU modules where a first
-  call has checked they give the rule's map, else an operator-level rule). Guided Grad-CAM
-  also needs the plain gradient at the layer: a second, short backward from the same forward.
+  itself shows: a rectification (one clamp) per ReLU in the backward pass. Ours calls no
+  Python there: after the forward pass one C++ call hooks every ReLU/ReLU6 node of that
+  pass's graph (saliency_core/graph_rule.py, built on first use and checked on a model's
+  first guided call to give the operator-level rule's map); where it cannot be built or does
+  not match, hooks on ReLU modules (a Python call per ReLU, as Captum and pytorch-grad-cam
+  pay) or the operator-level rule. Guided Grad-CAM takes both maps from one backward pass
+  where no ReLU lies between the layer and the score (ResNet's layer4, MobileNet's last
+  block), else it also needs a second, short backward to the layer.
 - On the bundled shapes-cnn a call takes 1-3 ms on the CPU, and the API's fixed cost (about
   0.1 ms of Python: validation, the call's context, hooks) shows in the ratio.
 - On a GPU at batch size 1 and for the 32-point rows, a call takes a few milliseconds and is

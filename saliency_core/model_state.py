@@ -1,7 +1,7 @@
 """What the engine learns about a model, kept with the model and dropped with it.
 
-Default CAM layers, the autograd bytes one point keeps alive, whether ReLU-module hooks give
-Guided Backprop exactly, the model's lock: each is worked out once per model and reused.
+Default CAM layers, the autograd bytes one point keeps alive, which of the faster guided paths
+give its Guided Backprop exactly, the model's lock: each is worked out once per model and reused.
 Keyed by ``id(model)`` such facts would outlive the model, and a new model that happened to
 get the freed id would inherit a dead model's layer or memory estimate. Here they live in one
 dictionary keyed weakly by the model itself (or by the forward callable, for models given as

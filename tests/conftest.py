@@ -157,3 +157,13 @@ def temp_cache(tmp_path, monkeypatch):
     forget_loaded()
     yield tmp_path / "cache"
     forget_loaded()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def native_guided_rule():
+    """The native guided rule is built (about 10 s once per torch version, then cached) or
+    found missing before any test, so which guided path a call takes never depends on when
+    the background build happens to finish."""
+    from saliency_core import graph_rule
+
+    graph_rule.prepare(wait=600, settle=True)

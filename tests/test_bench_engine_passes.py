@@ -17,7 +17,7 @@ from saliency_core.engine import (
 )
 from saliency_core.errors import CancelledError
 from saliency_core.methods.cam import layer_as_leaf
-from saliency_core.methods.guided import hooks_agree
+from saliency_core.methods.guided import fast_path
 from saliency_core.methods.smoothgrad import noisy_copies
 from saliency_core.noise import NoiseSource, clear_cache, unit_noise
 
@@ -130,7 +130,7 @@ def test_fused_guided_gradcam_equals_its_two_parts(inplace):
     x = images()
     t = [1, 3]
     first = sc.attribute(model, x, "guided_gradcam", target=t, layer="features.5")  # two passes
-    assert hooks_agree(model)  # checked on that first guided call
+    assert fast_path(model) is not None  # checked on that first guided call
     e = sc.explain(model, x, "guided_gradcam", target=t, layer="features.5")  # one pass
     assert e.metadata["passes"] == 2 and e.metadata["forwards"] == 0
     gb = sc.attribute(model, x, "guided_backprop", target=t)
@@ -140,15 +140,19 @@ def test_fused_guided_gradcam_equals_its_two_parts(inplace):
     assert sum(len(m._forward_hooks) for m in model.modules()) == 0
 
 
-def test_relu_module_hooks_are_used_only_where_they_give_the_rule():
+def test_relu_module_hooks_are_used_only_where_they_give_the_rule(monkeypatch):
+    # With the native graph rule off (tests/test_engine_guided_paths.py covers it).
+    from saliency_core import graph_rule
+
+    monkeypatch.setitem(graph_rule._state, "status", "failed")
     functional = FunctionalCNN(small_cnn()).eval()
     x = images()
     a = sc.attribute(functional, x, "guided_backprop", target=1)
-    assert not hooks_agree(functional)  # its ReLUs are functions: the operator-level rule stays
+    assert fast_path(functional) is None  # its ReLUs are functions: the operator-level rule stays
     assert torch.equal(a, sc.attribute(functional, x, "guided_backprop", target=1))
     plain = small_cnn(inplace=True)
     a = sc.attribute(plain, x, "guided_backprop", target=1)
-    assert hooks_agree(plain)
+    assert fast_path(plain) == "hooks"
     b = sc.attribute(plain, x, "guided_backprop", target=1)  # through the hooks
     assert torch.equal(a, b)
     assert max_rel_diff(b, sc.attribute(functional, x, "guided_backprop", target=1)) < 1e-6

@@ -1,5 +1,5 @@
-"""What the engine learns about a model (default CAM layer, memory per point, the guided-hook
-check, the lock) belongs to that model: it leaves with it, and a new model that gets a dead
+"""What the engine learns about a model (default CAM layer, memory per point, the guided-path
+checks, the lock) belongs to that model: it leaves with it, and a new model that gets a dead
 model's id() starts from nothing instead of inheriting the dead model's facts."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_state_leaves_with_its_model():
     sc.attribute(model, x, "gradient", batch_size=None)
     assert exp.metadata["layer"] == "1"
     state = model_state(model)
-    assert {"default_cam_layer", "saved_bytes_per_point", "relu_hooks_agree", "lock"} <= set(state)
+    assert {"default_cam_layer", "saved_bytes_per_point", "guided_paths", "lock"} <= set(state)
     del model, exp, state
     gc.collect()
     assert alive() is None  # the store did not keep the model alive

@@ -80,9 +80,13 @@ def warm_up() -> dict[str, float]:
 
     import saliency_core
     import saliency_core.models as sc_models
+    from saliency_core import graph_rule
 
     from . import compute, display, inputs, models  # noqa: F401
     timings["imports_s"] = time.perf_counter() - start
+    # The native guided rule builds (once per torch version) or loads in the background, so
+    # a first Guided Backprop does not start it.
+    graph_rule.prepare()
     present = [m for m in sc_models.available_models() if m.present]
     device = models.default_device()
     tasks = {m.name: m.task for m in present}

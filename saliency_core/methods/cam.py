@@ -6,11 +6,12 @@ transformer tokens and upsampling are shared.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
 
+from .. import graph_rule
 from ..engine import _score, layer_gradient, logits_of, model_lock
 from ..errors import SaliencyError
 from ..layers import (
@@ -23,7 +24,7 @@ from ..layers import (
 from ..model_state import remembered
 from ..specs import MethodSpec, Param
 from .base import Context
-from .guided import guided_gradients, hooks_agree, rectifying_relu_hooks
+from .guided import fast_path, guided_gradients, rectifying_relu_hooks
 
 CAM_PARAMS = (
     Param("layer", "layer", None, "Module path of the target layer (e.g. layer4, features.28); "
@@ -218,25 +219,37 @@ class _Switch:
     guided = False
 
 
-def _guided_gradcam_pass(ctx: Context, xc, tc, layer):
+def _guided_gradcam_pass(ctx: Context, xc, tc, layer, path: str):
     """(A, dscore/dA with plain ReLUs, dscore/dx with guided ReLUs, logits, targets) from one
-    forward pass: the ReLU-module hooks rectify gradients only once the switch is thrown."""
-    with model_lock(ctx.module):  # hooks on the shared model for the whole pass
-        return _guided_gradcam_pass_locked(ctx, xc, tc, layer)
+    forward pass, with the guided rule on ``path`` (see methods.guided.PATHS)."""
+    with model_lock(ctx.module):  # the layer hook (and ReLU hooks) on the shared model
+        return _guided_gradcam_pass_locked(ctx, xc, tc, layer, path)
 
 
-def _guided_gradcam_pass_locked(ctx: Context, xc, tc, layer):
+def _guided_gradcam_pass_locked(ctx: Context, xc, tc, layer, path: str):
+    # The ReLU-module hooks are put on during the forward pass and rectify only once the
+    # switch is thrown; the native rule is put on the recorded graph between the two passes.
     switch = _Switch()
     xc = xc.detach().requires_grad_(True)
     with torch.enable_grad(), capture_output(layer) as store:
         assert ctx.module is not None, "CAM methods need a module (checked before the pass)"
-        with rectifying_relu_hooks(ctx.module, active=lambda: switch.guided):
+        hooks = rectifying_relu_hooks(ctx.module, active=lambda: switch.guided) if path == "hooks" else nullcontext()
+        with hooks:
             logits = logits_of(ctx.forward(xc))
         a = store.get("output")
         if a is None:
             raise SaliencyError("the target layer was not used in the forward pass; pick another")
         scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
+        if path == "graph" and graph_rule.rectifiers_above(logits, a) == 0:
+            # No rectifier between the layer and the score (ResNet's layer4, MobileNet's last
+            # block): the guided pass carries the plain gradient to the layer, and one
+            # backward pass gives both maps.
+            graph_rule.rectify_graph(logits)
+            g_a, g_x = torch.autograd.grad(scores.sum(), (a, xc))
+            return a.detach(), g_a, g_x, logits.detach(), t
         (g_a,) = torch.autograd.grad(scores.sum(), a, retain_graph=True)
+        if path == "graph":
+            graph_rule.rectify_graph(logits)
         switch.guided = True
         (g_x,) = torch.autograd.grad(scores.sum(), xc)
     return a.detach(), g_a, g_x, logits.detach(), t
@@ -250,11 +263,12 @@ def guided_gradcam_passes(_p: dict) -> int:
 def guided_gradcam(ctx: Context, x, targets, params):
     """Guided Backprop times the upsampled Grad-CAM map.
 
-    Where hooks on the model's ReLU modules are known to give Guided Backprop exactly (see
+    Where a faster guided path is known to give this model's Guided Backprop exactly (see
     methods.guided; checked on the model's first guided call), both maps come from one
     forward pass; otherwise, and on that first call, from a Grad-CAM pass and a Guided
     Backprop pass."""
-    if not hooks_agree(ctx.module):
+    path = fast_path(ctx.module)
+    if path is None:
         cam = gradcam(ctx, x, targets, {"layer": params["layer"], "upsample": False})
         targets = ctx.meta["targets"]  # the CAM pass resolved "predicted"; reuse it
         gb = guided_gradients(ctx, x, targets)
@@ -263,7 +277,7 @@ def guided_gradcam(ctx: Context, x, targets, params):
     out, resolved = [], []
 
     def take(_stream, xc, tc):
-        a, g_a, g_x, logits, t = _guided_gradcam_pass(ctx, xc, tc, layer)
+        a, g_a, g_x, logits, t = _guided_gradcam_pass(ctx, xc, tc, layer, path)
         cam = gradcam_formula(to_spatial(a), to_spatial(g_a))
         return logits, (g_x * _upsample(cam, x.shape[-2:])[:, None], t)
 
@@ -271,6 +285,9 @@ def guided_gradcam(ctx: Context, x, targets, params):
         out.append(maps)
         resolved.append(t)
 
-    _run_layer_step(ctx, x, targets, take, consume)
+    try:
+        _run_layer_step(ctx, x, targets, take, consume)
+    except graph_rule.GraphRuleFailed:  # the native rule is off now: redo it on another path
+        return guided_gradcam(ctx, x, targets, params)
     ctx.meta["targets"] = _joined(resolved)
     return _joined(out)

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..engine import Stats, model_lock
+from .. import graph_rule
+from ..engine import Stats, logits_of, model_lock
 from ..model_state import model_state
 from ..relu_rules import with_relu_rule
 from ..specs import MethodSpec
@@ -79,34 +80,89 @@ def _hooked_forward(forward, module):
     return wrapped
 
 
-# Per model: do ReLU-module hooks give the same Guided Backprop map as the operator-level
-# rule? Decided once, on the model's first guided call (functional or in-place-modified
-# ReLU outputs would make them differ).
-def hooks_agree(module: nn.Module | None) -> bool:
-    return module is not None and model_state(module).get("relu_hooks_agree", False)
+def _graph_forward(forward):
+    """The native rule on each pass's own graph: the model is not touched, so no lock."""
+
+    def wrapped(points):
+        out = forward(points)
+        wrapped.relu_calls = graph_rule.rectify_graph(logits_of(out))
+        return out
+
+    return wrapped
+
+
+# The ways of applying the guided rule faster than the operator-level rule, best first: the
+# native rule on the recorded graph (no Python in the backward pass), then ReLU-module hooks
+# (a Python call per ReLU). Each is used on a model only once a guided call has checked, on
+# that model, that it gives the operator-level rule's map: functional or in-place-modified
+# ReLU outputs defeat the hooks, clamp activations and ReLUs the graph does not reach defeat
+# the native rule (see _check).
+PATHS = ("graph", "hooks")
+
+
+def _usable(path: str) -> bool:
+    # The first guided call starts building the native rule; until it is ready the hooks serve.
+    return path == "hooks" or graph_rule.prepare()
+
+
+def _fast_forward(path: str, ctx: Context):
+    return _graph_forward(ctx.forward) if path == "graph" else _hooked_forward(ctx.forward, ctx.module)
+
+
+def _verdicts(module: nn.Module) -> dict:
+    return model_state(module).setdefault("guided_paths", {})
+
+
+def fast_path(module: nn.Module | None) -> str | None:
+    """The best path checked to give this model's Guided Backprop map, or None: none has been,
+    or a better one is usable but not yet checked (the next guided call checks it)."""
+    if module is None:
+        return None
+    verdicts = _verdicts(module)
+    for path in PATHS:
+        if _usable(path):
+            verdict = verdicts.get(path)
+            if verdict is None:
+                return None
+            if verdict:
+                return path
+    return None
 
 
 def guided_gradients(ctx: Context, x, targets, rule="guided", name="guided_backprop"):
-    if rule != "guided":
+    if rule != "guided" or ctx.module is None:
         return input_gradients(ctx, x, targets, forward=with_relu_rule(ctx.forward, rule, name))
-    if hooks_agree(ctx.module):
-        return input_gradients(ctx, x, targets, forward=_hooked_forward(ctx.forward, ctx.module))
+    verdicts = _verdicts(ctx.module)
+    for path in PATHS:
+        if not _usable(path) or verdicts.get(path) is False:
+            continue
+        if verdicts.get(path) is None:
+            break  # this call checks it
+        try:
+            return input_gradients(ctx, x, targets, forward=_fast_forward(path, ctx))
+        except graph_rule.GraphRuleFailed:
+            continue  # the native rule is off now; the next path redoes the pass
     ruled = with_relu_rule(ctx.forward, "guided", name)
     grads = input_gradients(ctx, x, targets, forward=ruled)
-    if ctx.module is not None and "relu_hooks_agree" not in model_state(ctx.module):
-        model_state(ctx.module)["relu_hooks_agree"] = _check_hooks(ctx, x[:1], ctx.meta["targets"][:1], grads[:1],
-                                                ruled.relu_calls)
+    unchecked = [p for p in PATHS if _usable(p) and p not in verdicts]
+    if unchecked:
+        verdicts[unchecked[0]] = _check(ctx, unchecked[0], x[:1], ctx.meta["targets"][:1],
+                                        grads[:1], ruled.relu_calls)
     return grads
 
 
-def _check_hooks(ctx: Context, x, targets, expected, relu_calls: int) -> bool:
-    """One extra pass, once per model: the hooks must see every ReLU the rule saw (none
-    called as a function) and give the same map."""
+def _check(ctx: Context, path: str, x, targets, expected, relu_calls: int) -> bool:
+    """One extra pass, once per model and path: the path must rectify as many ReLUs as the
+    rule saw (none called as a function for the hooks, none left unreached by the graph,
+    no clamp) and give the same map."""
     scratch = dataclasses.replace(ctx, stats=Stats(), meta={}, capture_logits=False)
-    hooked = _hooked_forward(ctx.forward, ctx.module)
-    got = input_gradients(scratch, x, targets, forward=hooked)
+    fast = _fast_forward(path, ctx)
+    try:
+        got = input_gradients(scratch, x, targets, forward=fast)
+    except graph_rule.GraphRuleFailed:
+        return False
     ctx.stats.passes += scratch.stats.passes
-    if hooked.relu_calls != relu_calls:
+    if fast.relu_calls != relu_calls:
         return False
     scale = expected.abs().max().clamp_min(1e-30)
     return bool(((got - expected).abs().max() / scale) < 1e-4)
