@@ -1,8 +1,8 @@
 """Guided Backprop's rule on a recorded autograd graph, with no Python in the backward pass.
 
-After a forward pass, ``rectify_graph(logits)`` walks the graph behind the logits once, in
-C++, and puts a native pre-hook on every ReLU and Hardtanh (ReLU6) node that clamps the
-gradient arriving there; the node's own backward then applies the forward gate. That is the
+After a forward pass, ``rectify_graph(logits, since)`` walks the graph behind the logits once,
+in C++, and puts a native pre-hook on every ReLU and Hardtanh (ReLU6) node of that pass that
+clamps the gradient arriving there; the node's own backward then applies the forward gate. That is the
 guided rule of relu_rules.py, computed with the same operators, but the backward pass runs
 wholly in the autograd engine: no GIL, no Python frame per activation (what Python hooks
 cost on a GPU, where a pass at batch size 1 is bound by launches and Python, and on a server
@@ -69,23 +69,29 @@ def unavailable_reason() -> str:
     return _state["reason"]
 
 
-def rectify_graph(root: torch.Tensor) -> int:
-    """Puts the guided rule on every ReLU/Hardtanh node behind ``root``; returns their number.
-    A failure turns the native rule off for the process and raises GraphRuleFailed."""
-    return _call("rectify_graph", root)
+def pass_start() -> int:
+    """Called before a forward pass: marks where its autograd nodes begin (on this thread)."""
+    return _call("pass_start")
 
 
-def rectifiers_above(root: torch.Tensor, stop: torch.Tensor) -> int:
-    """How many ReLU/Hardtanh nodes lie between ``root`` and the node that made ``stop`` (not
-    counting it); -1 where ``stop`` has no node. None: a guided pass carries the plain
-    gradient to ``stop``, since the engine takes the gradient it hands back for ``stop``
-    before that node's own hooks run."""
-    return _call("rectifiers_above", root, stop)
+def rectify_graph(root: torch.Tensor, since: int) -> int:
+    """Puts the guided rule on every ReLU/Hardtanh node behind ``root`` made since
+    ``pass_start()`` returned ``since``; returns their number. A failure turns the native
+    rule off for the process and raises GraphRuleFailed."""
+    return _call("rectify_graph", root, since)
 
 
-def _call(name: str, *tensors: torch.Tensor) -> int:
+def rectifiers_above(root: torch.Tensor, stop: torch.Tensor, since: int) -> int:
+    """How many such nodes lie between ``root`` and the node that made ``stop`` (not counting
+    it); -1 where ``stop`` has no node. None: a guided pass carries the plain gradient to
+    ``stop``, since the engine takes the gradient it hands back for ``stop`` before that
+    node's own hooks run."""
+    return _call("rectifiers_above", root, stop, since)
+
+
+def _call(name: str, *args) -> int:
     try:
-        return int(getattr(torch.ops.saliency_graph_rule, name)(*tensors))
+        return int(getattr(torch.ops.saliency_graph_rule, name)(*args))
     except Exception as exc:  # a torch the library was not built for, a broken build
         with _guard:
             _fail(f"failed on a pass: {exc}")

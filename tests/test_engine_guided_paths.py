@@ -87,7 +87,7 @@ def every_path(model, x, target, monkeypatch, method="guided_backprop", **params
     return maps, dict(model_state(model)["guided_paths"])
 
 
-@pytest.mark.parametrize("make, size", [(resnet18, 64), (mobilenet_v2, 64),
+@pytest.mark.parametrize("make, size", [(resnet18, 32), (mobilenet_v2, 32),
                                         (lambda: FunctionalCNN(small_cnn()).eval(), 16),
                                         (lambda: small_cnn(inplace=True), 16)])
 def test_the_native_rule_gives_the_previous_map_bit_for_bit(native, monkeypatch, make, size):
@@ -104,15 +104,16 @@ def test_the_native_rule_gives_the_previous_map_bit_for_bit(native, monkeypatch,
 def rectifiers_above_layer(model, x, layer):
     store = {}
     handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, out: store.setdefault("a", out))
+    since = graph_rule.pass_start()
     logits = model(x.clone().requires_grad_(True))
     handle.remove()
-    return graph_rule.rectifiers_above(logits, store["a"])
+    return graph_rule.rectifiers_above(logits, store["a"], since)
 
 
 # A layer with no ReLU after it (one backward pass gives both maps) and one with ReLUs after
 # it (a plain pass to the layer, then the guided pass).
-@pytest.mark.parametrize("make, layer, size, above", [(resnet18, "layer4", 64, 0),
-                                                      (mobilenet_v2, "features.18", 64, 0),
+@pytest.mark.parametrize("make, layer, size, above", [(resnet18, "layer4", 32, 0),
+                                                      (mobilenet_v2, "features.18", 32, 0),
                                                       (small_cnn, "features.2", 16, 2)])
 def test_guided_gradcam_through_the_native_rule_matches_its_two_pass_form(native, monkeypatch,
                                                                           make, layer, size, above):
@@ -152,7 +153,7 @@ def test_a_failing_native_rule_turns_itself_off_and_the_map_is_unchanged(native,
     assert fast_path(model) == "graph"
     ggc = sc.attribute(model, x, "guided_gradcam", target=[1, 3])
 
-    def broken(_root):
+    def broken(*_args):
         raise RuntimeError("simulated: a library built for another torch")
 
     monkeypatch.setattr(torch.ops.saliency_graph_rule, "rectify_graph", broken)

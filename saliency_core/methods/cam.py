@@ -234,22 +234,23 @@ def _guided_gradcam_pass_locked(ctx: Context, xc, tc, layer, path: str):
     with torch.enable_grad(), capture_output(layer) as store:
         assert ctx.module is not None, "CAM methods need a module (checked before the pass)"
         hooks = rectifying_relu_hooks(ctx.module, active=lambda: switch.guided) if path == "hooks" else nullcontext()
+        since = graph_rule.pass_start() if path == "graph" else 0
         with hooks:
             logits = logits_of(ctx.forward(xc))
         a = store.get("output")
         if a is None:
             raise SaliencyError("the target layer was not used in the forward pass; pick another")
         scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
-        if path == "graph" and graph_rule.rectifiers_above(logits, a) == 0:
+        if path == "graph" and graph_rule.rectifiers_above(logits, a, since) == 0:
             # No rectifier between the layer and the score (ResNet's layer4, MobileNet's last
             # block): the guided pass carries the plain gradient to the layer, and one
             # backward pass gives both maps.
-            graph_rule.rectify_graph(logits)
+            graph_rule.rectify_graph(logits, since)
             g_a, g_x = torch.autograd.grad(scores.sum(), (a, xc))
             return a.detach(), g_a, g_x, logits.detach(), t
         (g_a,) = torch.autograd.grad(scores.sum(), a, retain_graph=True)
         if path == "graph":
-            graph_rule.rectify_graph(logits)
+            graph_rule.rectify_graph(logits, since)
         switch.guided = True
         (g_x,) = torch.autograd.grad(scores.sum(), xc)
     return a.detach(), g_a, g_x, logits.detach(), t

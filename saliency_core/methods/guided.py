@@ -84,8 +84,9 @@ def _graph_forward(forward):
     """The native rule on each pass's own graph: the model is not touched, so no lock."""
 
     def wrapped(points):
+        since = graph_rule.pass_start()
         out = forward(points)
-        wrapped.relu_calls = graph_rule.rectify_graph(logits_of(out))
+        wrapped.relu_calls = graph_rule.rectify_graph(logits_of(out), since)
         return out
 
     return wrapped
