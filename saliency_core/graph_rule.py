@@ -1,20 +1,21 @@
 """Guided Backprop's rule on a recorded autograd graph, with no Python in the backward pass.
 
 After a forward pass, ``rectify_graph(logits, since)`` walks the graph behind the logits once,
-in C++, and puts a native pre-hook on every ReLU and Hardtanh (ReLU6) node of that pass that
-clamps the gradient arriving there; the node's own backward then applies the forward gate. That is the
-guided rule of relu_rules.py, computed with the same operators, but the backward pass runs
-wholly in the autograd engine: no GIL, no Python frame per activation (what Python hooks
-cost on a GPU, where a pass at batch size 1 is bound by launches and Python, and on a server
-whose other threads hold the GIL). The model is not touched: the hooks live on this pass's
-graph and go with it, so no lock is needed for them.
+in C++, and puts a native pre-hook on every ReLU and Hardtanh (ReLU6) node of that pass; the
+hook clamps the gradient arriving there and the node's own backward then applies the forward
+gate. That is the guided rule of relu_rules.py, computed with the same operators, but the
+backward pass runs wholly in the autograd engine: no GIL, no Python frame per activation
+(what Python hooks cost on a GPU, where a pass at batch size 1 is bound by launches and
+Python, and on a server whose other threads hold the GIL). The model is not touched: the
+hooks live on this pass's graph and go with it, so no lock is needed for them.
 
-The C++ part (csrc/graph_rule.cpp) is compiled with torch's extension builder on first use,
-in the background, into torch's extension cache (``TORCH_EXTENSIONS_DIR``, by default
-~/.cache/torch_extensions), about 10 s once per torch version; later processes load it in
-well under a second. Where it cannot be built (no C++ compiler or ninja, a read-only cache,
-``SALIENCY_NATIVE_RULES=0``) ``ready()`` stays False and the guided methods use their
-Python paths, which give the same maps.
+The C++ part (csrc/graph_rule.cpp) is compiled by torch's extension builder on first use, in
+the background, into torch's extension cache (``TORCH_EXTENSIONS_DIR``, by default
+~/.cache/torch_extensions): about 10 s once per torch version; later processes load it in a
+fraction of a second (the builder checks it with ninja each time, so the compiler and ninja
+are needed then too). Where it cannot be built or loaded (no C++ compiler or ninja, a
+read-only cache, ``SALIENCY_NATIVE_RULES=0``) ``ready()`` stays False and the guided methods
+use their Python paths, which give the same maps.
 """
 
 from __future__ import annotations

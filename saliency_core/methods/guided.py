@@ -1,5 +1,6 @@
 """Guided Backprop (Springenberg et al. 2015) and DeconvNet (Zeiler & Fergus 2014): the
-gradient with modified ReLU backward rules, applied by relu_rules without touching the model."""
+gradient with modified ReLU backward rules, applied by relu_rules without touching the model;
+Guided Backprop also by the faster paths in PATHS where they are checked to agree."""
 
 from __future__ import annotations
 
