@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from workbench.scheduler import Job, Scheduler
+from workbench.scheduler import Job, Scheduler, yield_turn
 
 
 class Recorder:
@@ -210,3 +210,84 @@ def test_position_and_estimated_wait():
     hold.set()
     for t in [blocker, *threads]:
         t.join(10)
+
+
+def chunked(chunks: int, log: list, gate: threading.Event | None = None, on_wait=None):
+    """run_batch of a long job: ``chunks`` steps with a yield_turn between them, as the
+    engine's progress callback does; ``gate`` holds it after its first chunk."""
+    def run_batch(payloads):
+        for i in range(chunks):
+            log.append(("heavy", i))
+            if gate is not None and i == 0:
+                assert gate.wait(10)
+            yield_turn(on_wait)
+        return [f"heavy:{p}" for p in payloads]
+    return run_batch
+
+
+def test_a_long_job_lets_other_sessions_run_between_its_chunks():
+    log, results = [], {}
+    scheduler = Scheduler(concurrency=1, quantum_s=0.0)
+    gate = threading.Event()
+    heavy = start(scheduler, Job("heavy-user", "h", "h", chunked(4, log, gate)), results)
+    wait_until(lambda: log == [("heavy", 0)])
+
+    def light(payloads):
+        log.append(("light", payloads[0]))
+        return [f"light:{payloads[0]}"]
+    others = [start(scheduler, Job(f"u{i}", f"l{i}", i, light), results) for i in range(2)]
+    wait_until(lambda: scheduler.queue_length() == 2)
+    gate.set()
+    for t in (heavy, *others):
+        t.join(10)
+    # Both short requests ran after the heavy job's first chunk, not after its last; the heavy
+    # job went on from its second chunk (nothing recomputed) and finished.
+    assert log[:3] == [("heavy", 0), ("light", 0), ("light", 1)]
+    assert [e for e in log if e[0] == "heavy"] == [("heavy", i) for i in range(4)]
+    assert results == {"h": "heavy:h", "l0": "light:0", "l1": "light:1"}
+    assert scheduler.running() == 0 and scheduler.queue_length() == 0
+
+
+def test_a_long_job_keeps_its_slot_within_its_quantum_and_alone():
+    log, results = [], {}
+    alone = Scheduler(concurrency=1, quantum_s=0.0)
+    assert alone.run(Job("s", "h", "h", chunked(3, log))) == "heavy:h"  # nobody else: no pause
+    scheduler = Scheduler(concurrency=1, quantum_s=60.0)
+    gate = threading.Event()
+    heavy = start(scheduler, Job("heavy-user", "h2", "h", chunked(3, log, gate)), results)
+    wait_until(lambda: len(log) == 4)
+    light = start(scheduler, Job("u", "l", 0, lambda ps: [log.append("light") or "light"]), results)
+    wait_until(lambda: scheduler.queue_length() == 1)
+    gate.set()
+    for t in (heavy, light):
+        t.join(10)
+    assert log[4:] == [("heavy", 1), ("heavy", 2), "light"]  # within its quantum it goes on
+    assert yield_turn() == 0.0  # outside a scheduled job
+
+
+def test_stop_while_stepped_aside_ends_the_long_job_and_the_queue_moves_on():
+    log, results = [], {}
+    scheduler = Scheduler(concurrency=1, quantum_s=0.0)
+    gate, release, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def on_wait(waiting):
+        if stop.is_set():
+            raise Stopped()
+    heavy = start(scheduler, Job("heavy-user", "h", "h", chunked(5, log, gate, on_wait)), results)
+    wait_until(lambda: log == [("heavy", 0)])
+
+    def held(payloads):
+        assert release.wait(10)
+        return ["light"]
+    light = start(scheduler, Job("u", "l", 0, held), results)
+    wait_until(lambda: scheduler.queue_length() == 1)
+    gate.set()
+    wait_until(lambda: scheduler.queue_length() == 1 and scheduler.running() == 1)  # heavy aside
+    stop.set()
+    heavy.join(10)
+    assert isinstance(results["h"], Stopped)
+    release.set()
+    light.join(10)
+    assert results["l"] == "light" and log == [("heavy", 0)]
+    assert scheduler.running() == 0 and scheduler.queue_length() == 0
+    assert scheduler.run(Job("s", "after", 1, lambda ps: ["fine"])) == "fine"

@@ -5,6 +5,7 @@ shared model still give exactly the maps they give alone."""
 from __future__ import annotations
 
 import threading
+import time
 
 import torch
 
@@ -133,3 +134,44 @@ def test_fair_lock_serves_waiters_in_arrival_order_and_is_reentrant():
 def _queued(lock: FairLock, n: int) -> bool:
     with lock._cond:
         return len(lock._queue) >= n
+
+
+def test_a_heavy_request_steps_aside_in_the_scheduler_for_another_session():
+    """The device queue with the real engine: IG with many steps, its progress calling
+    yield_turn as the pages' progress bar does, lets another session's gradient run after its
+    first chunk, and still ends with the map it gives alone."""
+    from workbench.scheduler import Job, Scheduler, yield_turn
+
+    loaded, x = shapes_input()
+    scheduler = Scheduler(concurrency=1, quantum_s=0.0)
+    order: list[str] = []
+
+    def progress(done, total):
+        if done == 8:  # the first chunk is done: wait until the other session has queued
+            deadline = time.monotonic() + WAIT_S
+            while scheduler.queue_length() == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        yield_turn()
+
+    def heavy(_payloads):
+        out = sc.attribute(loaded, x, "integrated_gradients", target=0, steps=64, batch_size=8,
+                           progress=progress)
+        order.append("heavy")
+        return [out]
+
+    def light(_payloads):
+        out = sc.attribute(loaded, x * 0.5, "gradient", target=1)
+        order.append("light")
+        return [out]
+
+    results: dict = {}
+    heavy_thread = threading.Thread(target=lambda: results.setdefault(
+        "heavy", scheduler.run(Job("heavy-user", "h", None, heavy))))
+    heavy_thread.start()
+    while scheduler.running() == 0:
+        time.sleep(0.01)
+    results["light"] = scheduler.run(Job("other-user", "l", None, light))
+    heavy_thread.join(3 * WAIT_S)
+    assert order == ["light", "heavy"]
+    alone = sc.attribute(loaded, x, "integrated_gradients", target=0, steps=64, batch_size=8)
+    assert torch.equal(results["heavy"], alone)

@@ -2,7 +2,8 @@
 
 Streamlit interrupts a running script as soon as it next draws something after the user has
 touched a widget; the engine calls ``progress`` after every chunk of model passes, and each
-update redraws the bar, so a click on Stop ends the run within one chunk. The click's callback
+update redraws the bar, so a click on Stop ends the run within one chunk. Each update is also
+where a long run lets other sessions' queued work go first (scheduler.yield_turn). The click's callback
 records which computation was stopped, so the rerun that follows does not simply start it again.
 """
 
@@ -12,6 +13,8 @@ import time
 from typing import Self
 
 import streamlit as st
+
+from .scheduler import yield_turn
 
 STOPPED_KEY = "_stopped_computation"
 # Redrawing more often than this only floods the browser with messages.
@@ -34,6 +37,10 @@ def stopped_notice(computation: str, key: str) -> None:
     """What the page shows instead of a result the user stopped: a way to start it again."""
     st.warning("Stopped before it finished. Change a setting, or run it again.")
     st.button("Run again", key=key, on_click=clear_stopped, type="primary")
+
+
+def _requests(n: int) -> str:
+    return f"{n} request{'s' * (n > 1)}"
 
 
 class Progress:
@@ -68,6 +75,7 @@ class Progress:
         self._last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        self._start += yield_turn(self.paused)
         now = time.perf_counter()
         if done < total and now - self._last < MIN_UPDATE_S:
             return
@@ -84,25 +92,40 @@ class Progress:
     def pulse(self, _done: int = 0, _total: int = 0) -> None:
         """Redraw the bar as it is: work whose steps are long (one map of many model passes)
         calls this between passes, and each redraw is where Streamlit can stop the run."""
-        now = time.perf_counter()
-        if now - self._last < MIN_UPDATE_S:
-            return
-        self._last = now
-        self._bar.progress(self._fraction, text=self._text or f"{self.label}: running...")
+        self._start += yield_turn(self.paused)
+        if self._due() is not None:
+            self._bar.progress(self._fraction, text=self._text or f"{self.label}: running...")
 
     def waiting(self, waiting) -> None:
         """While queued behind other sessions' work (a scheduler.Waiting): where, how long."""
-        now = time.perf_counter()
-        if now - self._last < MIN_UPDATE_S:
+        now = self._due()
+        if now is None:
             return
-        self._last = now
         ahead = waiting.position - 1
         text = (f"{self.label}: waiting for the model, "
-                + ("next in line" if ahead == 0 else f"{ahead} request{'s' * (ahead > 1)} ahead")
+                + ("next in line" if ahead == 0 else f"{_requests(ahead)} ahead")
                 + f" (position {waiting.position} of {waiting.queued} in the queue), "
                 f"about {waiting.wait_s:.0f} s to wait")
         self._bar.progress(0.0, text=text)
         self._start = now  # the time left after it starts counts from the start
+
+    def paused(self, waiting) -> None:
+        """While this run has stepped aside for other sessions' work (a scheduler.Waiting)."""
+        if self._due() is None:
+            return
+        ahead = waiting.position - 1
+        text = (f"{self.label}: paused so that other users' work can run"
+                + (f" ({_requests(ahead)} first)" if ahead else "")
+                + f", {self._fraction:.0%} done; it goes on from there")
+        self._bar.progress(self._fraction, text=text)
+
+    def _due(self) -> float | None:
+        """The time now if the bar may be redrawn (at most every MIN_UPDATE_S), else None."""
+        now = time.perf_counter()
+        if now - self._last < MIN_UPDATE_S:
+            return None
+        self._last = now
+        return now
 
     def __exit__(self, *exc) -> None:
         self._holder.empty()

@@ -14,6 +14,13 @@ whether the engine is in this process or behind a remote client.
 - **Batching.** Jobs that share a ``batch_key`` (model, method and settings; different inputs)
   and are queued together run as one call of their ``run_batch`` with all payloads, up to
   ``max_batch`` of them: one batched pass instead of several.
+- **Turns.** A long job does not hold its slot to the end: between its chunks of model
+  passes (where the engine reports progress) it calls ``yield_turn``, and once it has run for
+  ``quantum_s`` while another session has work queued, it steps aside to the back of the round
+  and continues where it was when its turn comes again. Its state simply waits in its own
+  thread, so nothing is recomputed; the engine holds the model only per pass, so the work
+  that runs meanwhile is never blocked by it. One heavy link then delays another user's
+  request by at most a quantum and a chunk, not by its whole run.
 - **Stop.** A waiter that stops (Streamlit raises in its thread when the user clicks Stop or
   changes a setting) leaves the queue; a job nobody waits for any more is dropped. If the
   thread running a batch is stopped, the other jobs of the batch go back to the queue.
@@ -31,6 +38,10 @@ from typing import Any
 
 # How often a waiter wakes to report its position (and to let Streamlit interrupt it).
 WAIT_POLL_S = 0.25
+# How long a job runs before it lets queued work of other sessions go first: long enough that
+# ordinary requests (well under a second on a GPU, a few on a CPU) finish in one turn.
+QUANTUM_S = 1.0
+_turn = threading.local()  # the scheduler and batch the calling thread is running, if any
 
 
 @dataclass
@@ -50,6 +61,9 @@ class Job:
     batch: list[Job] = field(default_factory=list, repr=False)
     runner_claimed: bool = False
     seq: int = 0
+    suspended: bool = False  # stepped aside in the middle of its run (yield_turn)
+    ran_s: float = 0.0  # run time of its earlier turns
+    paused_s: float = 0.0  # time spent stepped aside
 
 
 @dataclass(frozen=True)
@@ -73,11 +87,12 @@ class Stats:
 
 class Scheduler:
     def __init__(self, concurrency: int = 1, max_batch: int = 8,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, quantum_s: float = QUANTUM_S):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
         self.max_batch = max_batch
+        self.quantum_s = quantum_s
         self.clock = clock
         self._cond = threading.Condition()
         self._queues: OrderedDict[Hashable, deque[Job]] = OrderedDict()  # round-robin order
@@ -115,7 +130,8 @@ class Scheduler:
         position = order.index(job) + 1 if job in order else len(order)
         now = self.clock()
         # Work still to do on the slots, then the jobs ahead of this one spread over them.
-        remaining = sorted(max(0.0, sum(j.cost_s for j in batch) - (now - self._started[id(batch[0])]))
+        remaining = sorted(max(0.0, sum(j.cost_s for j in batch) - batch[0].ran_s
+                               - (now - self._started[id(batch[0])]))
                            for batch in self._running)
         slots = remaining + [0.0] * (self.concurrency - len(remaining))
         slots.sort()
@@ -199,12 +215,19 @@ class Scheduler:
             del self._queues[session]
             if queue:
                 self._queues[session] = queue
-            batch = [leader] + self._batch_mates_locked(leader)
-            for job in batch:
-                job.state, job.batch, job.runner_claimed = "running", batch, False
+            resumed = leader.suspended
+            if resumed:  # its thread waits in yield_turn to go on
+                leader.suspended = False
+                batch = leader.batch
+                for job in batch:
+                    job.state = "running"
+            else:
+                batch = [leader] + self._batch_mates_locked(leader)
+                for job in batch:
+                    job.state, job.batch, job.runner_claimed = "running", batch, False
             self._running.append(batch)
             self._started[id(leader)] = self.clock()
-            if len(batch) > 1:
+            if len(batch) > 1 and not resumed:
                 self.stats.batches += 1
                 self.stats.batched_jobs += len(batch)
         self._cond.notify_all()
@@ -216,7 +239,7 @@ class Scheduler:
         for job in sorted((j for q in self._queues.values() for j in q), key=lambda j: j.seq):
             if len(mates) + 1 >= self.max_batch:
                 break
-            if job.batch_key == leader.batch_key:
+            if job.batch_key == leader.batch_key and not job.suspended:  # mid-run: its own batch
                 mates.append(job)
         for job in mates:
             self._remove_queued_locked(job)
@@ -226,6 +249,7 @@ class Scheduler:
     # ---- running a batch in the calling thread ----------------------------------------------
     def _execute(self, batch: list[Job]) -> None:
         leader = batch[0]
+        outer, _turn.running = getattr(_turn, "running", None), (self, batch)
         try:
             results = leader.run_batch([j.payload for j in batch])
             if len(results) != len(batch):
@@ -240,6 +264,8 @@ class Scheduler:
             raise
         else:
             self._finish(batch, results=results)
+        finally:
+            _turn.running = outer
 
     def _finish(self, batch: list[Job], results=None, error: BaseException | None = None) -> None:
         with self._cond:
@@ -271,3 +297,53 @@ class Scheduler:
         self._running = [b for b in self._running if b is not batch]
         self._started.pop(id(batch[0]), None)
         self._dispatch_locked()
+
+    # ---- turns: a long job steps aside between chunks -----------------------------------------
+    def _others_waiting_locked(self, session: Hashable) -> bool:
+        return any(q for s, q in self._queues.items() if s != session)
+
+    def _step_aside(self, batch: list[Job], on_wait: Callable[[Waiting], None] | None) -> float:
+        leader = batch[0]
+        with self._cond:
+            now = self.clock()
+            if (batch not in self._running or now - self._started[id(leader)] < self.quantum_s
+                    or not self._others_waiting_locked(leader.session)):
+                return 0.0
+            leader.ran_s += now - self._started.pop(id(leader))
+            self._running = [b for b in self._running if b is not batch]
+            leader.state, leader.suspended = "queued", True  # runner_claimed stays: this thread
+            self._queues.setdefault(leader.session, deque()).appendleft(leader)
+            self._queues.move_to_end(leader.session)  # to the back of the round
+            self._dispatch_locked()
+        try:
+            while True:
+                with self._cond:
+                    if leader.state == "running":
+                        leader.paused_s += self.clock() - now
+                        return self.clock() - now
+                    self._cond.wait(WAIT_POLL_S)
+                    waiting = self._waiting_locked(leader)
+                if waiting is not None and on_wait is not None:
+                    on_wait(waiting)  # where Streamlit stops this thread on Stop
+        except BaseException:
+            with self._cond:  # back on a slot, so that _execute's handler ends it as usual
+                if leader.suspended:
+                    leader.suspended = False
+                    self._remove_queued_locked(leader)
+                    self._jobs[leader.key] = leader
+                    for job in batch:
+                        job.state = "running"
+                    self._running.append(batch)
+                    self._started[id(leader)] = self.clock()
+            raise
+
+
+def yield_turn(on_wait: Callable[[Waiting], None] | None = None) -> float:
+    """Called by a job between chunks of its work: if it has run for a quantum and another
+    session has work queued, wait (calling ``on_wait`` like a queued request) until its turn
+    comes again. Returns the seconds it waited; 0 outside a scheduled job."""
+    running = getattr(_turn, "running", None)
+    if running is None:
+        return 0.0
+    scheduler, batch = running
+    return scheduler._step_aside(batch, on_wait)

@@ -21,10 +21,11 @@ from saliency_core.errors import SaliencyError
 
 from . import auth, telemetry
 from .costs import Budget, CostModel, RateLimiter
-from .scheduler import Job, Scheduler, Waiting
+from .scheduler import QUANTUM_S, Job, Scheduler, Waiting
 
 CONCURRENCY_ENV = "SALIENCY_CONCURRENCY"
 MAX_BATCH_ENV = "SALIENCY_MAX_BATCH"
+TURN_ENV = "SALIENCY_TURN_S"
 CONFIRMED_KEY = "_budget_confirmed"
 
 
@@ -47,10 +48,20 @@ def default_concurrency(device: str) -> int:
     return max(1, (os.cpu_count() or 1) // 8)
 
 
+def turn_seconds() -> float:
+    """How long a job runs before it lets other sessions' queued work go first."""
+    try:
+        value = float(os.environ.get(TURN_ENV, "") or QUANTUM_S)
+    except ValueError:
+        return QUANTUM_S
+    return value if value >= 0 else QUANTUM_S
+
+
 @st.cache_resource(show_spinner=False)
 def scheduler_for(device: str) -> Scheduler:
     raw = os.environ.get(MAX_BATCH_ENV, "")
-    return Scheduler(default_concurrency(device), max_batch=int(raw) if raw.isdigit() else 8)
+    return Scheduler(default_concurrency(device), max_batch=int(raw) if raw.isdigit() else 8,
+                     quantum_s=turn_seconds())
 
 
 @st.cache_resource(show_spinner=False)
@@ -173,7 +184,8 @@ def schedule(request: Request, est: float | None, progress=None) -> Any:
         try:
             return request.run_batch(payloads)
         finally:
-            timing["compute"] = time.perf_counter() - begin
+            # Without the time it stepped aside for other sessions (scheduler.yield_turn).
+            timing["compute"] = time.perf_counter() - begin - job.paused_s
             timing["batch"] = len(payloads)
 
     def on_start():
