@@ -2,8 +2,9 @@
 
 ``streamlit run app.py`` runs nothing until the first visitor opens a page, so that visitor
 waits for torch and the model libraries to import, the default models to load and the first
-passes to run through cold kernels (about 15 s on a busy 2-core server). Here a background
-thread does all of that as the server starts, through the same cached loaders the pages use
+passes to run through cold kernels (about 15 s on a busy 2-core server). Here the imports
+happen before the server opens (in the main thread: see import_page_modules) and a background
+thread does the rest as the server starts, through the same cached loaders the pages use
 (``st.cache_resource`` lives in the process, not in a session), so the first page view finds
 everything in memory. The arguments are those of the ``streamlit`` command, unchanged:
 
@@ -66,24 +67,37 @@ def warm_models(present: list, default_model) -> list[str]:
             if (name := default_model(task, [m.name for m in present if m.task == task]))]
 
 
-def warm_up() -> dict[str, float]:
-    """Import what the pages use, load the default models (or SALIENCY_WARM_MODELS) on the
-    default device and run one small attribution each; seconds per step, for the log."""
-    timings: dict[str, float] = {}
+def import_page_modules() -> float:
+    """Import what the pages import lazily, before the server takes its first session; the
+    seconds it took. Two threads importing one of these at the same moment see it half
+    initialised: two sessions with pandas ("partially initialized module 'pandas'"), and the
+    warm start with a session with transformers (benchmarks.load found both), so this runs in
+    the main thread, not in the warm start's."""
     start = time.perf_counter()
-    # Modules the pages import lazily: two sessions importing one at the same moment see it
-    # half initialised ("partially initialized module 'pandas'", found by benchmarks.load).
     import pandas  # noqa: F401  (st.dataframe: the prediction table, the scoreboard)
     import plotly.graph_objects  # noqa: F401  (the heatmap's first figure imports it)
     import pyarrow  # noqa: F401  (st.dataframe sends its data as Arrow)
+    import torch  # noqa: F401
+    import transformers.modeling_outputs  # noqa: F401  (the text models; lazy parts too)
+
+    import saliency_core.models  # noqa: F401
+
+    from . import compute, display, inputs, models  # noqa: F401
+    return time.perf_counter() - start
+
+
+def warm_up(imports_s: float = 0.0) -> dict[str, float]:
+    """Load the default models (or SALIENCY_WARM_MODELS) on the default device and run one
+    small attribution each, after import_page_modules; seconds per step, for the log."""
     import torch
 
     import saliency_core
     import saliency_core.models as sc_models
     from saliency_core import graph_rule
 
-    from . import compute, display, inputs, models  # noqa: F401
-    timings["imports_s"] = time.perf_counter() - start
+    from . import compute, inputs, models
+
+    timings: dict[str, float] = {"imports_s": imports_s}
     # The native guided rule builds (once per torch version) or loads in the background, so
     # a first Guided Backprop does not start it.
     graph_rule.prepare()
@@ -110,9 +124,9 @@ def warm_up() -> dict[str, float]:
     return timings
 
 
-def _warm_in_background() -> None:
+def _warm_in_background(imports_s: float) -> None:
     try:
-        timings = warm_up()
+        timings = warm_up(imports_s)
         log.warning("warm start done: %s", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     except Exception:  # a failed warm-up only means the first visitor waits; say why
         log.exception("warm start failed; the first visitor will load the models instead")
@@ -152,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
         for key, value in HOSTED_ENV.items():
             os.environ.setdefault(key, value)
         args = hosted_argv(args[1:])
-    threading.Thread(target=_warm_in_background, name="warm-start", daemon=True).start()
+    imports_s = import_page_modules()
+    threading.Thread(target=_warm_in_background, args=(imports_s,), name="warm-start",
+                     daemon=True).start()
     sys.argv = ["streamlit", *args]
     cli.main(prog_name="streamlit")
 
