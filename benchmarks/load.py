@@ -22,8 +22,9 @@ tracebacks in the server's log.
 Two phases of ``--minutes`` each: the sessions alone, then the same with one more session that
 opens heavy links again and again (Integrated Gradients at 1024 steps on a photo, confirming the
 budget click when asked). The ratio of the other sessions' p95 with and without it is the
-fairness figure. The server's resident memory is read from /proc every few seconds: at the end
-of the warm-up (every session has finished its first visit), at the end, and its maximum.
+fairness figure. The server's resident memory is read from /proc every few seconds (its
+maximum is reported) and, for the growth target, once the server has been idle for 20 s after
+each phase: what it keeps between requests after the first phase, against after the second.
 
 Output: a Markdown table, ``--json PATH`` with every figure; the exit status is 1 when an error
 or a traceback was seen. Ctrl-C stops a long run early and still reports what it measured
@@ -59,6 +60,10 @@ OUTPUT = ROOT / "benchmarks" / "output"
 SMOKE_PHASE_S = 5.0
 SMOKE_THINK_S = (0.05, 0.15)
 SMOKE_HEAVY_STEPS = 256  # still a job many times an ordinary one, over sooner
+# Quiet time after each phase before the server's idle memory is read (sessions closed, the
+# last reruns and garbage collection over).
+IDLE_S = 20.0
+SMOKE_IDLE_S = 2.0
 
 
 def rss_mb(pid: int) -> float:
@@ -84,9 +89,21 @@ async def sample_memory(pid: int | None, record: Record, stop: asyncio.Event,
             pass
 
 
+async def settle(pid: int | None, record: Record, phase: str, idle_s: float) -> None:
+    """The server's memory once no session has worked for ``idle_s``: what it keeps between
+    requests. During a phase RSS swings by gigabytes within seconds (Compare's five maps come
+    and go), so two instantaneous samples say nothing about growth; the idle levels after the
+    phases do."""
+    if pid is None:
+        return
+    await asyncio.sleep(idle_s)
+    with contextlib.suppress(OSError, RuntimeError):
+        record.idle_mb[phase] = rss_mb(pid)
+
+
 async def drive(record: Record, base: str, pid: int | None, sessions: int, phase_s: float,
                 model: str, samples: list[str], timeout_s: float, think_s: tuple[float, float],
-                heavy_steps: int) -> None:
+                heavy_steps: int, idle_s: float = IDLE_S) -> None:
     """The two phases; the heavy session runs in the second until the others are done."""
     from playwright.async_api import async_playwright
 
@@ -112,6 +129,7 @@ async def drive(record: Record, base: str, pid: int | None, sessions: int, phase
                     heavy_run.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await heavy_run
+                await settle(pid, record, phase, idle_s)
         finally:
             stop.set()
             await memory
@@ -165,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     with server_cm as server:
         try:
             asyncio.run(drive(record, server.base, server.pid, sessions, phase_s, model,
-                              samples, timeout_s, think_s, heavy_steps))
+                              samples, timeout_s, think_s, heavy_steps,
+                              SMOKE_IDLE_S if args.smoke else IDLE_S))
         except KeyboardInterrupt:  # a long run stopped early still reports what it measured
             record.interrupted = True
             # The browser closing under the actions in flight is the stop, not an error.

@@ -82,6 +82,7 @@ class Record:
         self.visits: dict[str, int] = {}
         self.memory: list[tuple[float, float]] = []
         self.warm_at: float | None = None
+        self.idle_mb: dict[str, float] = {}  # per phase: the server's RSS once idle after it
         self.interrupted = False  # stopped with Ctrl-C before the end
 
     def add(self, action: str, seconds: float) -> None:

@@ -42,7 +42,9 @@ def test_smoke_run_reports_every_action_without_errors(tmp_path):
     assert result["ratio"]["overall"] is not None
     assert set(result["ratio"]["per_action"]) == ACTIONS
     memory = result["memory"]
-    assert memory["warm_mb"] > 0 and memory["max_mb"] >= memory["end_mb"] > 0
+    assert set(memory["idle_mb"]) == {"baseline", "heavy"}
+    assert memory["warm_mb"] > 0 and memory["end_mb"] > 0 and memory["max_mb"] > 0
+    assert memory["growth_pct"] is not None
     assert len(memory["samples"]) >= 3
     assert result["machine"]["cores"] >= 1 and len(result["machine"]["load_before"]) == 3
     assert [t["pass"] for t in result["targets"][:2]] == [True, True]
