@@ -306,7 +306,8 @@ class Scheduler:
         leader = batch[0]
         with self._cond:
             now = self.clock()
-            if (batch not in self._running or now - self._started[id(leader)] < self.quantum_s
+            if (not any(b is batch for b in self._running)
+                    or now - self._started[id(leader)] < self.quantum_s
                     or not self._others_waiting_locked(leader.session)):
                 return 0.0
             leader.ran_s += now - self._started.pop(id(leader))
