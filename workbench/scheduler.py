@@ -320,8 +320,9 @@ class Scheduler:
             while True:
                 with self._cond:
                     if leader.state == "running":
-                        leader.paused_s += self.clock() - now
-                        return self.clock() - now
+                        paused = self.clock() - now
+                        leader.paused_s += paused
+                        return paused
                     self._cond.wait(WAIT_POLL_S)
                     waiting = self._waiting_locked(leader)
                 if waiting is not None and on_wait is not None:
