@@ -23,8 +23,14 @@ Two phases of ``--minutes`` each: the sessions alone, then the same with one mor
 opens heavy links again and again (Integrated Gradients at 1024 steps on a photo, confirming the
 budget click when asked). The ratio of the other sessions' p95 with and without it is the
 fairness figure. The server's resident memory is read from /proc every few seconds (its
-maximum is reported) and, for the growth target, once the server has been idle for 20 s after
-each phase: what it keeps between requests after the first phase, against after the second.
+maximum is reported) and, for the growth target, once the server is idle after each phase (no
+job running or queued, no session connected or kept for reconnection, the RSS steady:
+benchmarks/load_idle.py): what it keeps between requests after the first phase, against after
+the second.
+
+With a server started here, the browsers run at a lower CPU priority than the server
+(``--browser-nice``, default 10): a team's browsers run on their own machines, and twenty of
+them drawn at equal priority on the server's cores measure the browsers more than the server.
 
 Output: a Markdown table, ``--json PATH`` with every figure; the exit status is 1 when an error
 or a traceback was seen. Ctrl-C stops a long run early and still reports what it measured
@@ -39,11 +45,13 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 from . import load_report
+from .load_idle import rss_mb, wait_idle
 from .load_session import HEAVY_STEPS, THINK_S, Record, Session
 from .webapp import (
     CHROMIUM,
@@ -60,17 +68,14 @@ OUTPUT = ROOT / "benchmarks" / "output"
 SMOKE_PHASE_S = 5.0
 SMOKE_THINK_S = (0.05, 0.15)
 SMOKE_HEAVY_STEPS = 256  # still a job many times an ordinary one, over sooner
-# Quiet time after each phase before the server's idle memory is read (sessions closed, the
-# last reruns and garbage collection over).
+# After each phase: at least this long, then until the server is idle (load_idle), at most
+# MAX_IDLE_S (Streamlit keeps a closed session for reconnection, 120 s by default).
 IDLE_S = 20.0
+MAX_IDLE_S = 420.0
 SMOKE_IDLE_S = 2.0
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS line")
+SMOKE_MAX_IDLE_S = 60.0
+# The browsers' priority below the server's when both share this machine (--browser-nice).
+BROWSER_NICE = 10
 
 
 async def sample_memory(pid: int | None, record: Record, stop: asyncio.Event,
@@ -89,25 +94,35 @@ async def sample_memory(pid: int | None, record: Record, stop: asyncio.Event,
             pass
 
 
-async def settle(pid: int | None, record: Record, phase: str, idle_s: float) -> None:
-    """The server's memory once no session has worked for ``idle_s``: what it keeps between
-    requests. During a phase RSS swings by gigabytes within seconds (Compare's five maps come
-    and go), so two instantaneous samples say nothing about growth; the idle levels after the
-    phases do."""
-    if pid is None:
-        return
-    await asyncio.sleep(idle_s)
-    with contextlib.suppress(OSError, RuntimeError):
-        record.idle_mb[phase] = rss_mb(pid)
+async def settle(pid: int | None, metrics_url: str | None, record: Record, phase: str,
+                 idle_s: float, max_idle_s: float) -> None:
+    """The server's memory once it is idle after a phase (load_idle.wait_idle): what it keeps
+    between requests."""
+    print(f"phase {phase} over: waiting for the server to be idle", file=sys.stderr, flush=True)
+    level = await wait_idle(pid, metrics_url, idle_s, max_idle_s)
+    record.idle[phase] = level.as_dict()
+    if level.mb is not None:
+        record.idle_mb[phase] = level.mb
+    print(f"idle level after {phase}: {level.as_dict()}", file=sys.stderr, flush=True)
+
+
+def lower_priority(nice: int) -> None:
+    """This process's priority, inherited by the Playwright driver and chromium started after
+    it: a server's users bring their own browsers, so twenty browsers drawn on the server's own
+    two cores should not take the CPU from the server at equal priority."""
+    if nice > 0:
+        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + nice)
 
 
 async def drive(record: Record, base: str, pid: int | None, sessions: int, phase_s: float,
                 model: str, samples: list[str], timeout_s: float, think_s: tuple[float, float],
-                heavy_steps: int, idle_s: float = IDLE_S) -> None:
+                heavy_steps: int, idle_s: float = IDLE_S, max_idle_s: float = MAX_IDLE_S,
+                metrics_url: str | None = None, browser_nice: int = 0) -> None:
     """The two phases; the heavy session runs in the second until the others are done."""
     from playwright.async_api import async_playwright
 
     stop = asyncio.Event()
+    lower_priority(browser_nice)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         users = [Session(f"session {i + 1}", browser, base, model, samples, record, seed=i,
@@ -129,7 +144,7 @@ async def drive(record: Record, base: str, pid: int | None, sessions: int, phase
                     heavy_run.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await heavy_run
-                await settle(pid, record, phase, idle_s)
+                await settle(pid, metrics_url, record, phase, idle_s, max_idle_s)
         finally:
             stop.set()
             await memory
@@ -151,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="2 sessions, two 5 s phases, bundled shapes model (for make test)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--url", default=None, help="a running server instead (no memory, no log)")
+    parser.add_argument("--browser-nice", type=int, default=None,
+                        help="how much lower the browsers' CPU priority is than the server's "
+                             f"(default: {BROWSER_NICE} with a server started here, 0 with --url)")
     args = parser.parse_args(argv)
+    browser_nice = args.browser_nice if args.browser_nice is not None else (
+        0 if args.url else BROWSER_NICE)
     if args.smoke:
         model, sessions, phase_s = args.model or "shapes-cnn", 2, SMOKE_PHASE_S
         samples = [f"shapes:{i}" for i in range(12)]
@@ -172,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     no_auth = OUTPUT / "load_no_auth_secrets.toml"  # no [auth]: sign-in off
     no_auth.parent.mkdir(parents=True, exist_ok=True)
     no_auth.write_text("")
-    env = {"SALIENCY_METRICS_PORT": str(free_port()),
+    metrics_port = free_port()
+    env = {"SALIENCY_METRICS_PORT": str(metrics_port),
            "SALIENCY_SHARE_DIR": str(OUTPUT / "load_share_store"),
            **({"SALIENCY_WARM_MODELS": model} if args.smoke else {}),
            **({"SALIENCY_REQUEST_BUDGET_S": str(args.budget_s)} if args.budget_s else {})}
@@ -184,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             asyncio.run(drive(record, server.base, server.pid, sessions, phase_s, model,
                               samples, timeout_s, think_s, heavy_steps,
-                              SMOKE_IDLE_S if args.smoke else IDLE_S))
+                              SMOKE_IDLE_S if args.smoke else IDLE_S,
+                              SMOKE_MAX_IDLE_S if args.smoke else MAX_IDLE_S,
+                              None if args.url else f"http://127.0.0.1:{metrics_port}/metrics",
+                              browser_nice))
         except KeyboardInterrupt:  # a long run stopped early still reports what it measured
             record.interrupted = True
             # The browser closing under the actions in flight is the stop, not an error.
@@ -193,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     server_log = None if args.url else log.read_text(errors="replace")
     result = load_report.result(record, server_log, sessions=sessions, phase_s=phase_s,
                                 model=model, warm_start_s=server.warm_s,
-                                budget_s=args.budget_s, load_before=load_before)
+                                budget_s=args.budget_s, load_before=load_before,
+                                browser_nice=browser_nice)
     print(load_report.table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

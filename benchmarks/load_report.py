@@ -58,12 +58,14 @@ def ratios(baseline: dict[str, list[float]], heavy: dict[str, list[float]]) -> d
 
 
 def memory(series: list[tuple[float, float]], warm_at: float | None,
-           idle_mb: dict[str, float] | None = None) -> dict:
-    """Growth is read from the server's idle levels (load.settle): after the first phase (the
-    warm-up long over) against after the second. Without them (a server elsewhere), None."""
+           idle_mb: dict[str, float] | None = None, levels: dict[str, dict] | None = None) -> dict:
+    """Growth is read from the server's idle levels (load.settle, ``levels`` says how each was
+    reached): after the first phase (the warm-up long over) against after the second. Without
+    them (a server elsewhere), None; a level the server never reached idle still counts (its
+    RSS then is what the server kept), the note says so."""
     if not series:
         return {"warm_mb": None, "end_mb": None, "max_mb": None, "growth_pct": None,
-                "warm_at_s": None, "idle_mb": {}, "samples": []}
+                "warm_at_s": None, "idle_mb": {}, "idle": {}, "samples": []}
     if warm_at is None:  # not every session finished a visit: the first fifth is the warm-up
         warm_at = series[-1][0] / 5
     idle = dict(idle_mb or {})
@@ -71,6 +73,7 @@ def memory(series: list[tuple[float, float]], warm_at: float | None,
     growth = 100 * (end - warm) / warm if warm and end else None
     return {"warm_mb": warm, "end_mb": end, "max_mb": max(mb for _, mb in series),
             "growth_pct": growth, "warm_at_s": warm_at, "idle_mb": idle,
+            "idle": dict(levels or {}),
             "samples": [[round(t, 1), round(mb, 1)] for t, mb in series]}
 
 
@@ -90,11 +93,12 @@ def targets(errors: int, tracebacks: int, mem: dict, ratio: float | None) -> lis
 
 
 def result(record, server_log: str | None, *, sessions: int, phase_s: float, model: str,
-           warm_start_s: float | None, budget_s: float | None, load_before: list[float]) -> dict:
+           warm_start_s: float | None, budget_s: float | None, load_before: list[float],
+           browser_nice: int = 0) -> dict:
     baseline = record.samples.get("baseline", {})
     heavy = record.samples.get("heavy", {})
     tracebacks = server_tracebacks(server_log) if server_log is not None else []
-    mem = memory(record.memory, record.warm_at, record.idle_mb)
+    mem = memory(record.memory, record.warm_at, record.idle_mb, record.idle)
     ratio = ratios(baseline, heavy)
     n_tracebacks = len(tracebacks) + len(record.page_exceptions)
     return {
@@ -103,7 +107,8 @@ def result(record, server_log: str | None, *, sessions: int, phase_s: float, mod
                     "platform": platform.platform()},
         "config": {"sessions": sessions, "phase_s": phase_s, "model": model,
                    "server": "python -m workbench.serve hosted (sign-in off)",
-                   "budget_s": budget_s or "server default", "warm_start_s": warm_start_s},
+                   "budget_s": budget_s or "server default", "warm_start_s": warm_start_s,
+                   "browser_nice": browser_nice},
         "phases": {"baseline": summary(baseline), "heavy": summary(heavy)},
         "interrupted": record.interrupted,
         "samples_s": record.samples,
@@ -129,12 +134,15 @@ def _heading(res: dict) -> list[str]:
     warm = cfg["warm_start_s"]
     warm_note = f", server warm start {warm:.1f} s" if warm else ""
     before, after = ("/".join(map(str, mach[k])) for k in ("load_before", "load_after"))
+    nice = cfg.get("browser_nice", 0)
+    where = "the browsers run on the same machine" + (
+        f", at nice +{nice} below the server" if nice else "")
     return [
         (f"{cfg['sessions']} sessions, {cfg['phase_s'] / 60:.1f} min per phase (without, then "
          f"with a heavy session), model {cfg['model']}, {cfg['server']}, request budget "
          f"{cfg['budget_s']}{warm_note}."),
         (f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['gpu']}, {mach['platform']}; load average "
-         f"(1/5/15 min) {before} before, {after} after; the browsers run on the same machine."),
+         f"(1/5/15 min) {before} before, {after} after; {where}."),
     ]
 
 
@@ -182,7 +190,14 @@ def _memory_note(mem: dict) -> str:
     return (f"- Server memory (RSS): idle, {mem['warm_mb']:.0f} MB after the first phase, "
             f"{mem['end_mb']:.0f} MB after the second (growth {mem['growth_pct']:+.1f} %); "
             f"{mem['max_mb']:.0f} MB at most while working (every session had finished a "
-            f"visit at {mem['warm_at_s']:.0f} s).")
+            f"visit at {mem['warm_at_s']:.0f} s)." + _idle_note(mem.get("idle", {})))
+
+
+def _idle_note(levels: dict[str, dict]) -> str:
+    said = [f"{phase} after {level['waited_s']:.0f} s"
+            + ("" if level["idle"] else f" (NOT idle: {level['why_not']})")
+            for phase, level in levels.items()]
+    return f" Idle levels read: {'; '.join(said)}." if said else ""
 
 
 def table(res: dict) -> str:

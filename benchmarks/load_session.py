@@ -83,6 +83,7 @@ class Record:
         self.memory: list[tuple[float, float]] = []
         self.warm_at: float | None = None
         self.idle_mb: dict[str, float] = {}  # per phase: the server's RSS once idle after it
+        self.idle: dict[str, dict] = {}  # per phase: how that level was reached (load_idle)
         self.interrupted = False  # stopped with Ctrl-C before the end
 
     def add(self, action: str, seconds: float) -> None:
@@ -179,12 +180,14 @@ class Session:
                                                   polling="raf", timeout=left)
             what = await handle.json_value()
             if what == "alert" and confirmable:
-                # The budget's message can be drawn a moment before its button (or a rerun
-                # can be drawing it again): an error stands only once it stays without one.
+                # The budget's message can be drawn before its button (or a rerun can be
+                # drawing it again): an error stands only once the run is over and the page,
+                # looked at again, still shows it without one for the grace period.
                 if alert_since is None:
-                    alert_since = time.perf_counter()
                     with contextlib.suppress(PlaywrightTimeout):
                         await settle(page, left)
+                    alert_since = time.perf_counter()
+                    continue
                 if time.perf_counter() - alert_since < CONFIRM_GRACE_MS / 1000:
                     await page.wait_for_timeout(100)
                     continue

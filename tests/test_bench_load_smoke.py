@@ -45,6 +45,13 @@ def test_smoke_run_reports_every_action_without_errors(tmp_path):
     assert set(memory["idle_mb"]) == {"baseline", "heavy"}
     assert memory["warm_mb"] > 0 and memory["end_mb"] > 0 and memory["max_mb"] > 0
     assert memory["growth_pct"] is not None
+    # Each idle level was read from the server's own gauges (the real metrics port), not a pause.
+    for phase in ("baseline", "heavy"):
+        level = memory["idle"][phase]
+        assert {"saliency_running_jobs", "saliency_queue_length"} <= set(level["gauges"]), level
+        assert level["mb"] == memory["idle_mb"][phase] and level["waited_s"] >= 2
+        assert level["idle"] or level["why_not"]
+    assert result["config"]["browser_nice"] == 10
     assert len(memory["samples"]) >= 3
     assert result["machine"]["cores"] >= 1 and len(result["machine"]["load_before"]) == 3
     assert [t["pass"] for t in result["targets"][:2]] == [True, True]
