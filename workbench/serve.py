@@ -14,7 +14,9 @@ everything in memory. The arguments are those of the ``streamlit`` command, unch
 definition that ``make serve``, the Docker image and the load test (benchmarks/load.py) start:
 the same with all interfaces, Prometheus metrics on ``SALIENCY_METRICS_PORT`` (9464 unless
 set), ``SALIENCY_HOSTED=1`` (nobody fetches weights without sign-in) and no model hub at run
-time. Options given after the script override the hosted ones (``--server.address 127.0.0.1``).
+time, and closed tabs' sessions kept 30 s for a reconnect instead of 120 s. Options given after
+the script override the hosted ones (``--server.address 127.0.0.1``). Both modes shut departed
+sessions down and trim memory when idle (workbench/reaper.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ HOSTED_OPTIONS = {
     "server.address": "0.0.0.0",  # nosec B104 - served to a team; a proxy or firewall narrows it
     "server.headless": "true",
     "client.showErrorDetails": "none",
+    # A closed tab's session (its uploads, pictures and state) is kept this long for a
+    # browser that lost its connection to resume; Streamlit's default is 120 s. Every visit
+    # of the load test leaves one, so at 120 s a hundred waited at once; a network blip is
+    # over in seconds. workbench/reaper.py shuts them down when the time is up.
+    "server.disconnectedSessionTTL": "30",
 }
 # Environment defaults of the hosted configuration; a value already set wins.
 HOSTED_ENV = {
@@ -169,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     imports_s = import_page_modules()
     threading.Thread(target=_warm_in_background, args=(imports_s,), name="warm-start",
                      daemon=True).start()
+    from . import reaper
+
+    reaper.start()
     sys.argv = ["streamlit", *args]
     cli.main(prog_name="streamlit")
 

@@ -4,7 +4,8 @@ Prometheus metrics on a port of their own (``SALIENCY_METRICS_PORT``; off when u
 The log line has the anonymous session id, the user when signed in, model, method, passes,
 queue wait, compute time and the outcome (ok, cached, coalesced, error, stopped, over_budget,
 refused, rate_limited). Metrics: requests by outcome, queue length and running jobs per device,
-histograms of queue wait and compute time, and GPU memory when there is a GPU.
+histograms of queue wait and compute time, GPU memory when there is a GPU, and the sessions
+connected and kept for a reconnect (workbench/reaper.py).
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ GPU_MEMORY = _metric(Gauge, "saliency_gpu_memory_bytes", "GPU memory allocated b
                      ("device",))
 GPU_MEMORY_RESERVED = _metric(Gauge, "saliency_gpu_memory_reserved_bytes",
                               "GPU memory reserved by PyTorch's allocator", ("device",))
+# Set by workbench/reaper.py every couple of seconds; both at 0: idle, and memory trimmed.
+SESSIONS_CONNECTED = _metric(Gauge, "saliency_sessions_connected",
+                             "Browser sessions connected now")
+SESSIONS_STORED = _metric(Gauge, "saliency_sessions_stored",
+                          "Sessions of closed tabs kept for a reconnect (NaN: not known)")
+SESSIONS_RELEASED = _metric(Counter, "saliency_sessions_released",
+                            "Sessions of closed tabs shut down after their reconnect time")
+MEMORY_TRIMS = _metric(Counter, "saliency_memory_trims",
+                       "Garbage collections and malloc_trim(0) run once the server was idle")
 
 _server_lock = threading.Lock()
 _server_port: int | None = None
