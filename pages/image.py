@@ -129,20 +129,26 @@ def show_result(result, note, options) -> None:
     if note:
         st.caption(note)
     c1, c2, c3 = st.columns(3)
+    # The overlay first, inline: after a display change the new picture is on its way before
+    # anything else of the view is built, with no media file for the browser to fetch.
+    with c3:
+        st.image(display.screen_uri(rendered.overlay), caption="Overlay", width="stretch")
     with c1:
         st.image(display.screen_png(model_view), width="stretch",
                  caption=f"Input as the model sees it · {plaintext.plain(current.label)}")
     with c2:
-        st.plotly_chart(display.heatmap_figure(rendered, options.cmap, image=model_view,
-                                               sign=options.sign, clip=options.clip),
-                        key=f"{P}.heatmap",
-                        config={"displayModeBar": False})
+        # The figure does not show the overlay's opacity; building it (about 1 MB, a colour
+        # scale per colormap) was most of the server's time in an opacity change.
+        figure = session.kept(
+            f"{P}.heatmap_kept", result,
+            (computation, options.cmap, options.sign, options.clip, options.agg),
+            lambda: display.heatmap_figure(rendered, options.cmap, image=model_view,
+                                           sign=options.sign, clip=options.clip))
+        st.plotly_chart(figure, key=f"{P}.heatmap", config={"displayModeBar": False})
         st.caption(f"Heatmap · hover for values · colour scale clipped at "
                    f"{rendered.clip_value:.3g} · the menu and sliders in the figure change it "
                    "at once in your browser (the widgets above set the overlay, the export "
                    "and the link)")
-    with c3:
-        st.image(display.screen_png(rendered.overlay), caption="Overlay", width="stretch")
 
     reading = display.completeness_reading(result.metadata)
     if reading is not None:
@@ -178,12 +184,15 @@ def show_result(result, note, options) -> None:
     d1, d2, d3 = st.columns(3)
     d1.download_button("Overlay (PNG)", display.png(rendered.overlay), f"{stem}_overlay.png",
                        "image/png", key=f"{P}.dl_png", width="stretch")
-    d2.download_button("Raw attribution (.npz)",
-                       export.npz_bytes(attribution=result.attribution, map=rendered.raw,
-                                        probabilities=result.probabilities,
-                                        target=result.target, input=model_view),
-                       f"{stem}.npz", "application/octet-stream", key=f"{P}.dl_npz",
-                       width="stretch")
+    # Compressing the raw arrays takes longer than the rest of a display change; the map in it
+    # changes with the sign and aggregation only.
+    raw_export = session.kept(
+        f"{P}.npz_kept", result, (computation, options.sign, options.agg),
+        lambda: export.npz_bytes(attribution=result.attribution, map=rendered.raw,
+                                 probabilities=result.probabilities, target=result.target,
+                                 input=model_view))
+    d2.download_button("Raw attribution (.npz)", raw_export, f"{stem}.npz",
+                       "application/octet-stream", key=f"{P}.dl_npz", width="stretch")
     d3.download_button("Record (JSON)", record, f"{stem}.json", "application/json",
                        key=f"{P}.dl_json", width="stretch")
     with st.expander("Run details"):

@@ -346,3 +346,23 @@ def test_exports_hold_the_raw_attribution_and_a_full_record(engine_calls, downlo
 
     overlay = Image.open(io.BytesIO(download(at, downloads, "Overlay (PNG)")))
     assert overlay.format == "PNG" and overlay.size[0] >= 256
+
+
+def test_what_display_changes_keep_is_what_a_fresh_view_draws(engine_calls, downloads):
+    """The heatmap figure and the raw export are kept while a display change leaves them as
+    they were; after every change they are exactly what a page opened on the view's link
+    draws, so nothing kept is ever stale."""
+    at = run_page({"method": "gradient"})
+    changes = [("slider", "image.view.alpha", 0.8), ("selectbox", "image.view.cmap", "viridis"),
+               ("slider", "image.view.alpha", 0.3), ("slider", "image.view.clip", 90.0),
+               ("selectbox", "image.view.agg", "l2"), ("selectbox", "image.view.sign", "signed")]
+    for kind, key, value in changes:
+        getattr(at, kind)(key=key).set_value(value).run()
+        assert not at.exception
+        fresh = run_page({name: at.query_params[name] for name in at.query_params})
+        assert heatmap_spec(at) == heatmap_spec(fresh), key
+        assert image_urls(at) == image_urls(fresh), key
+        kept, new = (np.load(io.BytesIO(download(a, downloads, "Raw attribution (.npz)")))
+                     for a in (at, fresh))
+        assert set(kept.files) == set(new.files)
+        assert all(np.array_equal(kept[name], new[name]) for name in new.files), key

@@ -153,6 +153,13 @@ def screen_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def screen_uri(pixels: np.ndarray) -> str:
+    """``screen_png`` inline, as a data: URI for ``st.image``: the picture arrives in the
+    script's own message, so the browser makes no second request for a media file, and
+    ``st.image`` passes it through as it is (PNG bytes it would re-encode as a JPEG)."""
+    return data_uri(screen_png(pixels))
+
+
 def lut_colorscale(cmap: str) -> list:
     """The colormap as a Plotly colour scale that paints every value in the colour
     ``render.colorize`` gives it: matplotlib's 256 entries as 256 constant bands (a smooth
@@ -199,7 +206,7 @@ def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX,
     if image is None or image.shape[:2] != rendered.raw.shape:
         fig = go.Figure(heat)
     else:
-        fig = go.Figure([go.Image(source=_data_uri(screen_png(image)), hoverinfo="skip"), heat])
+        fig = go.Figure([go.Image(source=screen_uri(image), hoverinfo="skip"), heat])
         _client_controls(fig, rendered, cmap, sign, clip)
         height += 160
     fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, visible=False)
@@ -214,7 +221,7 @@ def heat_trace(spec: dict) -> dict:
     return next(t for t in spec["data"] if t.get("type") == "heatmap")
 
 
-def _data_uri(png_bytes: bytes) -> str:
+def data_uri(png_bytes: bytes) -> str:
     import base64
 
     return "data:image/png;base64," + base64.b64encode(png_bytes).decode()

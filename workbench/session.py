@@ -3,14 +3,16 @@ keeping the URL in step with the view, the share-link box, and the target-class 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import streamlit as st
 
 from .urlstate import UrlReader, encode
 from .widgets import select
+
+T = TypeVar("T")
 
 
 def reader_for_visit(prefix: str, widget_key: str) -> UrlReader | None:
@@ -34,6 +36,19 @@ def keep_problems(prefix: str, problems: list[str]) -> None:
 
 def problems(prefix: str) -> list[str]:
     return st.session_state.get(f"{prefix}._problems", [])
+
+
+def kept(key: str, result: object, view: tuple, build: Callable[[], T]) -> T:
+    """``build()``, or what it gave last time in this session for the very same ``result``
+    object and an equal ``view``: what a display change leaves as it was (the heatmap figure
+    for a new opacity, the raw export for a new colormap) is not made again. One entry per key,
+    so the session holds at most the last one."""
+    last = st.session_state.get(key)
+    if last is not None and last[0] is result and last[1] == view:
+        return last[2]
+    value = build()
+    st.session_state[key] = (result, view, value)
+    return value
 
 
 def publish(prefix: str, settings: Mapping[str, Any]) -> dict[str, str]:
