@@ -4,14 +4,15 @@ they held goes back to the system once nobody is on the server.
 Streamlit (1.67) keeps the session of a closed tab in its MemorySessionStorage for
 ``server.disconnectedSessionTTL`` seconds, so that a browser whose connection dropped can
 resume it. That store is a TTLCache that removes an expired session only when something is
-written to it later, and then simply drops it, without ``AppSession.shutdown()``: the files
-the session uploaded stay in Streamlit's uploaded-file manager and the pictures of its last run
-in the media file manager, both keyed by the dead session's id, for the life of the process
-(measured: every closed tab of the load test's visit left its photo, about 0.4 MB, and five
-pictures there). Here the store's cache is Streamlit's own TTLCache with the release it
-documents for subclasses (override ``expire`` and ``_evict_lru``, release after ``super()``),
-and a timer thread asks it to expire every ``REAP_EVERY_S``; each session it gives up is shut
-down on the runtime's event loop, where Streamlit itself closes sessions.
+written to it later (the next tab that closes), and then just drops it: the session is shut
+down by ``AppSession.__del__`` whenever the garbage collector gets to it, in whichever thread
+that happens. Until then the files it uploaded stay in Streamlit's uploaded-file manager and the
+pictures of its last run in the media file manager (measured: about 0.5 MB of photo and 1.1 MB
+of pictures per upload-and-explain visit), on an idle server for as long as nobody closes a
+tab. Here the store's cache is Streamlit's own TTLCache with the release it documents for
+subclasses (override ``expire`` and ``_evict_lru``, release after ``super()``), a timer thread
+asks it to expire every ``REAP_EVERY_S``, and each session it gives up is shut down on the
+runtime's event loop, where Streamlit itself closes sessions.
 
 When no session is connected or stored any more, the thread runs the garbage collector and
 glibc's ``malloc_trim(0)``, so the server's resident memory falls back to what it really holds
