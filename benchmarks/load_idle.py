@@ -40,7 +40,7 @@ def busy_gauges(metrics_url: str | None) -> dict[str, float] | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        with urllib.request.urlopen(metrics_url, timeout=5) as response:  # nosec B310 (local)
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
             text = response.read().decode()
     except OSError:
         return None

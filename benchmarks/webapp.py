@@ -101,9 +101,21 @@ class Server:
                 raise RuntimeError(f"the server did not warm up:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.25)
         self.warm_s = time.monotonic() - start
-        with urllib.request.urlopen(f"{self.base}/_stcore/health", timeout=10) as r:
-            assert r.status == 200
+        # The warm start can be logged before the HTTP server listens (a small model warms up
+        # in less time than the server takes to bind): wait for the health check too.
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() - start > self.warm_timeout_s:
+                self.__exit__()
+                raise RuntimeError(f"the server never answered:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
         return self
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base}/_stcore/health", timeout=10) as r:
+                return r.status == 200
+        except OSError:
+            return False
 
     def __exit__(self, *exc) -> None:
         self.process.terminate()
