@@ -133,8 +133,8 @@ def test_share_link_opens_the_same_view_in_a_fresh_browser(app_server, page, bro
         other.goto(link, wait_until="domcontentloaded")
         wait_for_app(other)
         assert_no_exception(other)
-        # Media URLs are content hashes and the overlay comes inline (a data: URI of its PNG):
-        # equal sources mean identical pixels.
+        # Media URLs are content hashes and the overlay comes inline (a data: URI holding its
+        # bytes): equal sources mean identical pixels.
         assert panels(other) == (input_src, overlay_src)
         assert other.locator('[data-testid="stAlertContentWarning"]').count() == 0
     finally:

@@ -3,6 +3,7 @@ heatmap, the prediction table, side-by-side panels, and a plain reading of IG's 
 
 from __future__ import annotations
 
+import base64
 import io
 from dataclasses import dataclass
 
@@ -154,10 +155,14 @@ def screen_png(pixels: np.ndarray) -> bytes:
 
 
 def screen_uri(pixels: np.ndarray) -> str:
-    """``screen_png`` inline, as a data: URI for ``st.image``: the picture arrives in the
-    script's own message, so the browser makes no second request for a media file, and
-    ``st.image`` passes it through as it is (PNG bytes it would re-encode as a JPEG)."""
-    return data_uri(screen_png(pixels))
+    """The picture inline, as a data: URI for ``st.image``: it arrives in the script's own
+    message, so the browser makes no second request for a media file. Encoded as ``st.image``
+    encodes any RGB picture it is handed (our PNGs included: JPEG at quality 90), so the
+    screen shows the pixels it always showed; for 224 x 224 that is 0.2 ms and about 14 kB,
+    where a PNG would take 5 ms and 100 kB on every display change."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def lut_colorscale(cmap: str) -> list:
@@ -206,7 +211,7 @@ def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX,
     if image is None or image.shape[:2] != rendered.raw.shape:
         fig = go.Figure(heat)
     else:
-        fig = go.Figure([go.Image(source=screen_uri(image), hoverinfo="skip"), heat])
+        fig = go.Figure([go.Image(source=data_uri(screen_png(image)), hoverinfo="skip"), heat])
         _client_controls(fig, rendered, cmap, sign, clip)
         height += 160
     fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, visible=False)
@@ -222,8 +227,6 @@ def heat_trace(spec: dict) -> dict:
 
 
 def data_uri(png_bytes: bytes) -> str:
-    import base64
-
     return "data:image/png;base64," + base64.b64encode(png_bytes).decode()
 
 
