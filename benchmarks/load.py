@@ -29,8 +29,9 @@ benchmarks/load_idle.py): what it keeps between requests after the first phase, 
 the second.
 
 With a server started here, the browsers run at a lower CPU priority than the server
-(``--browser-nice``, default 10): a team's browsers run on their own machines, and twenty of
-them drawn at equal priority on the server's cores measure the browsers more than the server.
+(``--browser-nice``, default 10; benchmarks/browser_priority.py keeps chromium's threads
+there): a team's browsers run on their own machines, and twenty of them drawn at equal
+priority on the server's cores measure the browsers more than the server.
 
 Output: a Markdown table, ``--json PATH`` with every figure; the exit status is 1 when an error
 or a traceback was seen. Ctrl-C stops a long run early and still reports what it measured
@@ -45,12 +46,12 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 from . import load_report
+from .browser_priority import keep_low
 from .load_idle import rss_mb, wait_idle
 from .load_session import HEAVY_STEPS, THINK_S, Record, Session
 from .webapp import (
@@ -106,14 +107,6 @@ async def settle(pid: int | None, metrics_url: str | None, record: Record, phase
     print(f"idle level after {phase}: {level.as_dict()}", file=sys.stderr, flush=True)
 
 
-def lower_priority(nice: int) -> None:
-    """This process's priority, inherited by the Playwright driver and chromium started after
-    it: a server's users bring their own browsers, so twenty browsers drawn on the server's own
-    two cores should not take the CPU from the server at equal priority."""
-    if nice > 0:
-        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + nice)
-
-
 async def drive(record: Record, base: str, pid: int | None, sessions: int, phase_s: float,
                 model: str, samples: list[str], timeout_s: float, think_s: tuple[float, float],
                 heavy_steps: int, idle_s: float = IDLE_S, max_idle_s: float = MAX_IDLE_S,
@@ -122,7 +115,6 @@ async def drive(record: Record, base: str, pid: int | None, sessions: int, phase
     from playwright.async_api import async_playwright
 
     stop = asyncio.Event()
-    lower_priority(browser_nice)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         users = [Session(f"session {i + 1}", browser, base, model, samples, record, seed=i,
@@ -130,6 +122,8 @@ async def drive(record: Record, base: str, pid: int | None, sessions: int, phase
         heavy = Session("heavy session", browser, base, model, samples, record, seed=sessions,
                         timeout_s=timeout_s, think_s=think_s, heavy_steps=heavy_steps)
         memory = asyncio.create_task(sample_memory(pid, record, stop, min(2.0, phase_s / 20)))
+        # The browser's processes (and those a new context starts) at browser_nice.
+        keeping_low = asyncio.create_task(keep_low(browser_nice, pid, stop))
         try:
             for phase in ("baseline", "heavy"):
                 record.phase = phase
@@ -148,6 +142,7 @@ async def drive(record: Record, base: str, pid: int | None, sessions: int, phase
         finally:
             stop.set()
             await memory
+            await keeping_low
             await browser.close()
             record.confirmations = sum(u.confirmations for u in users)
 

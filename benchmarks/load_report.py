@@ -186,7 +186,9 @@ def _heavy_note(runs: list[dict]) -> str:
 
 def _memory_note(mem: dict) -> str:
     if mem["growth_pct"] is None:
-        return "- Server memory (RSS): not measured (a server started elsewhere)."
+        why = ("the run stopped before both idle levels were read" if mem["samples"]
+               else "a server started elsewhere")
+        return f"- Server memory (RSS): not measured ({why})."
     return (f"- Server memory (RSS): idle, {mem['warm_mb']:.0f} MB after the first phase, "
             f"{mem['end_mb']:.0f} MB after the second (growth {mem['growth_pct']:+.1f} %); "
             f"{mem['max_mb']:.0f} MB at most while working (every session had finished a "

@@ -45,7 +45,10 @@ PICTURE_JS = """([mode, arg, old, confirmable]) => {
   if (confirmable && [...main.querySelectorAll('button')].some(
       b => live(b) && b.getClientRects().length
       && (b.innerText || '').trim().startsWith('CONFIRM'))) return 'confirm';
-  if ([...main.querySelectorAll('[data-testid="stAlertContentError"]')].some(live)) return 'alert';
+  const alerts = [...main.querySelectorAll('[data-testid="stAlertContentError"]')].filter(live);
+  if (confirmable && alerts.some(a => (a.innerText || '').includes('press CONFIRM')))
+    return 'pending';
+  if (alerts.length) return 'alert';
   return false;
 }""".replace("(GRID_JS)", f"({GRID_JS})").replace("(OVERLAY_JS)", f"({OVERLAY_JS})") \
     .replace("CONFIRM", CONFIRM)
@@ -179,6 +182,11 @@ class Session:
             handle = await page.wait_for_function(PICTURE_JS, arg=[mode, arg, old, confirmable],
                                                   polling="raf", timeout=left)
             what = await handle.json_value()
+            if what == "pending":
+                # The budget's message names its button, drawn in the same run: a starved
+                # browser can draw the message seconds before the button; wait for it.
+                await page.wait_for_timeout(200)
+                continue
             if what == "alert" and confirmable:
                 # The budget's message can be drawn before its button (or a rerun can be
                 # drawing it again): an error stands only once the run is over and the page,
