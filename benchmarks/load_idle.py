@@ -21,6 +21,8 @@ from pathlib import Path
 # is not waited for (an older server, or a setting without it).
 BUSY_GAUGES = ("saliency_running_jobs", "saliency_queue_length",
                "saliency_sessions_connected", "saliency_sessions_stored")
+# Read with them, to say what the idle level holds on purpose (bounded by byte budgets).
+HELD_GAUGES = ("saliency_result_cache_bytes", "saliency_model_pool_bytes")
 STEADY_SAMPLES = 5  # RSS readings, POLL_S apart, within STEADY_PCT of each other
 STEADY_PCT = 1.0
 POLL_S = 2.0
@@ -33,8 +35,9 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS line")
 
 
-def busy_gauges(metrics_url: str | None) -> dict[str, float] | None:
-    """The busy gauges, summed over their labels (devices); None if the metrics cannot be read."""
+def server_gauges(metrics_url: str | None) -> dict[str, float] | None:
+    """The busy and held gauges, summed over their labels (devices); None if the metrics
+    cannot be read."""
     if metrics_url is None:
         return None
     from prometheus_client.parser import text_string_to_metric_families
@@ -46,7 +49,7 @@ def busy_gauges(metrics_url: str | None) -> dict[str, float] | None:
         return None
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name in BUSY_GAUGES:
+        if family.name in BUSY_GAUGES + HELD_GAUGES:
             values[family.name] = sum(s.value for s in family.samples)
     return values
 
@@ -84,8 +87,8 @@ async def wait_idle(pid: int | None, metrics_url: str | None, min_s: float,
     while True:
         with contextlib.suppress(OSError, RuntimeError):
             readings.append(rss_mb(pid))
-        gauges = busy_gauges(metrics_url) or {}
-        busy = {name: value for name, value in gauges.items() if value}
+        gauges = server_gauges(metrics_url) or {}
+        busy = {name: value for name, value in gauges.items() if name in BUSY_GAUGES and value}
         level.mb = readings[-1] if readings else None
         level.gauges, level.waited_s = gauges, time.monotonic() - start
         if not busy and steady(readings):

@@ -195,8 +195,16 @@ def _memory_note(mem: dict) -> str:
             f"visit at {mem['warm_at_s']:.0f} s)." + _idle_note(mem.get("idle", {})))
 
 
+def _held(gauges: dict[str, float]) -> str:
+    held = [f"{what} {gauges[name] / 2**20:.0f} MB"
+            for name, what in (("saliency_result_cache_bytes", "result cache"),
+                               ("saliency_model_pool_bytes", "models"))
+            if gauges.get(name) is not None]
+    return f", holding {' and '.join(held)}" if held else ""
+
+
 def _idle_note(levels: dict[str, dict]) -> str:
-    said = [f"{phase} after {level['waited_s']:.0f} s"
+    said = [f"{phase} after {level['waited_s']:.0f} s{_held(level.get('gauges', {}))}"
             + ("" if level["idle"] else f" (NOT idle: {level['why_not']})")
             for phase, level in levels.items()]
     return f" Idle levels read: {'; '.join(said)}." if said else ""

@@ -48,7 +48,11 @@ def test_smoke_run_reports_every_action_without_errors(tmp_path):
     # Each idle level was read from the server's own gauges (the real metrics port), not a pause.
     for phase in ("baseline", "heavy"):
         level = memory["idle"][phase]
-        assert {"saliency_running_jobs", "saliency_queue_length"} <= set(level["gauges"]), level
+        assert {"saliency_running_jobs", "saliency_queue_length", "saliency_sessions_connected",
+                "saliency_sessions_stored"} <= set(level["gauges"]), level
+        # What the idle server holds on purpose: results computed, models loaded.
+        assert level["gauges"]["saliency_result_cache_bytes"] > 0, level
+        assert level["gauges"]["saliency_model_pool_bytes"] > 0, level
         assert level["mb"] == memory["idle_mb"][phase] and level["waited_s"] >= 2
         assert level["idle"] or level["why_not"]
     assert result["config"]["browser_nice"] == 10

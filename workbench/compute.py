@@ -24,7 +24,7 @@ from saliency_core import service_calls
 from saliency_core.evaluation.randomization import DEFAULT_MAX_STEPS
 from saliency_core.remote import ENGINE_URL_ENV, Client
 
-from . import costs, service
+from . import costs, service, telemetry
 from .results import (
     ImageResult,
     ResultCache,
@@ -41,7 +41,9 @@ SCOREBOARD_STEPS = 32
 
 @st.cache_resource(show_spinner=False)
 def result_cache() -> ResultCache:
-    return configured_cache()
+    cache = configured_cache()
+    telemetry.RESULT_CACHE_BYTES.set_function(lambda: cache.size_bytes)
+    return cache
 
 
 @st.cache_resource(show_spinner=False)

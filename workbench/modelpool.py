@@ -84,7 +84,9 @@ class ModelPool:
 
     @property
     def size_bytes(self) -> int:
-        return sum(size for _, size in self._items.values())
+        # A snapshot (one C call under the GIL): the metrics thread reads this while a
+        # session may be loading a model with the lock held.
+        return sum(size for _, size in list(self._items.values()))
 
     def names(self) -> list[Hashable]:
         with self._lock:

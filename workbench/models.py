@@ -12,6 +12,7 @@ import saliency_core.models as sc_models
 from saliency_core.engine import model_lock
 from saliency_core.models import registry
 
+from . import telemetry
 from .modelpool import ModelPool, configured_max_bytes
 
 # A real ImageNet classifier is the first impression: EfficientNet-Lite0 is installed with the
@@ -82,7 +83,9 @@ def get_model(name: str, device: str):
 
 @st.cache_resource(show_spinner=False)
 def model_pool() -> ModelPool:
-    return ModelPool(sc_models.load_model, configured_max_bytes())
+    pool = ModelPool(sc_models.load_model, configured_max_bytes())
+    telemetry.MODEL_POOL_BYTES.set_function(lambda: pool.size_bytes)
+    return pool
 
 
 def _cached_model(name: str, device: str):
