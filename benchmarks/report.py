@@ -282,18 +282,23 @@ Incremental refinement and several targets: `saliency_core.refine.Refiner` and
 
 
 def write_markdown(path: Path, device: torch.device, body: str) -> None:
-    """Replaces this device's section of BENCHMARKS.md, keeping the other device's."""
+    """Replaces this device's section of BENCHMARKS.md in place, keeping everything else: the
+    other device's section and the sections other benchmarks write or people keep there (the
+    engine service, browser latency, the load test). A new section goes after the CPU one (a
+    GPU section) or right after the header (a CPU section); the header is refreshed."""
     tag = "cuda" if device.type == "cuda" else "cpu"
-    sections = {}
-    if path.exists():
-        text = path.read_text()
-        for other in ("cpu", "cuda"):
-            m = re.search(rf"<!-- BEGIN {other} -->\n(.*?)<!-- END {other} -->", text, re.DOTALL)
-            if m:
-                sections[other] = m.group(1)
-    sections[tag] = body
-    out = [HEADER]
-    for key in ("cpu", "cuda"):
-        if key in sections:
-            out.append(f"<!-- BEGIN {key} -->\n{sections[key]}<!-- END {key} -->\n")
-    path.write_text("\n".join(out))
+    block = f"<!-- BEGIN {tag} -->\n{body}<!-- END {tag} -->\n"
+    text = path.read_text() if path.exists() else ""
+    first = text.find("<!-- BEGIN ")
+    if first >= 0:
+        rest = text[first:]
+    else:  # no device section yet: what is there stays, after the new one
+        rest = text[len(HEADER):].lstrip("\n") if text.startswith(HEADER) else text
+    mine = re.search(rf"<!-- BEGIN {tag} -->\n.*?<!-- END {tag} -->\n?", rest, re.DOTALL)
+    if mine:
+        rest = rest[:mine.start()] + block + rest[mine.end():]
+    else:
+        cpu_end = re.search(r"<!-- END cpu -->\n?", rest)
+        at = cpu_end.end() if tag == "cuda" and cpu_end else 0
+        rest = rest[:at] + ("\n" if at else "") + block + ("\n" if rest[at:] else "") + rest[at:]
+    path.write_text(HEADER + "\n" + rest)

@@ -72,6 +72,26 @@ def test_report_renders_and_keeps_the_other_device(tmp_path, tiny_run):
     text = path.read_text()
     assert "kept" in text and "run-two" in text and "run-one" not in text
     assert text.index("<!-- BEGIN cpu -->") < text.index("<!-- BEGIN cuda -->")
+    # What other benchmarks and people write after the device sections survives a rewrite of
+    # either device (a run once dropped the service, browser and load-test sections).
+    path.write_text(text + "\n## Load test\nmeasured by hand\n")
+    write_markdown(path, CPU, "## CPU: run-three\n")
+    write_markdown(path, torch.device("cuda"), "## GPU: again\n")
+    text = path.read_text()
+    assert text.count("## Load test\nmeasured by hand") == 1
+    assert "run-three" in text and "again" in text
+    assert "## CPU: run-two" not in text and "## GPU: test" not in text
+    assert text.index("run-three") < text.index("again") < text.index("## Load test")
+    assert text.count("<!-- BEGIN cpu -->") == 1 and text.count("<!-- BEGIN cuda -->") == 1
+
+
+def test_a_gpu_section_goes_after_the_cpu_one_and_before_the_rest(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    write_markdown(path, CPU, "## CPU: only\n")
+    path.write_text(path.read_text() + "\n## Engine service\nby benchmarks.serve\n")
+    write_markdown(path, torch.device("cuda"), "## GPU: new\n")
+    text = path.read_text()
+    assert text.index("## CPU: only") < text.index("## GPU: new") < text.index("## Engine service")
 
 
 def test_reference_loops_compute_what_they_claim():
