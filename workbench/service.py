@@ -155,7 +155,7 @@ def admit(request: Request) -> float | None:
                                  estimate_s=est)
         _confirm_button(request, est)
         raise OverBudget(f"These settings need {_describe(request, est)}, more than the "
-                         f"{budget.budget_s:.0f} s budget per request on this server. Lower the "
+                         f"{_seconds(budget.budget_s)} budget per request on this server. Lower the "
                          "steps or samples, or press Run anyway to run them.")
     per_minute = RateLimiter.configured_per_minute()
     wait = rate_limiter().acquire(user or sid, per_minute)
