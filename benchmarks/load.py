@@ -102,8 +102,6 @@ async def settle(pid: int | None, metrics_url: str | None, record: Record, phase
     print(f"phase {phase} over: waiting for the server to be idle", file=sys.stderr, flush=True)
     level = await wait_idle(pid, metrics_url, idle_s, max_idle_s)
     record.idle[phase] = level.as_dict()
-    if level.mb is not None:
-        record.idle_mb[phase] = level.mb
     print(f"idle level after {phase}: {level.as_dict()}", file=sys.stderr, flush=True)
 
 

@@ -58,22 +58,23 @@ def ratios(baseline: dict[str, list[float]], heavy: dict[str, list[float]]) -> d
 
 
 def memory(series: list[tuple[float, float]], warm_at: float | None,
-           idle_mb: dict[str, float] | None = None, levels: dict[str, dict] | None = None) -> dict:
-    """Growth is read from the server's idle levels (load.settle, ``levels`` says how each was
-    reached): after the first phase (the warm-up long over) against after the second. Without
-    them (a server elsewhere), None; a level the server never reached idle still counts (its
-    RSS then is what the server kept), the note says so."""
+           levels: dict[str, dict] | None = None) -> dict:
+    """Growth is read from the server's idle levels (load.settle; per phase, how each was
+    reached and its RSS): after the first phase (the warm-up long over) against after the
+    second. Without them (a server elsewhere), None; a level the server never reached idle
+    still counts (its RSS then is what the server kept), the note says so."""
     if not series:
         return {"warm_mb": None, "end_mb": None, "max_mb": None, "growth_pct": None,
                 "warm_at_s": None, "idle_mb": {}, "idle": {}, "samples": []}
     if warm_at is None:  # not every session finished a visit: the first fifth is the warm-up
         warm_at = series[-1][0] / 5
-    idle = dict(idle_mb or {})
+    levels = dict(levels or {})
+    idle = {phase: level["mb"] for phase, level in levels.items() if level["mb"] is not None}
     warm, end = idle.get("baseline"), idle.get("heavy")
     growth = 100 * (end - warm) / warm if warm and end else None
     return {"warm_mb": warm, "end_mb": end, "max_mb": max(mb for _, mb in series),
             "growth_pct": growth, "warm_at_s": warm_at, "idle_mb": idle,
-            "idle": dict(levels or {}),
+            "idle": levels,
             "samples": [[round(t, 1), round(mb, 1)] for t, mb in series]}
 
 
@@ -98,7 +99,7 @@ def result(record, server_log: str | None, *, sessions: int, phase_s: float, mod
     baseline = record.samples.get("baseline", {})
     heavy = record.samples.get("heavy", {})
     tracebacks = server_tracebacks(server_log) if server_log is not None else []
-    mem = memory(record.memory, record.warm_at, record.idle_mb, record.idle)
+    mem = memory(record.memory, record.warm_at, record.idle)
     ratio = ratios(baseline, heavy)
     n_tracebacks = len(tracebacks) + len(record.page_exceptions)
     return {

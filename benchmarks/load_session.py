@@ -85,8 +85,8 @@ class Record:
         self.visits: dict[str, int] = {}
         self.memory: list[tuple[float, float]] = []
         self.warm_at: float | None = None
-        self.idle_mb: dict[str, float] = {}  # per phase: the server's RSS once idle after it
-        self.idle: dict[str, dict] = {}  # per phase: how that level was reached (load_idle)
+        # Per phase: the server's idle level after it, its RSS and how it was reached (load_idle).
+        self.idle: dict[str, dict] = {}
         self.interrupted = False  # stopped with Ctrl-C before the end
 
     def add(self, action: str, seconds: float) -> None:
@@ -188,9 +188,9 @@ class Session:
                 await page.wait_for_timeout(200)
                 continue
             if what == "alert" and confirmable:
-                # The budget's message can be drawn before its button (or a rerun can be
-                # drawing it again): an error stands only once the run is over and the page,
-                # looked at again, still shows it without one for the grace period.
+                # Another error box can be one a rerun is about to replace (the budget's own
+                # message is "pending" above): an error stands only once the run is over and
+                # the page, looked at again, still shows it for the grace period.
                 if alert_since is None:
                     with contextlib.suppress(PlaywrightTimeout):
                         await settle(page, left)
