@@ -168,19 +168,21 @@ def start(timeout_s: float = 300.0) -> threading.Thread:
     def main() -> None:
         telemetry.start_metrics_server()
         instance = _started_runtime(timeout_s)
+        reaper = None
         try:
             if instance is None:
                 raise RuntimeError("the Streamlit runtime did not start")
             reaper = Reaper(instance)
+            problem = reaper.problem
         except (AttributeError, RuntimeError, ImportError) as exc:
+            problem = str(exc)
+        if problem:
             log.warning("departed sessions are left to Streamlit (%s): their uploads stay in "
-                        "memory", exc)
+                        "memory", problem)
+        if reaper is None:
             telemetry.SESSIONS_STORED.set(float("nan"))
             return
-        if reaper.problem:
-            log.warning("departed sessions are left to Streamlit (%s): their uploads stay in "
-                        "memory", reaper.problem)
-        reaper.run_forever()
+        reaper.run_forever()  # without the store it still trims and sets the gauges
 
     thread = threading.Thread(target=main, name="session-reaper", daemon=True)
     thread.start()

@@ -57,16 +57,16 @@ SESSIONS_CONNECTED = _metric(Gauge, "saliency_sessions_connected",
                              "Browser sessions connected now")
 SESSIONS_STORED = _metric(Gauge, "saliency_sessions_stored",
                           "Sessions of closed tabs kept for a reconnect (NaN: not known)")
+SESSIONS_RELEASED = _metric(Counter, "saliency_sessions_released",
+                            "Sessions of closed tabs shut down after their reconnect time")
+MEMORY_TRIMS = _metric(Counter, "saliency_memory_trims",
+                       "Garbage collections and malloc_trim(0) run once the server was idle")
 # Read when scraped: what the process keeps on purpose, within its byte budgets (an idle
 # server's memory beyond these and the models' is what the sessions left behind).
 RESULT_CACHE_BYTES = _metric(Gauge, "saliency_result_cache_bytes",
                              "Bytes of results in this process's result cache")
 MODEL_POOL_BYTES = _metric(Gauge, "saliency_model_pool_bytes",
                            "Bytes of the models loaded in this process's model pool")
-SESSIONS_RELEASED = _metric(Counter, "saliency_sessions_released",
-                            "Sessions of closed tabs shut down after their reconnect time")
-MEMORY_TRIMS = _metric(Counter, "saliency_memory_trims",
-                       "Garbage collections and malloc_trim(0) run once the server was idle")
 
 _server_lock = threading.Lock()
 _server_port: int | None = None
