@@ -83,7 +83,7 @@ test: $(DEV_STAMP) browser-deps
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; \
 	exit $$rc
 
-# Every hostile-input case of tests/hostile_cases.py in the browser (make test runs a part).
+# Every hostile-input case of tests/support/hostile_cases.py in the browser (make test runs a part).
 hostile: $(DEV_STAMP) browser-deps
 	HOSTILE_FULL=1 $(PY) -m pytest -q tests/test_hostile_browser.py tests/test_hostile_memory.py $(PYTEST_ARGS)
 

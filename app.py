@@ -4,8 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from workbench import auth, signin_return, telemetry
-from workbench.boundary import guarded
+from workbench.hosting import auth, signin_return, telemetry
+from workbench.ui.boundary import guarded
 
 st.set_page_config(page_title="Saliency workbench", page_icon="🔍", layout="wide")
 

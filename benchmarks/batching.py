@@ -5,8 +5,8 @@ moment (a class opening the same exercise, colleagues following one link with th
 photos). Each round, a gate job holds the device's only slot (``concurrency=1``, the default
 on a GPU) until every session's request is queued, then lets go; from that moment we time how
 long each request takes to come back and how long the round takes. The requests are the app's
-own (``workbench.compute.image_request``: its ``run_batch`` and ``batch_key``) and go through
-the app's ``workbench.scheduler.Scheduler``, once with batching (``max_batch`` = sessions: one
+own (``workbench.jobs.compute.image_request``: its ``run_batch`` and ``batch_key``) and go through
+the app's ``workbench.jobs.scheduler.Scheduler``, once with batching (``max_batch`` = sessions: one
 pass over all images) and once without (``max_batch=1``: one pass per request). The two modes
 take turns in a new random order each repetition, so a busy spell hits both alike.
 
@@ -76,7 +76,7 @@ class Workload:
         self.inputs = [torch.rand(shape, generator=g).to(device) for _ in range(sessions)]
 
     def request(self, session: int, tag: str):
-        from workbench import compute
+        from workbench.jobs import compute
 
         key = f"{tag}:{session}"
         return compute.image_request(self.loaded, self.device, self.inputs[session], self.method,
@@ -86,7 +86,7 @@ class Workload:
 def one_round(work: Workload, max_batch: int, tag: str) -> dict:
     """Every session's request queued behind a gate, then released; per-request seconds from
     the release, the round's seconds, and how many engine calls served the round."""
-    from workbench.scheduler import Job, Scheduler
+    from workbench.jobs.scheduler import Job, Scheduler
 
     scheduler = Scheduler(concurrency=1, max_batch=max_batch)
     gate_open = threading.Event()

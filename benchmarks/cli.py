@@ -12,7 +12,12 @@ from pathlib import Path
 
 import torch
 
-from saliency_core.engine import GradientStream, Options, Stats, chunk_memory_budget
+from saliency_core.engine.stream import (
+    GradientStream,
+    Options,
+    Stats,
+    chunk_memory_budget,
+)
 
 from . import extras as extra
 from .contenders import CONTENDERS, Skip

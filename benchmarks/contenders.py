@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import saliency_core as sc
-from saliency_core.engine import balanced_chunk
+from saliency_core.engine.stream import balanced_chunk
 from saliency_core.methods.integrated_gradients import quadrature_rule
 from saliency_core.methods.smoothgrad import noisy_copies
 

@@ -12,8 +12,8 @@ import sys
 import torch
 
 import saliency_core as sc
-from saliency_core.multi_target import attribute_targets
-from saliency_core.refine import Refiner
+from saliency_core.harness.multi_target import attribute_targets
+from saliency_core.harness.refine import Refiner
 
 from .measure import interleaved, measure, median, tidy
 from .setups import SIGMA, Subject

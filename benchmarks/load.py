@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # The app's model list, read outside a Streamlit run: its bare-mode warnings are noise.
         streamlit.logger.set_log_level("error")
-        from workbench.models import default_model, usable_models
+        from workbench.jobs.models import default_model, usable_models
 
         model = args.model or default_model("image", usable_models("image"))
         sessions, phase_s, timeout_s = args.sessions, 60 * args.minutes, args.action_timeout_s

@@ -26,7 +26,7 @@ from .webapp import (
 CONFIRM = "Run anyway"
 CONFIRM_GRACE_MS = 5000  # a loaded browser draws widgets late
 MAX_CONFIRMS = 8  # per action: Compare asks once per map
-BOUNDARY = "Something went wrong on the server"  # workbench/boundary.py's message
+BOUNDARY = "Something went wrong on the server"  # workbench/ui/boundary.py's message
 THINK_S = (0.5, 2.0)  # a user's pause between actions, seconds
 HEAVY_STEPS = 1024  # the steps slider's maximum; the stalling link
 HEAVY_TIMEOUT_MS = 3_600_000  # the heavy session is stopped when the phase ends, not by this

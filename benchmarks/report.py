@@ -35,7 +35,7 @@ def _version(name: str, module: str | None = None) -> str:
 def _guided_rule() -> str:
     """Which path the guided rows measure; the native rule's build (once, about 10 s) is
     waited for here, before anything is timed."""
-    from saliency_core import graph_rule
+    from saliency_core.methods.guided import graph_rule
 
     if graph_rule.prepare(wait=900, settle=True):
         return "native graph rule"
@@ -261,7 +261,7 @@ Where ours stays above 1.05× the floor, and why:
 - Guided Backprop and Guided Grad-CAM are held to the plain-gradient floor, so the ReLU rule
   itself shows: a rectification (one clamp) per ReLU in the backward pass. Ours calls no
   Python there: after the forward pass one C++ call hooks every ReLU/ReLU6 node of that
-  pass's graph (saliency_core/graph_rule.py, built on first use and checked on a model's
+  pass's graph (saliency_core/methods/guided/graph_rule.py, built on first use and checked on a model's
   first guided call to give the operator-level rule's map); where it cannot be built or does
   not match, hooks on ReLU modules (a Python call per ReLU, as Captum and pytorch-grad-cam
   pay) or the operator-level rule. Guided Grad-CAM takes both maps from one backward pass
@@ -276,8 +276,8 @@ Where ours stays above 1.05× the floor, and why:
 - The floor picks its batch size from a sweep; ours picks it from the memory budget (on the
   CPU 1 GiB of autograd state per chunk, beyond which chunks were measured to be slower).
 
-Incremental refinement and several targets: `saliency_core.refine.Refiner` and
-`saliency_core.multi_target.attribute_targets` (see their docstrings).
+Incremental refinement and several targets: `saliency_core.harness.refine.Refiner` and
+`saliency_core.harness.multi_target.attribute_targets` (see their docstrings).
 """
 
 

@@ -1,7 +1,7 @@
 """``python -m benchmarks.serve``: the engine service under a fixed concurrent load.
 
 For each setting (1 or 2 engine replicas, cross-request batching on or off) a fixed number of
-client threads each send the same number of requests through ``saliency_core.remote.Client``;
+client threads each send the same number of requests through ``saliency_core.serve.client.Client``;
 we report requests per second over the whole run and the median and 95th percentile latency.
 Then one client alone: the same request in-process and through the service, to measure what
 the service hop costs. ``--write`` puts the table into BENCHMARKS.md between its markers.
@@ -129,9 +129,9 @@ def machine_note(args, m: dict) -> str:
 
 
 def run(args) -> str:
-    from saliency_core import serve_cli
-    from saliency_core.remote import Client
-    from saliency_core.service_config import EngineConfig
+    from saliency_core.cli import serve as serve_cli
+    from saliency_core.serve.client import Client
+    from saliency_core.serve.config import EngineConfig
 
     measured_on = machine()
     settings = [(r, b) for r in args.replicas for b in args.batch]

@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         model, input_, reps = args.model or "shapes-cnn", args.input or "shapes:0", 1
     else:
-        from workbench.models import default_model, usable_models
+        from workbench.jobs.models import default_model, usable_models
 
         model = args.model or default_model("image", usable_models("image"))
         input_, reps = args.input or "photo:chelsea", args.reps

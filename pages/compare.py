@@ -7,10 +7,16 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import compute, display, page, plaintext, progress, progressive, session
-from workbench.inputs import default_sample, domain_notice, input_picker, restore_input
-from workbench.share import ShareStore
-from workbench.widgets import ensure, method_params, select, url_method_params
+from workbench.hosting.share import ShareStore
+from workbench.jobs import compute, progressive
+from workbench.ui import display, page, plaintext, progress, session
+from workbench.ui.inputs import (
+    default_sample,
+    domain_notice,
+    input_picker,
+    restore_input,
+)
+from workbench.ui.widgets import ensure, method_params, select, url_method_params
 
 P = "compare"
 METHODS = {spec.name: spec for spec in saliency_core.methods()}

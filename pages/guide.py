@@ -10,7 +10,7 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.models import torchvision_zoo
-from workbench.navigation import ensure_app_navigation
+from workbench.ui.navigation import ensure_app_navigation
 
 ensure_app_navigation()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 import saliency_core.models as sc_models
-from workbench.navigation import ensure_app_navigation
+from workbench.ui.navigation import ensure_app_navigation
 
 ensure_app_navigation()
 

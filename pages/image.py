@@ -6,20 +6,16 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from workbench import (
-    compute,
-    display,
-    export,
-    page,
-    plaintext,
-    progress,
-    progressive,
-    session,
-    topk,
+from workbench.hosting.share import ShareStore
+from workbench.jobs import compute, progressive
+from workbench.ui import display, export, page, plaintext, progress, session, topk
+from workbench.ui.inputs import (
+    default_sample,
+    domain_notice,
+    input_picker,
+    restore_input,
 )
-from workbench.inputs import default_sample, domain_notice, input_picker, restore_input
-from workbench.share import ShareStore
-from workbench.widgets import method_params, url_method_params
+from workbench.ui.widgets import method_params, url_method_params
 
 P = "image"
 METHODS = {spec.name: spec for spec in saliency_core.methods()}

@@ -7,9 +7,10 @@ import streamlit as st
 import saliency_core.models as sc_models
 from saliency_core.errors import SaliencyError
 from saliency_core.models import registry, torchvision_zoo
-from workbench import admin, plaintext, uploads
-from workbench import models as wb_models
-from workbench.navigation import ensure_app_navigation
+from workbench.hosting import admin, uploads
+from workbench.jobs import models as wb_models
+from workbench.ui import plaintext
+from workbench.ui.navigation import ensure_app_navigation
 
 ensure_app_navigation()
 

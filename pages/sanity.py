@@ -14,11 +14,12 @@ import streamlit as st
 import saliency_core
 from saliency_core import evaluation, render
 from saliency_core.errors import SaliencyError
-from workbench import compute, page, plaintext, progress, session
-from workbench.display import enlarge
-from workbench.inputs import default_sample, input_picker, restore_input
-from workbench.share import ShareStore
-from workbench.widgets import ensure, select
+from workbench.hosting.share import ShareStore
+from workbench.jobs import compute
+from workbench.ui import page, plaintext, progress, session
+from workbench.ui.display import enlarge
+from workbench.ui.inputs import default_sample, input_picker, restore_input
+from workbench.ui.widgets import ensure, select
 
 P = "sanity"
 METHODS = {spec.name: spec for spec in saliency_core.methods() if spec.name in evaluation.image_methods()}

@@ -7,11 +7,12 @@ import streamlit as st
 import saliency_core
 from saliency_core.errors import SaliencyError
 from saliency_core.methods import with_capability
-from workbench import compute, export, page, plaintext, progress, session, textview
-from workbench.display import completeness_reading
-from workbench.progressive import best_so_far, explain_text, level_note
-from workbench.urlstate import MAX_TEXT
-from workbench.widgets import ensure, method_params, url_method_params
+from workbench.jobs import compute
+from workbench.jobs.progressive import best_so_far, explain_text, level_note
+from workbench.ui import export, page, plaintext, progress, session, textview
+from workbench.ui.display import completeness_reading
+from workbench.ui.urlstate import MAX_TEXT
+from workbench.ui.widgets import ensure, method_params, url_method_params
 
 P = "text"
 # Text attribution happens in embedding space: input-space methods that read no image layer.

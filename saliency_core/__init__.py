@@ -11,18 +11,22 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .api import Explanation, attribute, explain
-from .errors import SaliencyError
-from .layers import candidate_layers
-from .methods import get as _get_method
-from .methods import specs as _specs
-from .multi_target import TargetAttributions, attribute_targets, cam_for_targets
-from .refine import Refiner
-from .specs import MethodSpec, Param
-from .text import TextAttribution, TextRefiner, attribute_text
+from saliency_core.api import Explanation, attribute, explain
+from saliency_core.engine.layers import candidate_layers
+from saliency_core.errors import SaliencyError
+from saliency_core.harness.multi_target import (
+    TargetAttributions,
+    attribute_targets,
+    cam_for_targets,
+)
+from saliency_core.harness.refine import Refiner
+from saliency_core.methods import get as _get_method
+from saliency_core.methods import specs as _specs
+from saliency_core.methods.specs import MethodSpec, Param
+from saliency_core.text.classifier import TextAttribution, TextRefiner, attribute_text
 
 if TYPE_CHECKING:
-    from .models.base import LoadedModel, ModelInfo
+    from saliency_core.models.base import LoadedModel, ModelInfo
 
 
 def methods() -> list[MethodSpec]:
@@ -68,7 +72,7 @@ def available_models() -> list[ModelInfo]:
         >>> "shapes-cnn" in [m.name for m in available_models()]
         True
     """
-    from .models import available_models as _available
+    from saliency_core.models import available_models as _available
 
     return _available()
 
@@ -92,7 +96,7 @@ def load_model(name: str, device: str | torch.device | None = None) -> LoadedMod
         >>> loaded.kind, len(loaded.labels)
         ('image', 6)
     """
-    from .models import load_model as _load
+    from saliency_core.models import load_model as _load
 
     return _load(name, device=device)
 

@@ -6,7 +6,7 @@ from typing import Literal, Unpack, overload
 
 import torch
 
-from .harness import (  # noqa: F401 - the names other modules and users import from here
+from saliency_core.harness import (  # noqa: F401 - the names other modules and users import from here
     ENGINE_OPTIONS,
     Explanation,
     Run,
@@ -16,7 +16,7 @@ from .harness import (  # noqa: F401 - the names other modules and users import 
     resolve_targets,
     unwrap_model,
 )
-from .params import MethodParams, Model, Target
+from saliency_core.params import MethodParams, Model, Target
 
 
 @overload

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-# Fields for display only: the wire (saliency_core/wire.py) does not send them.
+# Fields for display only: the wire (saliency_core/serve/wire.py) does not send them.
 _DISPLAY = {"display_only": True}
 
 
@@ -56,11 +56,11 @@ class Explanation:
     normalization: tuple | None = field(default=None, repr=False, compare=False, metadata=_DISPLAY)
 
     def _repr_html_(self) -> str:
-        from .notebook import explanation_html
+        from saliency_core.show.notebook import explanation_html
 
         return explanation_html(self)
 
     def _repr_png_(self) -> bytes:
-        from .notebook import explanation_png
+        from saliency_core.show.notebook import explanation_png
 
         return explanation_png(self)

@@ -1,6 +1,6 @@
 """The types of the public API's arguments: targets, models and every method's keyword
 parameters as TypedDicts, so a type checker (and an editor) knows what ``attribute(...,
-steps=64)`` accepts. The method specs (saliency_core/specs.py) stay the runtime source of truth
+steps=64)`` accepts. The method specs (saliency_core/methods/specs.py) stay the runtime source of truth
 for defaults, ranges and choices; tests/test_api_typing.py checks that these declarations name
 exactly the specs' parameters.
 """
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from .models.base import LoadedModel
+    from saliency_core.models.base import LoadedModel
 
 #: Which class to explain: "predicted" (each input's top class), one index for every input,
 #: or one index per input.

@@ -1,5 +1,5 @@
 """Shared fixtures: the workbench served by ``streamlit run app.py`` on a free port, and headless
-Debian chromium (through Playwright) to drive it. Helpers for tests are in tests/browser.py."""
+Debian chromium (through Playwright) to drive it. Helpers for tests are in tests/support/browser.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import os
 import re
 
 import pytest
-from browser import CHROMIUM, OUTPUT_DIR, REPO_ROOT, SCREENSHOT_DIR, serve_streamlit
+from support.browser import (
+    CHROMIUM,
+    OUTPUT_DIR,
+    REPO_ROOT,
+    SCREENSHOT_DIR,
+    serve_streamlit,
+)
 
 SERVER_LOG = OUTPUT_DIR / "app_server.log"
 TEST_BUDGET_S = "600"
@@ -164,6 +170,6 @@ def native_guided_rule():
     """The native guided rule is built (about 10 s once per torch version, then cached) or
     found missing before any test, so which guided path a call takes never depends on when
     the background build happens to finish."""
-    from saliency_core import graph_rule
+    from saliency_core.methods.guided import graph_rule
 
     graph_rule.prepare(wait=600, settle=True)

@@ -1,5 +1,5 @@
 """The public API is typed and documented: every export of saliency_core (and the grids of
-saliency_core.render, the readers of saliency_core.interop) has a docstring with Args/Returns/Raises and an example that runs, full
+saliency_core.render, the readers of saliency_core.io.interop) has a docstring with Args/Returns/Raises and an example that runs, full
 type hints, and each method's keyword parameters are declared in saliency_core/params.py
 exactly as its spec declares them."""
 
@@ -17,9 +17,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import saliency_core
-from saliency_core import interop, render
 from saliency_core import params as typed
+from saliency_core import render
 from saliency_core.harness import ENGINE_OPTIONS
+from saliency_core.io import interop
 from saliency_core.methods import REGISTRY
 from saliency_core.models.base import LoadedModel, ModelInfo
 

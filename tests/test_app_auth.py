@@ -3,7 +3,12 @@ sign-in flow is in test_browser_auth.py."""
 
 from __future__ import annotations
 
-from workbench.auth import ALLOWLIST_ENV, Allowlist, configured_allowlist, user_allowed
+from workbench.hosting.auth import (
+    ALLOWLIST_ENV,
+    Allowlist,
+    configured_allowlist,
+    user_allowed,
+)
 
 
 def test_addresses_and_domains_in_any_spelling():

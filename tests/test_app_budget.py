@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import pytest
-from apptest import run_app_page
-from browser import REPO_ROOT
+from support.apptest import run_app_page
+from support.browser import REPO_ROOT
 
-from workbench import compute
-from workbench.costs import Budget, CostModel, RateLimiter, estimate_passes
+from workbench.jobs import compute
+from workbench.jobs.costs import Budget, CostModel, RateLimiter, estimate_passes
 
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 QUERY = {"model": "shapes-cnn", "method": "integrated_gradients", "p.steps": "64"}

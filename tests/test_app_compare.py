@@ -4,13 +4,13 @@ times, the scoreboard, display changes without model runs, links."""
 from __future__ import annotations
 
 import pytest
-from apptest import count_engine_runs, run_app_page, shown
-from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
+from support.apptest import count_engine_runs, run_app_page, shown
+from support.browser import REPO_ROOT
 
 import saliency_core
 from saliency_core import evaluation
-from workbench import compute
+from workbench.jobs import compute
 
 PAGE = str(REPO_ROOT / "pages" / "compare.py")
 TIMEOUT = 240
@@ -114,7 +114,7 @@ def test_scoreboard_matches_the_library(engine_calls):
     at = run_page({"model": "shapes-cnn", "methods": "gradient,gradcam"})
     board = at.dataframe[0].value
     loaded = saliency_core.load_model("shapes-cnn", "cpu")
-    from workbench.inputs import from_sample
+    from workbench.ui.inputs import from_sample
 
     sample = from_sample("shapes:0")
     x = loaded.preprocess(sample.image)

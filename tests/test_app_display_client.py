@@ -9,8 +9,8 @@ import json
 
 import numpy as np
 import pytest
-from apptest import run_app_page
-from browser import (
+from support.apptest import run_app_page
+from support.browser import (
     APP_RUN_TIMEOUT_MS,
     REPO_ROOT,
     assert_no_exception,
@@ -19,7 +19,8 @@ from browser import (
 )
 
 from saliency_core import render
-from workbench import compute, display
+from workbench.jobs import compute
+from workbench.ui import display
 
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 

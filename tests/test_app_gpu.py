@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from apptest import run_app_page
-from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
+from support.apptest import run_app_page
+from support.browser import REPO_ROOT
 
-from workbench import compute
+from workbench.jobs import compute
 
 pytestmark = [
     pytest.mark.gpu,

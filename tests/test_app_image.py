@@ -8,13 +8,14 @@ import json
 
 import numpy as np
 import pytest
-from apptest import count_engine_runs, run_app_page, shown
-from browser import REPO_ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from support.apptest import count_engine_runs, run_app_page, shown
+from support.browser import REPO_ROOT
 
 import saliency_core
-from workbench import compute, display
+from workbench.jobs import compute
+from workbench.ui import display
 
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 TIMEOUT = 180
@@ -284,8 +285,8 @@ def test_huge_upload_is_downscaled_with_a_notice(engine_calls):
 
 def test_stopped_computation_is_not_restarted_until_asked(engine_calls):
     from saliency_core.methods import get as method_entry
-    from workbench.inputs import from_sample
-    from workbench.progress import STOPPED_KEY
+    from workbench.ui.inputs import from_sample
+    from workbench.ui.progress import STOPPED_KEY
 
     digest = compute.pixels_digest(from_sample("shapes:0").pixels)
     params = method_entry("integrated_gradients").spec.defaults()

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from workbench.modelpool import ModelPool, model_bytes
+from workbench.jobs.modelpool import ModelPool, model_bytes
 
 
 def test_model_bytes_counts_parameters_and_buffers():

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from browser import REPO_ROOT
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
+from support.browser import REPO_ROOT
 
 import saliency_core
 import saliency_core.models as sc_models
 from saliency_core.models import torchvision_zoo
-from workbench.plaintext import plain
+from workbench.ui.plaintext import plain
 
 TIMEOUT = 120
 

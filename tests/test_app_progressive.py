@@ -9,15 +9,16 @@ import pytest
 import streamlit as st
 import test_app_image
 import torch
-from apptest import run_app_page
-from browser import REPO_ROOT
-from engine_models import max_rel_diff
+from support.apptest import run_app_page
+from support.browser import REPO_ROOT
+from support.engine_models import max_rel_diff
 
 import saliency_core
 from saliency_core.methods import get as method_entry
-from workbench import compute, progressive, topk
-from workbench.inputs import from_sample
-from workbench.progress import STOPPED_KEY
+from workbench.jobs import compute, progressive
+from workbench.ui import topk
+from workbench.ui.inputs import from_sample
+from workbench.ui.progress import STOPPED_KEY
 
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 TIMEOUT = 180

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from workbench.scheduler import Job, Scheduler, yield_turn
+from workbench.jobs.scheduler import Job, Scheduler, yield_turn
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""Where a sign-in returns to (workbench/signin_return.py): the token inside Streamlit's XSRF
+"""Where a sign-in returns to (workbench/hosting/signin_return.py): the token inside Streamlit's XSRF
 cookie is the browser's key whatever mask a renewed cookie carries, and kept targets expire
 and are bounded in number. The round trip itself is in tests/test_browser_auth.py."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import binascii
 import os
 
-from workbench.signin_return import Targets, xsrf_token
+from workbench.hosting.signin_return import Targets, xsrf_token
 
 
 def cookie(token: bytes, mask: bytes, stamp: int = 1700000000) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from s3server import s3_server
+from support.s3server import s3_server
 
-from workbench import storage
-from workbench.results import (
+from workbench.hosting import storage
+from workbench.hosting.share import ShareLinkError, ShareStore, digest_of
+from workbench.jobs.results import (
     ImageResult,
     ResultCache,
     SanityResult,
@@ -16,7 +17,6 @@ from workbench.results import (
     TextResult,
     configured_cache,
 )
-from workbench.share import ShareLinkError, ShareStore, digest_of
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import json
 import logging
 import urllib.request
 
-from browser import free_port
+from support.browser import free_port
 
-from workbench import telemetry
+from workbench.hosting import telemetry
 
 
 def test_request_is_logged_as_one_json_line_and_scraped_from_the_metrics_port(monkeypatch,

@@ -4,12 +4,12 @@ empty and over-long text, GELU-incompatible methods, links."""
 from __future__ import annotations
 
 import pytest
-from apptest import run_app_page, shown
-from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
+from support.apptest import run_app_page, shown
+from support.browser import REPO_ROOT
 
 import saliency_core
-from workbench import compute
+from workbench.jobs import compute
 
 PAGE = str(REPO_ROOT / "pages" / "text.py")
 TIMEOUT = 180

@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 import streamlit as st
-from apptest import run_app_page
-from browser import REPO_ROOT
+from support.apptest import run_app_page
+from support.browser import REPO_ROOT
 
 import saliency_core
 from saliency_core.methods import get as method_entry
-from workbench import compute, progressive
-from workbench.progress import STOPPED_KEY
+from workbench.jobs import compute, progressive
+from workbench.ui.progress import STOPPED_KEY
 
 PAGE = str(REPO_ROOT / "pages" / "text.py")
 TIMEOUT = 180

@@ -4,7 +4,8 @@ read, so the first visitor finds them in memory; SALIENCY_WARM_MODELS picks them
 from __future__ import annotations
 
 import saliency_core.models as sc_models
-from workbench import models, serve
+from workbench import serve
+from workbench.jobs import models
 
 
 def test_warm_up_fills_the_cache_the_pages_use(monkeypatch):

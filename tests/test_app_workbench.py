@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from saliency_core.specs import Param
-from workbench import display, export
-from workbench.results import ImageResult, ResultCache, result_key
-from workbench.share import ShareLinkError, ShareStore, digest_of, share_dir
-from workbench.urlstate import UrlReader, encode
+from saliency_core.methods.specs import Param
+from workbench.hosting.share import ShareLinkError, ShareStore, digest_of, share_dir
+from workbench.jobs.results import ImageResult, ResultCache, result_key
+from workbench.ui import display, export
+from workbench.ui.urlstate import UrlReader, encode
 
 # ---- share store ------------------------------------------------------------------------------
 

@@ -4,11 +4,11 @@ same numbers as before each shortcut."""
 import pytest
 import torch
 import torch.nn.functional as F
-from engine_models import FunctionalCNN, images, max_rel_diff, small_cnn
+from support.engine_models import FunctionalCNN, images, max_rel_diff, small_cnn
 from torch import nn
 
 import saliency_core as sc
-from saliency_core.engine import (
+from saliency_core.engine.stream import (
     GradientStream,
     Options,
     Stats,
@@ -17,9 +17,9 @@ from saliency_core.engine import (
 )
 from saliency_core.errors import CancelledError
 from saliency_core.methods.cam import layer_as_leaf
-from saliency_core.methods.guided import fast_path
+from saliency_core.methods.guided.backprop import fast_path
+from saliency_core.methods.noise import NoiseSource, clear_cache, unit_noise
 from saliency_core.methods.smoothgrad import noisy_copies
-from saliency_core.noise import NoiseSource, clear_cache, unit_noise
 
 
 def test_explain_reads_logits_from_the_gradient_pass():
@@ -142,7 +142,7 @@ def test_fused_guided_gradcam_equals_its_two_parts(inplace):
 
 def test_relu_module_hooks_are_used_only_where_they_give_the_rule(monkeypatch):
     # With the native graph rule off (tests/test_engine_guided_paths.py covers it).
-    from saliency_core import graph_rule
+    from saliency_core.methods.guided import graph_rule
 
     monkeypatch.setitem(graph_rule._state, "status", "failed")
     functional = FunctionalCNN(small_cnn()).eval()
@@ -181,7 +181,7 @@ def test_noise_is_cached_nested_and_identical_to_fresh_draws():
 
 
 def test_noise_cache_is_bounded(monkeypatch):
-    from saliency_core import noise
+    from saliency_core.methods import noise
 
     clear_cache()
     monkeypatch.setitem(noise.CACHE_BYTES, "cpu", 64 * 1024)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 

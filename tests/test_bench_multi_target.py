@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from engine_models import images, max_rel_diff, small_cnn, tiny_vit
+from support.engine_models import images, max_rel_diff, small_cnn, tiny_vit
 
 import saliency_core as sc
 from saliency_core.errors import MethodNotApplicableError, ParameterError, TargetError
-from saliency_core.multi_target import attribute_targets, cam_for_targets
+from saliency_core.harness.multi_target import attribute_targets, cam_for_targets
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "hirescam", "layercam", "xgradcam",

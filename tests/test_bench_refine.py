@@ -3,11 +3,11 @@ the new ones, equal to computing it from scratch."""
 
 import pytest
 import torch
-from engine_models import images, max_rel_diff, small_cnn
+from support.engine_models import images, max_rel_diff, small_cnn
 
 import saliency_core as sc
 from saliency_core.errors import MethodNotApplicableError, ParameterError
-from saliency_core.refine import Refiner
+from saliency_core.harness.refine import Refiner
 
 TARGETS = [1, 3]
 
@@ -136,7 +136,7 @@ def test_smoothgrad_lower_counts_come_from_kept_sums():
 
 
 def test_nested_counts():
-    from saliency_core.refine import nested_counts
+    from saliency_core.harness.refine import nested_counts
 
     assert nested_counts("riemann_right", 50) == [1, 2, 5, 10, 25]
     assert nested_counts("riemann_trapezoid", 9) == [2, 3, 5]  # 1, 2, 4 intervals of 8

@@ -1,5 +1,5 @@
 """Sign-in end to end: the served app with an ``[auth]`` section pointing at a real OpenID
-Connect provider (tests/oidc_provider.py, on Authlib's server components) on localhost, driven
+Connect provider (tests/support/oidc_provider.py, on Authlib's server components) on localhost, driven
 in headless chromium through the whole authorization code flow; signing in from a shared link
 lands on that link."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from browser import (
+from support.browser import (
     OUTPUT_DIR,
     REPO_ROOT,
     app_url,
@@ -18,7 +18,7 @@ from browser import (
     serve_streamlit,
     wait_for_app,
 )
-from oidc_provider import OidcProvider
+from support.oidc_provider import OidcProvider
 from test_browser_image import shapes_png, upload
 
 pytestmark = pytest.mark.browser

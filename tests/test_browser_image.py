@@ -9,7 +9,8 @@ import re
 import shutil
 
 import pytest
-from browser import (
+from PIL import Image
+from support.browser import (
     APP_RUN_TIMEOUT_MS,
     REPO_ROOT,
     assert_no_exception,
@@ -17,7 +18,6 @@ from browser import (
     screenshot,
     wait_for_app,
 )
-from PIL import Image
 
 from saliency_core.training.shapes import generate
 

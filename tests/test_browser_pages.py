@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from browser import assert_no_exception, open_app, screenshot, wait_for_app
+from support.browser import assert_no_exception, open_app, screenshot, wait_for_app
 from test_browser_image import keep_for_readme
 
 pytestmark = pytest.mark.browser

@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 import pytest
-from browser import (
+from support.browser import (
     APP_RUN_TIMEOUT_MS,
     OUTPUT_DIR,
     REPO_ROOT,

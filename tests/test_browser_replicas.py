@@ -6,14 +6,14 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from browser import (
+from support.browser import (
     OUTPUT_DIR,
     REPO_ROOT,
     assert_no_exception,
     open_app,
     serve_streamlit,
 )
-from s3server import s3_server
+from support.s3server import s3_server
 from test_browser_image import panels, shapes_png, share_link, upload
 
 pytestmark = pytest.mark.browser

@@ -4,7 +4,12 @@ page says so and stays usable, and the share link names the settings."""
 from __future__ import annotations
 
 import pytest
-from browser import APP_RUN_TIMEOUT_MS, assert_no_exception, open_app, wait_for_app
+from support.browser import (
+    APP_RUN_TIMEOUT_MS,
+    assert_no_exception,
+    open_app,
+    wait_for_app,
+)
 
 pytestmark = pytest.mark.browser
 

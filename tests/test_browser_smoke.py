@@ -7,7 +7,7 @@ import shutil
 import urllib.request
 
 import pytest
-from browser import REPO_ROOT, assert_no_exception, open_app, screenshot
+from support.browser import REPO_ROOT, assert_no_exception, open_app, screenshot
 
 README_SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "home.png"
 

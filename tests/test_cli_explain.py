@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine_models import make_tiny_text_model, small_cnn
 from PIL import Image
+from support.engine_models import make_tiny_text_model, small_cnn
 
 from saliency_core.cli import main
 from saliency_core.models.base import LoadedModel

@@ -8,8 +8,8 @@ import io
 import os
 import re
 
-from browser import REPO_ROOT
 from PIL import Image
+from support.browser import REPO_ROOT
 
 
 def test_the_interop_example_runs_and_shows_every_map(tmp_path):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 import saliency_core
 

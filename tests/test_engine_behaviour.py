@@ -5,7 +5,7 @@ import threading
 
 import pytest
 import torch
-from engine_models import (
+from support.engine_models import (
     images,
     make_tiny_text_model,
     max_rel_diff,

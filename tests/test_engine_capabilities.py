@@ -7,7 +7,7 @@ import pathlib
 import re
 
 import torch
-from engine_models import images, max_rel_diff, small_cnn
+from support.engine_models import images, max_rel_diff, small_cnn
 
 import saliency_core as sc
 from saliency_core.methods import REGISTRY, with_capability

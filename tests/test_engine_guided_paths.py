@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from engine_models import FunctionalCNN, images, max_rel_diff, small_cnn
+from support.engine_models import FunctionalCNN, images, max_rel_diff, small_cnn
 from torch import nn
 
 import saliency_core as sc
-from saliency_core import graph_rule
-from saliency_core.methods.guided import _graph_forward, fast_path
-from saliency_core.model_state import model_state
+from saliency_core.engine.model_state import model_state
+from saliency_core.methods.guided import graph_rule
+from saliency_core.methods.guided.backprop import _graph_forward, fast_path
 
 NO_TOOLCHAIN = shutil.which("c++") is None or shutil.which("ninja") is None
 
@@ -224,10 +224,10 @@ def test_the_native_rule_leaves_the_shared_model_alone_under_concurrent_calls(na
 FALLBACK_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {tests!r})
-from engine_models import images, small_cnn
+from support.engine_models import images, small_cnn
 import saliency_core as sc
-from saliency_core import graph_rule
-from saliency_core.methods.guided import fast_path
+from saliency_core.methods.guided import graph_rule
+from saliency_core.methods.guided.backprop import fast_path
 model = small_cnn(inplace=True)
 maps = [sc.attribute(model, images(), "guided_backprop", target=1) for _ in range(2)]
 print(graph_rule.prepare(wait=120, settle=True), fast_path(model), "|", graph_rule.unavailable_reason())

@@ -10,7 +10,7 @@ import time
 import torch
 
 import saliency_core as sc
-from saliency_core.engine import FairLock
+from saliency_core.engine.stream import FairLock
 
 WAIT_S = 60
 
@@ -140,7 +140,7 @@ def test_a_heavy_request_steps_aside_in_the_scheduler_for_another_session():
     """The device queue with the real engine: IG with many steps, its progress calling
     yield_turn as the pages' progress bar does, lets another session's gradient run after its
     first chunk, and still ends with the map it gives alone."""
-    from workbench.scheduler import Job, Scheduler, yield_turn
+    from workbench.jobs.scheduler import Job, Scheduler, yield_turn
 
     loaded, x = shapes_input()
     scheduler = Scheduler(concurrency=1, quantum_s=0.0)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import saliency_core as sc
-from saliency_core.model_state import known_owners, model_state
+from saliency_core.engine.model_state import known_owners, model_state
 
 
 def deep_cnn():

@@ -12,7 +12,7 @@ from captum.attr import (
     LayerGradCam,
     Saliency,
 )
-from engine_models import (
+from support.engine_models import (
     FunctionalCNN,
     images,
     make_tiny_text_model,
@@ -27,7 +27,7 @@ def tiny_text_model(tmp_path_factory):
 
 
 import saliency_core as sc
-from saliency_core.baselines import image_baseline
+from saliency_core.methods.baselines import image_baseline
 
 TOL = 1e-5
 TARGETS = torch.tensor([1, 3])

@@ -14,13 +14,13 @@ import time
 import numpy as np
 import pytest
 import torch
-from apptest import run_app_page
-from browser import REPO_ROOT
+from support.apptest import run_app_page
+from support.browser import REPO_ROOT
 
 import saliency_core as sc
 from saliency_core.errors import CancelledError, UnknownMethodError
-from saliency_core.remote import Client, EngineUnavailableError, model_ref
-from workbench import compute
+from saliency_core.serve.client import Client, EngineUnavailableError, model_ref
+from workbench.jobs import compute
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +33,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def service():
-    from saliency_core import serve_cli
-    from saliency_core.service_config import EngineConfig
+    from saliency_core.cli import serve as serve_cli
+    from saliency_core.serve.config import EngineConfig
 
     # A long batch window, so that requests sent together are surely combined.
     config = EngineConfig(num_replicas=1, num_cpus=0.5, torch_threads=1, max_batch_size=4,
@@ -86,7 +86,8 @@ def test_results_are_bit_identical_to_in_process(client, one_thread):
 
 
 def test_named_calls_and_progressive_levels_are_bit_identical_to_in_process(client, one_thread):
-    from saliency_core import evaluation, service_calls
+    from saliency_core import evaluation
+    from saliency_core.serve import calls as service_calls
 
     model = sc.load_model("shapes-cnn")
     x = image(5)
@@ -130,9 +131,9 @@ def test_named_calls_and_progressive_levels_are_bit_identical_to_in_process(clie
 
 
 def test_the_queue_position_is_reported_for_work_sent_to_the_service(service, monkeypatch):
-    """What the app queues (workbench.scheduler, in front of the client) runs on the service,
+    """What the app queues (workbench.jobs.scheduler, in front of the client) runs on the service,
     and a second request waiting behind it is told its position."""
-    from workbench.scheduler import Job, Scheduler
+    from workbench.jobs.scheduler import Job, Scheduler
 
     monkeypatch.setenv("SALIENCY_ENGINE_URL", service)
     compute._client.clear()
@@ -280,8 +281,9 @@ def test_the_app_pointed_at_the_service_shows_the_same_pictures(service, monkeyp
 def _forbid_in_process_model_work(monkeypatch) -> None:
     """Make every in-process entry point to model work fail: what the page shows must then
     have come from the service."""
-    from saliency_core import api, evaluation, text
+    from saliency_core import api, evaluation
     from saliency_core.models.base import LoadedModel
+    from saliency_core.text import classifier as text
 
     def no_local_runs(*args, **kwargs):
         raise AssertionError("the app computed in-process although a service is configured")
@@ -311,8 +313,8 @@ def test_every_page_sends_its_model_work_to_the_service(service, monkeypatch, tm
     the service, and nothing computed in the app when the service is configured."""
     from test_sanity_page import start
 
-    from workbench import models
-    from workbench import service as service_module
+    from workbench.jobs import admission as service_module
+    from workbench.jobs import models
 
     monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path))
     image_page = str(REPO_ROOT / "pages" / "image.py")

@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 import saliency_core as sc
-from saliency_core import wire
-from saliency_core.service_config import EngineConfig
+from saliency_core.serve import wire
+from saliency_core.serve.config import EngineConfig
 
 
 def test_requests_and_results_round_trip_exactly():
@@ -68,7 +68,7 @@ def test_engine_settings_become_serve_options():
 
 
 def test_the_app_and_the_client_never_import_ray():
-    code = ("import sys, workbench.compute, saliency_core.remote, saliency_core.cli as c; "
+    code = ("import sys, workbench.jobs.compute, saliency_core.serve.client, saliency_core.cli as c; "
             "c.build_parser(); print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=120, check=True)
@@ -78,7 +78,7 @@ def test_the_app_and_the_client_never_import_ray():
 def _engine_down(monkeypatch, tmp_path) -> None:
     import socket
 
-    from workbench import compute
+    from workbench.jobs import compute
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,7 +95,7 @@ def _says_unreachable(at) -> bool:
 def test_the_app_says_when_the_service_is_down(monkeypatch, tmp_path):
     import time
 
-    from apptest import run_app_page
+    from support.apptest import run_app_page
 
     _engine_down(monkeypatch, tmp_path)
     started = time.monotonic()
@@ -109,7 +109,7 @@ def test_the_app_says_when_the_service_is_down(monkeypatch, tmp_path):
 def test_every_page_says_when_the_service_is_down(monkeypatch, tmp_path, page):
     """Each kind of model work (maps, text, sanity checks, the top-k view, a progressive run)
     ends in the page's message, not in a hang or a traceback."""
-    from apptest import run_app_page
+    from support.apptest import run_app_page
 
     _engine_down(monkeypatch, tmp_path)
     pages = REPO_ROOT / "pages"
@@ -145,7 +145,7 @@ def test_a_service_that_keeps_losing_the_request_gets_a_clear_message():
     import socket
     import threading
 
-    from saliency_core.remote import Client, EngineUnavailableError
+    from saliency_core.serve.client import Client, EngineUnavailableError
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -199,7 +199,7 @@ def test_structured_values_round_trip_exactly():
 
 
 def test_a_message_cannot_name_a_class_or_a_call_of_its_own():
-    from saliency_core import service_calls
+    from saliency_core.serve import calls as service_calls
 
     doc = {"op": "call", "function": "scoreboard",
            "args": {"__kind__": "dataclass", "class": "Popen", "fields": {"args": "ls"}}}
@@ -212,7 +212,7 @@ def test_a_message_cannot_name_a_class_or_a_call_of_its_own():
 
 
 def test_named_calls_and_levels_equal_the_library_in_process():
-    from saliency_core import service_calls
+    from saliency_core.serve import calls as service_calls
 
     model = sc.load_model("shapes-cnn")
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -238,8 +238,8 @@ def test_uploaded_weights_stay_in_the_app_and_the_page_says_so(monkeypatch, tmp_
     service configured (this one is down: anything sent to it would fail), and the page says
     why."""
     import torchvision
-    from apptest import run_app_page
     from safetensors.torch import save
+    from support.apptest import run_app_page
 
     from saliency_core.models import registration, registry
 

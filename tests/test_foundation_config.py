@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tomllib
 
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 CONFIG = REPO_ROOT / ".streamlit" / "config.toml"
 

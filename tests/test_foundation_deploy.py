@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 from saliency_core.cli import build_parser
-from saliency_core.serve_cli import load_config
-from saliency_core.service_config import EngineConfig
+from saliency_core.cli.serve import load_config
+from saliency_core.serve.config import EngineConfig
 
 DEPLOY = REPO_ROOT / "deploy"
 K8S = DEPLOY / "k8s"

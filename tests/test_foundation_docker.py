@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 

@@ -4,7 +4,7 @@ server helper must report a script that cannot start instead of hanging."""
 from __future__ import annotations
 
 import pytest
-from browser import (
+from support.browser import (
     OUTPUT_DIR,
     assert_no_exception,
     exception_texts,

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 LIBRARY = REPO_ROOT / "saliency_core"
 APP_SOURCES = [REPO_ROOT / "app.py", *sorted((REPO_ROOT / "pages").rglob("*.py"))]

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 

@@ -6,7 +6,7 @@ import re
 from importlib import metadata
 
 import pytest
-from browser import REPO_ROOT
+from support.browser import REPO_ROOT
 
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]+\])?==(?P<version>[^\s;#]+)$")
 RUNTIME = {

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
+from support.browser import REPO_ROOT
 
 import saliency_core.models as sc_models
-from workbench.admin import ADMINS_ENV, HOSTED_ENV, is_admin_user
+from workbench.hosting.admin import ADMINS_ENV, HOSTED_ENV, is_admin_user
 
 ADMINS = {"root@example.org"}
 

@@ -1,4 +1,4 @@
-"""Every hostile case of issue 13 (tests/hostile_cases.py) through the real app in chromium:
+"""Every hostile case of issue 13 (tests/support/hostile_cases.py) through the real app in chromium:
 after each one the page shows the expected message (or the result), no traceback and no
 content injected from the input, and the server answers its health check.
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from urllib.parse import quote
 
-import hostile_cases as hc
+from support import hostile_cases as hc
 import pytest
-from browser import (
+from support.browser import (
     app_url,
     assert_no_exception,
     health_ok,

@@ -8,13 +8,13 @@ import logging
 import tomllib
 
 import pytest
-from apptest import run_app_page, shown
-from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
+from support.apptest import run_app_page, shown
+from support.browser import REPO_ROOT
 
-from workbench.boundary import LOG
-from workbench.plaintext import plain, visible
-from workbench.urlstate import UrlReader
+from workbench.ui.boundary import LOG
+from workbench.ui.plaintext import plain, visible
+from workbench.ui.urlstate import UrlReader
 
 IMAGE = str(REPO_ROOT / "pages" / "image.py")
 COMPARE = str(REPO_ROOT / "pages" / "compare.py")
@@ -93,7 +93,7 @@ def test_served_config_hides_error_details():
 
 
 def _broken_page():
-    from workbench.boundary import guarded
+    from workbench.ui.boundary import guarded
 
     def page():
         import streamlit as st

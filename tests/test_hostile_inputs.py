@@ -8,11 +8,11 @@ import io
 
 import numpy as np
 import pytest
-from apptest import run_app_page
-from browser import REPO_ROOT
 from PIL import Image
+from support.apptest import run_app_page
+from support.browser import REPO_ROOT
 
-from saliency_core.imageio import FULL_DECODE_PIXELS, ImageTooLargeError, load_image
+from saliency_core.io.images import FULL_DECODE_PIXELS, ImageTooLargeError, load_image
 
 
 def png_bytes(image: Image.Image, **kwargs) -> bytes:
@@ -56,7 +56,7 @@ def test_a_100k_character_paste_is_cut_with_a_message():
 
 def test_extreme_aspect_ratios_stay_within_the_pixel_bound():
     # Found by `make fuzz`: a 1 x 4112 image scaled for 4096 pixels came out 1 x 4103.
-    from saliency_core.imageio import _scaled_size
+    from saliency_core.io.images import _scaled_size
 
     for size in ((1, 4112), (4112, 1), (2, 99_999), (3000, 2000)):
         width, height = _scaled_size(size, 4096)

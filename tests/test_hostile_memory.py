@@ -19,14 +19,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from browser import (
+from PIL import Image
+from support.browser import (
     assert_no_exception,
     health_ok,
     open_app,
     replace_upload,
     wait_for_app,
 )
-from PIL import Image
 
 pytestmark = pytest.mark.browser
 

@@ -13,15 +13,15 @@ import weakref
 import pytest
 import torch
 import torchvision
-from apptest import shown
-from browser import REPO_ROOT
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
+from support.apptest import shown
+from support.browser import REPO_ROOT
 
 from saliency_core import attribute
 from saliency_core.errors import SaliencyError
 from saliency_core.models import available_models, registration, registry
-from workbench import compute
+from workbench.jobs import compute
 
 ARCH = "mobilenet_v3_large"
 

@@ -17,10 +17,10 @@ from PIL import Image
 
 import saliency_core
 from saliency_core.errors import SaliencyError
-from saliency_core.imageio import load_image
+from saliency_core.io.images import load_image
 from saliency_core.models.byo import _read_safetensors
-from workbench.share import ShareStore, is_digest
-from workbench.urlstate import UrlReader
+from workbench.hosting.share import ShareStore, is_digest
+from workbench.ui.urlstate import UrlReader
 
 settings.register_profile("quick", max_examples=30, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])

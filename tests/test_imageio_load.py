@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from saliency_core.errors import SaliencyError
-from saliency_core.imageio import ImageReadError, ImageTooLargeError, load_image
+from saliency_core.io.images import ImageReadError, ImageTooLargeError, load_image
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

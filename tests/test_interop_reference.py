@@ -15,7 +15,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 import saliency_core as sc
 from saliency_core import evaluation, render
 from saliency_core.errors import InputShapeError
-from saliency_core.interop import as_array, as_tensor
+from saliency_core.io.interop import as_array, as_tensor
 from saliency_core.training.shapes import generate
 
 STEPS = 16

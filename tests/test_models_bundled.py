@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from saliency_core.cli.models import register
 from saliency_core.models import (
     available_models,
     bundled,
@@ -15,7 +16,6 @@ from saliency_core.models import (
     forget_loaded,
     load_model,
 )
-from saliency_core.models.cli import register
 from saliency_core.training import shapes
 from saliency_core.training.shapes_cnn import images_to_tensor
 from saliency_core.training.train import BUNDLED_NAMES, train_all

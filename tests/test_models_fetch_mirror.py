@@ -10,7 +10,7 @@ import socket
 
 import pytest
 import torch
-from hub_mirror import HubMirror
+from support.hub_mirror import HubMirror
 
 from saliency_core.errors import ModelUnavailableError
 from saliency_core.models import efficientnet_lite, forget_loaded, torchvision_zoo

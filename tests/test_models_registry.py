@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+from saliency_core.cli.models import register
 from saliency_core.errors import ModelUnavailableError
 from saliency_core.models import (
     LoadedModel,
@@ -15,7 +16,6 @@ from saliency_core.models import (
     load_model,
     registry,
 )
-from saliency_core.models.cli import register
 
 pytestmark = pytest.mark.usefixtures("temp_cache")  # tests/conftest.py
 

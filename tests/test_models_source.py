@@ -10,7 +10,7 @@ import stat
 import boto3
 import pytest
 import torch
-from s3server import BUCKET, s3_server
+from support.s3server import BUCKET, s3_server
 from test_models_hf import COMMIT, logits, save_tiny_classifier
 
 from saliency_core.errors import ModelUnavailableError

@@ -8,9 +8,9 @@ import json
 import pytest
 import timm
 import torch
-from hub_mirror import HubMirror
 from PIL import Image
 from safetensors.torch import save, save_file
+from support.hub_mirror import HubMirror
 
 import saliency_core as sc
 from saliency_core.errors import ModelUnavailableError

@@ -15,9 +15,10 @@ from PIL import Image
 from torch import nn
 
 import saliency_core as sc
-from saliency_core import notebook, render
+from saliency_core import render
 from saliency_core.models.base import LoadedModel
-from saliency_core.wire import decode_result, encode_result, encode_value
+from saliency_core.serve.wire import decode_result, encode_result, encode_value
+from saliency_core.show import notebook
 
 
 @pytest.fixture(scope="module")

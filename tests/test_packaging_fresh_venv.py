@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import REPO_ROOT
 from PIL import Image
+from support.browser import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import re
 import tomllib
 
 import pytest
-from browser import REPO_ROOT
 from packaging.requirements import Requirement
+from support.browser import REPO_ROOT
 from test_foundation_requirements import canonical, pins
 
 PROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import REPO_ROOT
 from PIL import Image
+from support.browser import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def test_wheel_holds_the_bundled_models_py_typed_and_the_script(wheel):
         assert f"saliency_core/weights/{model}.safetensors" in names
         assert f"saliency_core/weights/{model}.json" in names
     assert "saliency_core/py.typed" in names
-    assert "saliency_core/csrc/graph_rule.cpp" in names  # the native guided rule, built on use
+    assert "saliency_core/methods/guided/csrc/graph_rule.cpp" in names  # the native guided rule, built on use
     assert not [n for n in names if n.startswith(("tests/", "pages/", "workbench/", "app.py"))]
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "saliency = saliency_core.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

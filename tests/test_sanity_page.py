@@ -4,9 +4,9 @@ model, the data randomization test, the independent mode and the messages for ba
 from __future__ import annotations
 
 import pytest
-from apptest import shown
-from browser import REPO_ROOT
 from streamlit.testing.v1 import AppTest
+from support.apptest import shown
+from support.browser import REPO_ROOT
 
 from saliency_core.models import bundled
 
@@ -104,7 +104,7 @@ def test_bad_choices_give_clear_messages():
 def randomizations(monkeypatch):
     """The parameter randomization runs the page starts (an empty result cache to begin with)."""
     from saliency_core import evaluation
-    from workbench import compute
+    from workbench.jobs import compute
 
     compute.result_cache().clear()
     calls = []
@@ -162,9 +162,9 @@ def test_a_bad_link_gives_messages_and_defaults():
 
 def test_a_stopped_run_is_not_restarted_until_asked(randomizations):
     from saliency_core import load_model
-    from workbench import compute
-    from workbench.inputs import from_sample
-    from workbench.progress import STOPPED_KEY
+    from workbench.jobs import compute
+    from workbench.ui.inputs import from_sample
+    from workbench.ui.progress import STOPPED_KEY
 
     loaded = load_model("shapes-cnn", "cpu")
     digest = compute.pixels_digest(from_sample("shapes:0").pixels)

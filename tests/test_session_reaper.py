@@ -1,4 +1,4 @@
-"""A closed tab's session is shut down when its reconnect time is over (workbench/reaper.py).
+"""A closed tab's session is shut down when its reconnect time is over (workbench/hosting/reaper.py).
 
 Streamlit 1.67 removes an expired stored session only when the next tab closes and leaves its
 shutdown to the garbage collector, so the files it uploaded and the pictures it was shown stayed
@@ -21,14 +21,6 @@ import urllib.request
 from collections import deque
 
 import pytest
-from browser import (
-    OUTPUT_DIR,
-    REPO_ROOT,
-    free_port,
-    open_app,
-    replace_upload,
-    serve_streamlit,
-)
 from conftest import app_env
 from PIL import Image
 from streamlit.runtime.memory_session_storage import MemorySessionStorage
@@ -36,8 +28,16 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.runtime.session_manager import SessionInfo
 from streamlit.runtime.websocket_session_manager import WebsocketSessionManager
+from support.browser import (
+    OUTPUT_DIR,
+    REPO_ROOT,
+    free_port,
+    open_app,
+    replace_upload,
+    serve_streamlit,
+)
 
-from workbench import reaper
+from workbench.hosting import reaper
 
 SIDEBAR = '[data-testid="stSidebar"]'
 IDLE_WAIT_S = 90  # the reaper's round is 2 s; a loaded 2-core machine is slow to close a tab

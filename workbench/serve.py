@@ -16,7 +16,7 @@ the same with all interfaces, Prometheus metrics on ``SALIENCY_METRICS_PORT`` (9
 set), ``SALIENCY_HOSTED=1`` (nobody fetches weights without sign-in) and no model hub at run
 time, and closed tabs' sessions kept 30 s for a reconnect instead of 120 s. Options given after
 the script override the hosted ones (``--server.address 127.0.0.1``). Both modes shut departed
-sessions down and trim memory when idle (workbench/reaper.py).
+sessions down and trim memory when idle (workbench/hosting/reaper.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ HOSTED_OPTIONS = {
     # A closed tab's session (its uploads, pictures and state) is kept this long for a
     # browser that lost its connection to resume; Streamlit's default is 120 s. Every visit
     # of the load test leaves one, so at 120 s a hundred waited at once; a network blip is
-    # over in seconds. workbench/reaper.py shuts them down when the time is up.
+    # over in seconds. workbench/hosting/reaper.py shuts them down when the time is up.
     "server.disconnectedSessionTTL": "30",
 }
 # Environment defaults of the hosted configuration; a value already set wins.
@@ -88,8 +88,9 @@ def import_page_modules() -> float:
     import transformers.modeling_outputs  # noqa: F401  (the text models; lazy parts too)
 
     import saliency_core.models  # noqa: F401
-
-    from . import compute, display, inputs, models  # noqa: F401
+    from workbench.jobs import (
+        models,  # noqa: F401
+    )
     return time.perf_counter() - start
 
 
@@ -100,9 +101,9 @@ def warm_up(imports_s: float = 0.0) -> dict[str, float]:
 
     import saliency_core
     import saliency_core.models as sc_models
-    from saliency_core import graph_rule
-
-    from . import compute, inputs, models
+    from saliency_core.methods.guided import graph_rule
+    from workbench.jobs import compute, models
+    from workbench.ui import inputs
 
     timings: dict[str, float] = {"imports_s": imports_s}
     # The native guided rule builds (once per torch version) or loads in the background, so
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     imports_s = import_page_modules()
     threading.Thread(target=_warm_in_background, args=(imports_s,), name="warm-start",
                      daemon=True).start()
-    from . import reaper
+    from workbench.hosting import reaper
 
     reaper.start()
     sys.argv = ["streamlit", *args]

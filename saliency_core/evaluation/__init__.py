@@ -9,15 +9,19 @@
 - ``randomization``: randomization units and seeded re-initialisation of a copy;
 - ``sanity``: Adebayo et al.'s model- and data-randomization tests and their verdicts;
 - ``sanity_inputs``, ``sanity_report``, ``sanity_figure``: the measured report (docs/SANITY.md)
-  on the bundled models; its CLI is ``saliency_core/sanity_cli.py``.
+  on the bundled models; its CLI is ``saliency_core/cli/sanity.py``.
 
 The names below are the package's public surface, importable as ``saliency_core.evaluation.X``.
 """
 
 from __future__ import annotations
 
-from .completeness import AutoStepsResult, completeness, integrated_gradients_auto
-from .faithfulness import (
+from saliency_core.evaluation.completeness import (
+    AutoStepsResult,
+    completeness,
+    integrated_gradients_auto,
+)
+from saliency_core.evaluation.faithfulness import (
     DIRECTIONS,
     SUBSTRATES,
     PerturbationCurve,
@@ -27,9 +31,9 @@ from .faithfulness import (
     pixel_order,
     substrate_of,
 )
-from .localization import ENERGIES, mass_in_mask, pointing_game
-from .maps import to_maps, unit_range
-from .randomization import (
+from saliency_core.evaluation.localization import ENERGIES, mass_in_mask, pointing_game
+from saliency_core.evaluation.maps import to_maps, unit_range
+from saliency_core.evaluation.randomization import (
     DEFAULT_MAX_STEPS,
     RandomizationUnit,
     execution_order,
@@ -40,7 +44,7 @@ from .randomization import (
     reinitialize,
     unit_seed,
 )
-from .sanity import (
+from saliency_core.evaluation.sanity import (
     BORDERLINE,
     DEFAULT_THRESHOLD,
     VERDICT_METRIC,
@@ -56,17 +60,17 @@ from .sanity import (
     parameter_randomization,
     verdict,
 )
-from .sanity_figure import write_figure
-from .sanity_inputs import (
+from saliency_core.evaluation.sanity_figure import write_figure
+from saliency_core.evaluation.sanity_inputs import (
     IMAGE_SEED_BASE,
     RANDOM_LABEL_PAIRS,
     image_methods,
     random_labels_partner,
     shapes_inputs,
 )
-from .sanity_report import Report, run_report
-from .scoreboard import scoreboard
-from .similarity import (
+from saliency_core.evaluation.sanity_report import Report, run_report
+from saliency_core.evaluation.scoreboard import scoreboard
+from saliency_core.evaluation.similarity import (
     SIMILARITY_METRICS,
     hog_features,
     hog_similarity,

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..baselines import RANDOM_BASELINES
-from ..errors import SaliencyError
+from saliency_core.errors import SaliencyError
+from saliency_core.methods.baselines import RANDOM_BASELINES
 
 
 def completeness(explanation) -> dict[str, np.ndarray]:
@@ -68,7 +68,7 @@ def integrated_gradients_auto(model, inputs: torch.Tensor, target="predicted", t
     no gradient is computed twice. Samples that have converged stop being refined.
     ``params`` go to the method (baseline, baseline_samples, seed, batch_size, ...).
     """
-    from ..api import attribute, explain
+    from saliency_core.api import attribute, explain
 
     for key in ("steps", "quadrature"):
         if key in params:

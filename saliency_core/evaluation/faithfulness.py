@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine import FORWARD, GradientStream, Options, Stats
-from ..errors import InputShapeError, SaliencyError
-from .maps import pixel_maps
-from .model_calls import model_parts, targets_of
+from saliency_core.engine.stream import FORWARD, GradientStream, Options, Stats
+from saliency_core.errors import InputShapeError, SaliencyError
+from saliency_core.evaluation.maps import pixel_maps
+from saliency_core.evaluation.model_calls import model_parts, targets_of
 
 SUBSTRATES = ("blur", "mean")
 DIRECTIONS = ("deletion", "insertion")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InputShapeError, SaliencyError
-from ..interop import as_tensor
-from .maps import is_constant, pixel_maps
+from saliency_core.errors import InputShapeError, SaliencyError
+from saliency_core.evaluation.maps import is_constant, pixel_maps
+from saliency_core.io.interop import as_tensor
 
 ENERGIES = ("positive", "absolute")
 

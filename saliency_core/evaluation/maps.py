@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputShapeError, SaliencyError
-from ..interop import as_array, as_tensor
+from saliency_core.errors import InputShapeError, SaliencyError
+from saliency_core.io.interop import as_array, as_tensor
 
 
 def to_maps(attribution, mode: str = "abs") -> np.ndarray:

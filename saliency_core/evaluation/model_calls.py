@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from ..engine import Stats, forward_no_grad
+from saliency_core.engine.stream import Stats, forward_no_grad
 
 
 def model_parts(model):
     """(forward, device, facts). The forward holds the model's lock: while another session's
     attribution has hooks on the shared model, a forward pass here would run those hooks too
     (a CAM hook would capture our activations instead of its own)."""
-    from ..api import unwrap_model
-    from ..engine import locked_forward, module_device
+    from saliency_core.api import unwrap_model
+    from saliency_core.engine.stream import locked_forward, module_device
 
     fn, module, facts = unwrap_model(model)
     return locked_forward(fn, module), (module_device(module) if module is not None else None), facts
@@ -25,7 +25,7 @@ def probabilities(fn, x: torch.Tensor, options=None) -> torch.Tensor:
 
 def targets_of(target, x: torch.Tensor, fn) -> torch.Tensor:
     """Targets as a CPU LongTensor [N], checked against the model's number of outputs."""
-    from ..harness import resolve_targets
+    from saliency_core.harness import resolve_targets
 
     probs = probabilities(fn, x)
     return resolve_targets(target, x.shape[0], torch.device("cpu"), probs.cpu())
@@ -33,7 +33,7 @@ def targets_of(target, x: torch.Tensor, fn) -> torch.Tensor:
 
 def model_targets(model, x: torch.Tensor, target) -> torch.Tensor:
     """Targets as a CPU LongTensor [N], read from the model's logits at x."""
-    from ..harness import resolve_targets
+    from saliency_core.harness import resolve_targets
 
     fn, _device, _facts = model_parts(model)
     logits = forward_no_grad(fn, x, Stats())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import SaliencyError
+from saliency_core.errors import SaliencyError
 
 # Enough units for a clear cascade; deeper models are randomized block by block.
 DEFAULT_MAX_STEPS = 16
@@ -50,7 +50,7 @@ def execution_order(module: nn.Module, example: torch.Tensor) -> list[str]:
     Found with pre-forward hooks on a throwaway copy, so nothing is registered on ``module``.
     Modules never called (unused heads) are left out: they cannot change any map.
     """
-    from ..engine import model_lock
+    from saliency_core.engine.stream import model_lock
 
     with model_lock(module):  # no other session's hooks may be copied along
         probe = copy.deepcopy(module)
@@ -174,7 +174,7 @@ def model_copy(model):
     Copied under the model's lock: another session's attribution may have hooks installed
     on the shared model at this moment, and those must not be copied along.
     """
-    from ..engine import model_lock
+    from saliency_core.engine.stream import model_lock
 
     module, rewrap = module_and_wrapper(model)
     with model_lock(module):

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import SaliencyError
-from .maps import to_maps
-from .model_calls import model_targets
-from .randomization import (
+from saliency_core.errors import SaliencyError
+from saliency_core.evaluation.maps import to_maps
+from saliency_core.evaluation.model_calls import model_targets
+from saliency_core.evaluation.randomization import (
     DEFAULT_MAX_STEPS,
     RandomizationUnit,
     model_copy,
@@ -29,7 +29,7 @@ from .randomization import (
     randomize_unit,
     unit_seed,
 )
-from .similarity import SIMILARITY_METRICS, similarities
+from saliency_core.evaluation.similarity import SIMILARITY_METRICS, similarities
 
 DEFAULT_THRESHOLD = 0.5
 VERDICT_METRIC = "spearman_abs"
@@ -48,7 +48,7 @@ class MapSet:
 
 def compute_maps(model, inputs: torch.Tensor, methods: Sequence[str], targets: torch.Tensor,
                  method_params: dict | None = None, cancel=None) -> dict[str, MapSet]:
-    from ..api import attribute
+    from saliency_core.api import attribute
 
     out = {}
     for name in methods:
@@ -142,7 +142,7 @@ class RandomizationResult:
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
-    from ..methods import REGISTRY
+    from saliency_core.methods import REGISTRY
 
     methods = list(methods)
     if not methods:
@@ -154,7 +154,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 
 def _inputs_on(model, inputs: torch.Tensor) -> torch.Tensor:
-    from ..engine import module_device
+    from saliency_core.engine.stream import module_device
 
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
         raise SaliencyError("sanity checks need a float image batch [N, C, H, W]")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SaliencyError
-from .sanity_report import Report
+from saliency_core.errors import SaliencyError
+from saliency_core.evaluation.sanity_report import Report
 
 
 def write_figure(report: Report, path, sample: int = 0) -> Path:
@@ -16,7 +16,7 @@ def write_figure(report: Report, path, sample: int = 0) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .. import render
+    from saliency_core import render
 
     c, d = report.cascade, report.data
     if not c.maps:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import SaliencyError
+from saliency_core.errors import SaliencyError
 
 # Images for the checks come from seeds far from the bundled models' training and test seeds.
 IMAGE_SEED_BASE = 7000
@@ -23,7 +23,7 @@ def shapes_inputs(loaded, samples: int, seed: int) -> tuple[torch.Tensor, np.nda
     """``samples`` generated shapes images in ``loaded``'s input space, and their labels."""
     from PIL import Image
 
-    from ..training.shapes import generate
+    from saliency_core.training.shapes import generate
 
     if loaded.preprocess is None or loaded.kind != "image":
         raise SaliencyError(f"{loaded.name} is not an image model; sanity checks here need images")
@@ -33,6 +33,6 @@ def shapes_inputs(loaded, samples: int, seed: int) -> tuple[torch.Tensor, np.nda
 
 
 def image_methods() -> list[str]:
-    from ..methods import REGISTRY
+    from saliency_core.methods import REGISTRY
 
     return [name for name, entry in REGISTRY.items() if entry.spec.family in ("input", "cam")]

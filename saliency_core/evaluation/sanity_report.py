@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import SaliencyError
-from .sanity import (
+from saliency_core.errors import SaliencyError
+from saliency_core.evaluation.sanity import (
     BORDERLINE,
     DEFAULT_THRESHOLD,
     DataRandomizationResult,
@@ -19,13 +19,13 @@ from .sanity import (
     check_methods,
     data_randomization,
 )
-from .sanity_inputs import (
+from saliency_core.evaluation.sanity_inputs import (
     IMAGE_SEED_BASE,
     image_methods,
     random_labels_partner,
     shapes_inputs,
 )
-from .similarity import SIMILARITY_METRICS
+from saliency_core.evaluation.similarity import SIMILARITY_METRICS
 
 
 @dataclass
@@ -165,7 +165,7 @@ def run_report(model_name: str = "shapes-cnn", methods: Sequence[str] | None = N
                samples: int = 8, seed: int = 0, random_model_name: str | None = None,
                threshold: float = DEFAULT_THRESHOLD, device=None, command: str = "",
                log: Callable[[str], None] | None = None, keep_maps: bool = False) -> Report:
-    from ..models import load_model
+    from saliency_core.models import load_model
 
     start = time.perf_counter()
     if not isinstance(samples, int) or samples < 1:
@@ -184,7 +184,7 @@ def run_report(model_name: str = "shapes-cnn", methods: Sequence[str] | None = N
         other = load_model(random_name, device=device)
         data = data_randomization(loaded, other, x, methods, threshold=threshold,
                                   keep_maps=keep_maps)
-    from ..engine import module_device
+    from saliency_core.engine.stream import module_device
 
     return Report(model_name, random_name, samples, seed, float(threshold),
                   str(module_device(loaded.model)), cascade, data,

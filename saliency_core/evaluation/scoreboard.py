@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import SaliencyError
-from .faithfulness import DIRECTIONS, perturbation_curve
-from .localization import mass_in_mask, pointing_game
-from .model_calls import model_parts, targets_of
+from saliency_core.errors import SaliencyError
+from saliency_core.evaluation.faithfulness import DIRECTIONS, perturbation_curve
+from saliency_core.evaluation.localization import mass_in_mask, pointing_game
+from saliency_core.evaluation.model_calls import model_parts, targets_of
 
 
 def scoreboard(model, inputs: torch.Tensor, attributions: dict, target="predicted", mask=None,

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from ..errors import InputShapeError
-from .maps import is_constant, maps_of, unit_range
+from saliency_core.errors import InputShapeError
+from saliency_core.evaluation.maps import is_constant, maps_of, unit_range
 
 SIMILARITY_METRICS = ("spearman_abs", "spearman_signed", "ssim", "hog")
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import UnknownMethodError
-from ..specs import MethodSpec
-from . import (
+from saliency_core.errors import UnknownMethodError
+from saliency_core.methods import (
     cam,
     gradient,
-    guided,
     integrated_gradients,
     layercam,
     smoothgrad,
     xgradcam,
 )
+from saliency_core.methods.guided import backprop as guided
+from saliency_core.methods.specs import MethodSpec
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..engine import GradientStream, LogitsCollector, Options, Stats
-from ..noise import NoiseSource
+from saliency_core.engine.stream import GradientStream, LogitsCollector, Options, Stats
+from saliency_core.methods.noise import NoiseSource
 
 
 @dataclass

@@ -11,20 +11,24 @@ from contextlib import contextmanager, nullcontext
 import torch
 import torch.nn.functional as F
 
-from .. import graph_rule
-from ..engine import _score, layer_gradient, logits_of, model_lock
-from ..errors import SaliencyError
-from ..layers import (
+from saliency_core.engine.layers import (
     capture_output,
     default_layer,
     module_path,
     resolve_module,
     to_spatial,
 )
-from ..model_state import remembered
-from ..specs import MethodSpec, Param
-from .base import Context
-from .guided import fast_path, guided_gradients, rectifying_relu_hooks
+from saliency_core.engine.model_state import remembered
+from saliency_core.engine.stream import _score, layer_gradient, logits_of, model_lock
+from saliency_core.errors import SaliencyError
+from saliency_core.methods.base import Context
+from saliency_core.methods.guided import graph_rule
+from saliency_core.methods.guided.backprop import (
+    fast_path,
+    guided_gradients,
+    rectifying_relu_hooks,
+)
+from saliency_core.methods.specs import MethodSpec, Param
 
 CAM_PARAMS = (
     Param("layer", "layer", None, "Module path of the target layer (e.g. layer4, features.28); "

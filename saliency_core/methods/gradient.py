@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..specs import MethodSpec
-from .base import Context
+from saliency_core.methods.base import Context
+from saliency_core.methods.specs import MethodSpec
 
 GRADIENT = MethodSpec(
     name="gradient",

@@ -7,10 +7,10 @@ import functools
 import numpy as np
 import torch
 
-from ..baselines import IMAGE_BASELINES, RANDOM_BASELINES
-from ..engine import forward_no_grad
-from ..specs import MethodSpec, Param
-from .base import Context, RefineState, Shelf, key_value
+from saliency_core.engine.stream import forward_no_grad
+from saliency_core.methods.base import Context, RefineState, Shelf, key_value
+from saliency_core.methods.baselines import IMAGE_BASELINES, RANDOM_BASELINES
+from saliency_core.methods.specs import MethodSpec, Param
 
 QUADRATURES = ("gauss_legendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 TEXT_BASELINES = ("pad", "mask", "unk", "zeros")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .cam import cam_method, cam_spec
+from saliency_core.methods.cam import cam_method, cam_spec
 
 LAYERCAM = cam_spec("layercam", "LayerCAM",
                     "Activations weighted element-wise by their positive gradients, summed over "

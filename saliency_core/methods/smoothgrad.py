@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from ..baselines import RANDOM_BASELINES
-from ..noise import NoiseSource
-from ..specs import MethodSpec, Param
-from .base import Context, RefineState, Shelf, key_value
+from saliency_core.methods.base import Context, RefineState, Shelf, key_value
+from saliency_core.methods.baselines import RANDOM_BASELINES
+from saliency_core.methods.noise import NoiseSource
+from saliency_core.methods.specs import MethodSpec, Param
 
 # The default bases; the registry offers every input-space method that is not itself a
 # wrapper (smoothgrad_spec), so a new method can be smoothed without an edit here.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .cam import cam_method, cam_spec
+from saliency_core.methods.cam import cam_method, cam_spec
 
 XGRADCAM = cam_spec("xgradcam", "XGradCAM",
                     "Grad-CAM with each channel weighted by its gradient averaged with the "

@@ -2,10 +2,14 @@
 torchvision and Hugging Face weights, fetched once into the cache) and user models (uploaded
 weights, allow-listed folders). Everything loads through ``load_model(name)``."""
 
-from .base import LoadedModel
-from .byo import parse_labels
-from .registration import load_hf_folder, load_uploaded_weights, load_zero_shot
-from .registry import (
+from saliency_core.models.base import LoadedModel
+from saliency_core.models.byo import parse_labels
+from saliency_core.models.registration import (
+    load_hf_folder,
+    load_uploaded_weights,
+    load_zero_shot,
+)
+from saliency_core.models.registry import (
     ModelInfo,
     available_models,
     forget_loaded,

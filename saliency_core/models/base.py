@@ -45,7 +45,7 @@ class LoadedModel:
 
     def candidate_layers(self) -> list[tuple[str, tuple[int, ...]]]:
         """Module paths usable by CAM methods with their output shapes, best first."""
-        from ..layers import candidate_layers
+        from saliency_core.engine.layers import candidate_layers
 
         return candidate_layers(
             self.model, self.example_input(), preferred=self.default_layer

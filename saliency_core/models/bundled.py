@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..errors import ModelUnavailableError
-from .base import LoadedModel
-from .cache import BUNDLED_DIR
+from saliency_core.errors import ModelUnavailableError
+from saliency_core.models.base import LoadedModel
+from saliency_core.models.cache import BUNDLED_DIR
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def size_bytes(name: str, directory: Path | None = None) -> int | None:
         return None
     size = path.stat().st_size
     if BUNDLED_MODELS[name].kind == "text":  # the encoder is part of what runs
-        from ..training.minilm import encoder_dir
+        from saliency_core.training.minilm import encoder_dir
 
         try:
             size += (encoder_dir() / "model.safetensors").stat().st_size
@@ -106,7 +106,7 @@ def _load_shapes_cnn(
 ) -> LoadedModel:
     from PIL import Image
 
-    from ..training.shapes_cnn import ShapesCNN
+    from saliency_core.training.shapes_cnn import ShapesCNN
 
     arch = card["architecture"]
     labels = list(card["labels"])
@@ -143,7 +143,7 @@ def _load_shapes_cnn(
 def _load_sentiment(
     name: str, card: dict, state: dict, device: torch.device
 ) -> LoadedModel:
-    from ..training.minilm import MeanPooledClassifier, load_encoder
+    from saliency_core.training.minilm import MeanPooledClassifier, load_encoder
 
     encoder, tokenizer = load_encoder()
     labels = list(card["labels"])

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load as load_safetensors_bytes
 
-from ..errors import SaliencyError
-from . import hf_text, timm_zoo, torchvision_zoo
-from .base import ModelInfo
-from .cache import folder_size
+from saliency_core.errors import SaliencyError
+from saliency_core.models import hf_text, timm_zoo, torchvision_zoo
+from saliency_core.models.base import ModelInfo
+from saliency_core.models.cache import folder_size
 
 ALLOWLIST_ENV = "SALIENCY_HF_ALLOWLIST"
 FOLDER_PREFIX = "folder:"

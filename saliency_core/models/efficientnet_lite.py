@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelUnavailableError
-from .base import LoadedModel
+from saliency_core.errors import ModelUnavailableError
+from saliency_core.models.base import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelUnavailableError, SaliencyError
-from .base import LoadedModel
-from .cache import (
+from saliency_core.errors import ModelUnavailableError, SaliencyError
+from saliency_core.models.base import LoadedModel
+from saliency_core.models.cache import (
     NewFolders,
     fetch_command,
     hf_hub_dir,

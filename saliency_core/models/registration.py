@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import SaliencyError
-from . import registry
-from .base import LoadedModel, ModelInfo
-from .byo import (
+from saliency_core.errors import SaliencyError
+from saliency_core.models import registry
+from saliency_core.models.base import LoadedModel, ModelInfo
+from saliency_core.models.byo import (
     ALLOWLIST_ENV,
     FOLDER_PREFIX,
     allowed_folders,
@@ -99,7 +99,7 @@ def load_zero_shot(
     The encoder is the one already loaded for minilm-sentiment (shared, never changed); the
     model is registered as ``minilm-zero-shot: a | b | c`` so later calls get the same one.
     """
-    from ..training.minilm import (
+    from saliency_core.training.minilm import (
         ZERO_SHOT_SCALE,
         ZERO_SHOT_TEMPLATE,
         zero_shot_classifier,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelUnavailableError, SaliencyError
-from . import (
+from saliency_core.errors import ModelUnavailableError, SaliencyError
+from saliency_core.models import (
     bundled,
     byo,
     efficientnet_lite,
@@ -25,7 +25,7 @@ from . import (
     timm_zoo,
     torchvision_zoo,
 )
-from .base import LoadedModel, ModelInfo
+from saliency_core.models.base import LoadedModel, ModelInfo
 
 # Models registered at run time (uploads, allow-listed folders): name -> (info, factory,
 # owner). An owner (an app session's token) sees its own uploads; None is everyone's (the

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import ModelUnavailableError
+from saliency_core.errors import ModelUnavailableError
 
 SOURCE_ENV = "SALIENCY_MODEL_SOURCE"
 S3_ENDPOINT_ENV = "SALIENCY_S3_ENDPOINT_URL"
@@ -151,8 +151,8 @@ def forget_listing() -> None:
 def model_prefixes(name: str) -> list[str]:
     """The paths, relative to the cache root, that hold the weights of zoo model ``name``
     (a file or a folder); empty for models that never come from the cache."""
-    from . import hf_text, timm_zoo, torchvision_zoo
-    from .cache import cache_root
+    from saliency_core.models import hf_text, timm_zoo, torchvision_zoo
+    from saliency_core.models.cache import cache_root
 
     root = cache_root()
     paths: list[Path] = []
@@ -182,7 +182,7 @@ def in_source(name: str) -> bool:
 
 
 def present_locally(name: str) -> bool:
-    from . import hf_text, timm_zoo, torchvision_zoo
+    from saliency_core.models import hf_text, timm_zoo, torchvision_zoo
 
     if name in torchvision_zoo.ARCHITECTURES:
         return torchvision_zoo.is_present(name)
@@ -198,7 +198,7 @@ def ensure_local(name: str) -> bool:
     there already. Returns True when something was copied."""
     if configured() is None or present_locally(name):
         return False
-    from .cache import cache_root
+    from saliency_core.models.cache import cache_root
 
     with _copy_lock:  # one copy at a time: two sessions asking for one model copy it once
         if present_locally(name):

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..errors import ModelUnavailableError
-from .base import LoadedModel
-from .cache import cache_root, fetch_command, hf_hub_dir
+from saliency_core.errors import ModelUnavailableError
+from saliency_core.models.base import LoadedModel
+from saliency_core.models.cache import cache_root, fetch_command, hf_hub_dir
 
 PREFIX = "timm:"
 
@@ -53,7 +53,7 @@ def given_path(name: str) -> Path:
 
 
 def _hub_files(name: str) -> tuple[Path, Path] | None:
-    from .hf_text import snapshot_dir
+    from saliency_core.models.hf_text import snapshot_dir
 
     snapshot = snapshot_dir(repo_id(name))
     if snapshot is None or not (snapshot / "model.safetensors").is_file():
@@ -118,7 +118,7 @@ def _labels(config: dict, num_classes: int) -> list[str]:
     if given and len(given) == num_classes:
         return [str(label) for label in given]
     if num_classes == 1000:
-        from .efficientnet_lite import imagenet_labels
+        from saliency_core.models.efficientnet_lite import imagenet_labels
 
         return imagenet_labels()
     return [f"class {i}" for i in range(num_classes)]
@@ -146,7 +146,7 @@ def timm_loaded_model(name: str, network, labels: list[str], source: str, card: 
 
 def fetch(name: str) -> Path:
     """``config.json`` and ``model.safetensors`` of the hub's ``timm/<name>`` repository."""
-    from .hf_text import download_snapshot
+    from saliency_core.models.hf_text import download_snapshot
 
     return download_snapshot(name, repo_id(name),
                              lambda files: [f for f in files

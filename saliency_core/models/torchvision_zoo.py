@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
-from ..errors import ModelUnavailableError
-from .base import LoadedModel
-from .cache import (
+from saliency_core.errors import ModelUnavailableError
+from saliency_core.models.base import LoadedModel
+from saliency_core.models.cache import (
     NewFolders,
     fetch_command,
     is_network_failure,

@@ -5,22 +5,23 @@
 - ``grid``: a grid of maps over one input, as a PIL image or a matplotlib figure; it takes this
   library's results or plain tensors and arrays from Captum ([N, C, H, W]) and
   pytorch-grad-cam ([N, H, W]) alike;
-- ``model_grids``: one call for the grid of several methods or several classes of one input;
 - ``charts``: token scores as a bar chart.
 
-Everything is importable as ``saliency_core.render.X``.
+Everything is importable as ``saliency_core.render.X``. Nothing here runs a model: the grids
+that compute their maps first are ``saliency_core.show.method_grid`` and ``class_grid``
+(still reachable here under those names, as earlier releases documented them).
 """
 
 from __future__ import annotations
 
-from .charts import token_chart
-from .grid import (
+from saliency_core.render.charts import token_chart
+from saliency_core.render.grid import (
     attribution_map,
     figure_to_image,
     grid,
     input_image,
 )
-from .maps import (
+from saliency_core.render.maps import (
     AGGREGATIONS,
     DEFAULT_DIVERGING,
     DIVERGING_CMAPS,
@@ -41,7 +42,6 @@ from .maps import (
     token_display,
     token_html,
 )
-from .model_grids import class_grid, method_grid
 
 __all__ = [
     "AGGREGATIONS",
@@ -53,7 +53,6 @@ __all__ = [
     "TOKEN_FOR_RGB",
     "aggregate_channels",
     "attribution_map",
-    "class_grid",
     "clip_value",
     "clip_values",
     "colorize",
@@ -61,7 +60,6 @@ __all__ = [
     "grid",
     "input_image",
     "kept_part",
-    "method_grid",
     "normalize",
     "overlay",
     "resize_map",
@@ -71,3 +69,14 @@ __all__ = [
     "token_display",
     "token_html",
 ]
+
+
+def __getattr__(name: str):
+    # method_grid and class_grid run models, so they live in saliency_core.show; earlier
+    # releases documented them here, and the lookup is deferred so that importing render
+    # never imports the API.
+    if name in ("method_grid", "class_grid"):
+        from saliency_core.show import grids
+
+        return getattr(grids, name)
+    raise AttributeError(f"module 'saliency_core.render' has no attribute {name!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .maps import _as_numpy, token_colour_hex, token_display
+from saliency_core.render.maps import _as_numpy, token_colour_hex, token_display
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 import numpy as np
 from PIL import Image
 
-from ..errors import InputShapeError, ParameterError
-from .maps import (
+from saliency_core.errors import InputShapeError, ParameterError
+from saliency_core.render.maps import (
     DEFAULT_DIVERGING,
     DIVERGING_CMAPS,
     _as_numpy,

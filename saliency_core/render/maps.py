@@ -14,7 +14,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from ..interop import as_array
+from saliency_core.io.interop import as_array
 
 AGGREGATIONS = ("max_abs", "l2", "sum", "mean_abs", "signed_sum")
 SIGN_MODES = ("absolute", "positive", "negative", "signed")
@@ -26,7 +26,7 @@ DEFAULT_DIVERGING = "RdBu_r"
 
 
 def _as_numpy(array) -> np.ndarray:
-    # Tensors, arrays and Captum's one-element tuples alike (saliency_core/interop.py).
+    # Tensors, arrays and Captum's one-element tuples alike (saliency_core/io/interop.py).
     return np.nan_to_num(as_array(array), nan=0.0, posinf=0.0, neginf=0.0)
 
 

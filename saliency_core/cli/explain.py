@@ -1,0 +1,359 @@
+"""``saliency explain``: images (files, folders, globs) or sentences through one model and one
+or more methods, to one result file or to a folder with one result per input and an HTML report.
+
+Method flags are generated from the method specs, so a new hyperparameter appears here
+without editing this module."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import glob
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from saliency_core.errors import SaliencyError, TargetError
+from saliency_core.methods import REGISTRY
+from saliency_core.methods import get as method_entry
+from saliency_core.methods import specs as method_specs
+from saliency_core.show.report import (
+    InputItem,
+    InputOutcome,
+    MethodOutcome,
+    write_report,
+)
+
+_TYPES = {"int": int, "float": float}
+# One result, one input and one method: the file's extension says what it holds.
+FILE_OUTPUTS = (".png", ".npz", ".json", ".html")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+REPORT_NAME = "report.html"
+
+
+def spec_flags() -> dict[str, list]:
+    """Each hyperparameter name -> the Params (one per method) declaring it."""
+    flags: dict[str, list] = {}
+    for spec in method_specs():
+        for p in spec.params:
+            flags.setdefault(p.name, []).append((spec.name, p))
+    return flags
+
+
+def add_method_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("method hyperparameters (from the method specs)")
+    for name, owners in spec_flags().items():
+        p = owners[0][1]
+        used_by = ", ".join(m for m, _ in owners)
+        help_text = f"{p.help} [{used_by}; default {p.default}]"
+        flag = "--" + name.replace("_", "-")
+        if p.type == "bool":
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif p.type in ("choice", "method"):
+            choices = sorted({c for _m, q in owners for c in (*q.choices, *q.text_choices)})
+            group.add_argument(flag, dest=name, choices=choices, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, type=_TYPES.get(p.type, str), default=None, help=help_text)
+
+
+def _reads(method: str, args) -> set[str]:
+    """The hyperparameters a method reads (SmoothGrad: its own and its base method's)."""
+    spec = method_entry(method).spec
+    names = {p.name for p in spec.params}
+    if method_entry(method).wraps:
+        base = getattr(args, "base", None) or spec.param("base").default
+        names |= {p.name for p in method_entry(base).spec.params}
+    return names
+
+
+def method_params(args, method: str, methods: list[str] | None = None) -> dict:
+    """The flags the user gave that ``method`` reads. A flag that none of ``methods`` (default:
+    just ``method``) reads is an error, so a typo'd or misplaced flag never goes unnoticed."""
+    given = {n: getattr(args, n) for n in spec_flags() if getattr(args, n, None) is not None}
+    used = set().union(*(_reads(m, args) for m in (methods or [method])))
+    ignored = sorted(set(given) - used)
+    if ignored:
+        names = " or ".join(methods or [method])
+        raise SaliencyError(f"{names} does not use {', '.join('--' + n.replace('_', '-') for n in ignored)}")
+    reads = _reads(method, args)
+    return {n: v for n, v in given.items() if n in reads}
+
+
+def _suggest(value: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(value.lower(), [o.lower() for o in options], n=3, cutoff=0.6)
+    by_lower = {o.lower(): o for o in options}
+    return f" Did you mean {' or '.join(repr(by_lower[c]) for c in close)}?" if close else ""
+
+
+def parse_target(value: str, labels: list[str]):
+    """'predicted', a class index or a class name (any case) -> what explain() takes."""
+    if value == "predicted":
+        return "predicted"
+    if value.lstrip("-").isdigit():
+        return int(value)
+    lowered = [label.lower() for label in labels]
+    if value.lower() in lowered:
+        return lowered.index(value.lower())
+    raise TargetError(f"unknown target {value!r}: give a class index (0-{len(labels) - 1}), a class "
+                      f"name or 'predicted'.{_suggest(value, labels)}")
+
+
+def parse_methods(values: list[str] | None) -> list[str]:
+    names = [n.strip() for v in (values or ["gradient"]) for n in v.split(",") if n.strip()]
+    for name in names:
+        if name not in REGISTRY:
+            raise SaliencyError(f"unknown method {name!r}; methods are {', '.join(REGISTRY)}."
+                                f"{_suggest(name, list(REGISTRY))}")
+    return list(dict.fromkeys(names))
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "explain", help="explain images or sentences; one result per input and an HTML report",
+        description="Explain images (INPUT: files, folders or quoted globs such as 'photos/*.jpg') "
+        "or sentences (text models: INPUT is the text, or @file.txt with one sentence per line). "
+        "--out FOLDER writes per input <name>.json, <name>.npz and an overlay per method, plus "
+        "report.html; --out FILE.png|.npz|.json|.html writes one result for one input and method.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--model", default="shapes-cnn", help="model name (see `models`)")
+    p.add_argument("--method", action="append", metavar="NAME[,NAME]",
+                   help=f"method(s), repeatable or comma-separated (default gradient): {', '.join(REGISTRY)}")
+    p.add_argument("--target", default="predicted", help="class index, class name or 'predicted'")
+    p.add_argument("--out", required=True, type=Path,
+                   help="a folder (results per input and report.html), or one file: .png (overlay "
+                   "or token chart), .npz (raw attribution), .json (metadata), .html (report)")
+    p.add_argument("--all", action="store_true", help="with --out FILE: also write the .npz and .json beside it")
+    p.add_argument("--top-k", type=int, default=5, help="top classes listed per input (default 5)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--batch-size", type=int, default=None, help="points per model pass (default: by memory)")
+    p.add_argument("--aggregation", default="max_abs", help="channel aggregation for the image overlay")
+    p.add_argument("--cmap", default="inferno", help="matplotlib colormap for the overlay")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    add_method_flags(p)
+    p.set_defaults(func=run_explain)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def image_items(values: list[str]) -> list[InputItem]:
+    paths: list[Path] = []
+    for value in values:
+        path = Path(value)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise SaliencyError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder {path}")
+            paths += found
+        elif glob.has_magic(value):
+            found = sorted(Path(p) for p in glob.glob(value, recursive=True) if Path(p).is_file())
+            if not found:
+                raise SaliencyError(f"no files match {value!r}")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise SaliencyError(f"no such image file: {path}")
+    taken: set[str] = set()
+    return [InputItem(_unique(p.stem, taken), str(p), path=p) for p in paths]
+
+
+def text_items(values: list[str], model: str) -> list[InputItem]:
+    sentences: list[tuple[str, str]] = []
+    for value in values:
+        if value.startswith("@"):
+            path = Path(value[1:])
+            if not path.is_file():
+                raise SaliencyError(f"no such file of sentences: {path}")
+            lines = [s.strip() for s in path.read_text(encoding="utf-8").splitlines()]
+            sentences += [(s, f"{path}:{i}") for i, s in enumerate(lines, 1) if s]
+        elif Path(value).suffix.lower() in IMAGE_SUFFIXES or Path(value).is_dir():
+            raise SaliencyError(f"{value} looks like an image or a folder, but {model} is a text model: "
+                                "give the sentence itself, or @file.txt with one sentence per line.")
+        else:
+            sentences.append((value, "argument"))
+    if not sentences:
+        raise SaliencyError("no sentences to explain")
+    width = len(str(len(sentences)))
+    return [InputItem(f"s{i:0{width}d}", source, text=text) for i, (text, source) in enumerate(sentences, 1)]
+
+
+def output_mode(out: Path) -> str:
+    """'folder' or 'file'; an extension we cannot write is an error before any work is done."""
+    suffix = out.suffix.lower()
+    if out.is_dir() or not suffix:
+        return "folder"
+    if suffix not in FILE_OUTPUTS:
+        raise SaliencyError(f"--out {out}: unknown extension {suffix!r}; give a folder (one result per "
+                            f"input and {REPORT_NAME}) or a file ending in {', '.join(FILE_OUTPUTS)}")
+    return "file"
+
+
+def check_one_result(out: Path, n_inputs: int, n_methods: int) -> None:
+    if n_inputs > 1 or n_methods > 1:
+        raise SaliencyError(f"--out {out} holds one result, but there are {n_inputs} inputs and "
+                            f"{n_methods} methods: give a folder for --out")
+
+
+def run_explain(args) -> int:
+    from saliency_core.models import load_model
+
+    methods = parse_methods(args.method)
+    mode = output_mode(args.out)
+    if args.top_k < 1:
+        raise SaliencyError("--top-k must be at least 1")
+    loaded = load_model(args.model, device=args.device)
+    items = text_items(args.inputs, args.model) if loaded.kind == "text" else image_items(args.inputs)
+    if mode == "file":
+        check_one_result(args.out, len(items), len(methods))
+    params = {m: method_params(args, m, methods) for m in methods}
+    for p in params.values():
+        if args.batch_size:
+            p["batch_size"] = args.batch_size
+    target = parse_target(args.target, loaded.labels)
+
+    from tqdm import tqdm
+
+    outcomes: list[InputOutcome] = []
+    with tqdm(total=len(items) * len(methods), unit="map", desc="explain", file=sys.stderr,
+              disable=args.no_progress) as bar:
+        for item in items:
+            started = bar.n
+            try:
+                outcome, raw, records = explain_item(args, loaded, item, methods, params, target, bar)
+            except SaliencyError as exc:
+                if mode == "file":
+                    raise
+                outcomes.append(InputOutcome.of(item, error=str(exc)))
+                bar.update(len(methods) - (bar.n - started))
+                continue
+            outcomes.append(outcome)
+            if mode == "file":
+                return write_one(args, loaded, item, methods[0], outcome, raw, records[0])
+            write_item(args.out, item, outcome, raw, records)
+    from saliency_core.engine.stream import module_device
+
+    settings = {"model": args.model, "methods": ", ".join(methods), "target": args.target,
+                "device": str(module_device(loaded.model))}
+    report = write_report(args.out / REPORT_NAME, f"saliency explain · {args.model}", settings, outcomes)
+    failed = [o for o in outcomes if o.error]
+    for o in failed:
+        print(f"error: {o.source}: {o.error}", file=sys.stderr)
+    print(f"wrote {len(outcomes) - len(failed)} results to {args.out} and the report {report}")
+    return 2 if failed else 0
+
+
+def explain_item(args, loaded, item: InputItem, methods, params, target, bar):
+    """Run every method on one input -> (report entry, raw arrays, one record per method)."""
+    from saliency_core import render
+
+    probs: np.ndarray
+    raw: dict[str, np.ndarray] = {}
+    records: list[dict] = []
+    outcome = InputOutcome.of(item)
+    if item.text is not None:
+        from saliency_core.text.classifier import attribute_text
+
+        for method in methods:
+            r = attribute_text(loaded, loaded.tokenizer, item.text, method, target, **params[method])
+            probs, predicted, tgt = r.probabilities, r.predicted, r.target
+            raw[f"{method}.attribution"], raw[f"{method}.scores"] = r.attribution.numpy(), r.scores
+            raw["tokens"] = np.array(r.tokens)
+            outcome.methods.append(MethodOutcome(method, r.metadata["time_s"],
+                                                 token_html=render.token_html(r.tokens, r.scores, r.special)))
+            records.append(_record(args, loaded, item, r.metadata, probs, predicted, tgt))
+            bar.update(1)
+    else:
+        from saliency_core.api import explain
+        from saliency_core.io.images import load_image
+
+        assert item.path is not None  # an image item always has its path
+        image, notices = load_image(item.path.read_bytes())
+        for n in notices:
+            print(f"note: {item.source}: {n}", file=sys.stderr)
+        x = loaded.preprocess(image)
+        picture = loaded.unpreprocess(x)
+        outcome.image_png = render.to_png(picture)
+        raw["input"] = x[0].cpu().numpy()
+        for method in methods:
+            e = explain(loaded, x, method, target, **params[method])
+            probs, predicted, tgt = e.probabilities[0].cpu().numpy(), int(e.predicted[0]), int(e.target[0])
+            raw[method] = e.attribution[0].detach().cpu().numpy()
+            overlay = overlay_picture(args, picture, raw[method])
+            outcome.methods.append(MethodOutcome(method, e.metadata["time_s"], overlay_png=render.to_png(overlay)))
+            records.append(_record(args, loaded, item, e.metadata, probs, predicted, tgt))
+            bar.update(1)
+    order = np.argsort(-probs)[: args.top_k]
+    outcome.top = [(loaded.labels[int(i)], float(probs[int(i)])) for i in order]
+    outcome.target = records[0]["target_label"]
+    return outcome, raw, records
+
+
+def _record(args, loaded, item: InputItem, meta: dict, probs, predicted: int, tgt: int) -> dict:
+    return {"model": args.model, "input": item.text if item.text is not None else item.source,
+            "target_label": loaded.labels[tgt], "predicted_label": loaded.labels[predicted],
+            "probability": float(probs[predicted]), **meta}
+
+
+def overlay_picture(args, picture: np.ndarray, attribution: np.ndarray) -> np.ndarray:
+    from saliency_core import render
+
+    heat = render.aggregate_channels(attribution, args.aggregation) if attribution.ndim == 3 else attribution
+    sign = "absolute" if args.aggregation != "signed_sum" else "signed"
+    return render.overlay(picture, render.normalize(heat, sign=sign), cmap=args.cmap, alpha=args.alpha)
+
+
+def write_item(out: Path, item: InputItem, outcome: InputOutcome, raw: dict, records: list[dict]) -> None:
+    """Folder mode: <name>.json (every method's record), <name>.npz, <name>.<method>.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"input": records[0]["input"], "model": records[0]["model"],
+               "predicted_label": records[0]["predicted_label"], "target_label": outcome.target,
+               "top": [{"label": label, "probability": p} for label, p in outcome.top],
+               "methods": {r["method"]: r for r in records}}
+    (out / f"{item.name}.json").write_text(json.dumps(summary, indent=2, default=str))
+    np.savez_compressed(out / f"{item.name}.npz", **raw)
+    for m in outcome.methods:
+        if m.overlay_png is not None:
+            (out / f"{item.name}.{m.method}.png").write_bytes(m.overlay_png)
+
+
+def write_one(args, loaded, item: InputItem, method: str, outcome: InputOutcome, raw: dict, record: dict) -> int:
+    """File mode: the one result in the format --out names (and .npz/.json with --all)."""
+    stem = args.out.with_suffix("")
+    outputs = {args.out.suffix.lower()} | ({".npz", ".json"} if args.all else set())
+    if ".png" in outputs:
+        if item.text is None:
+            stem.with_suffix(".png").write_bytes(outcome.methods[0].overlay_png or b"")
+        else:
+            _token_chart(list(raw["tokens"]), raw[f"{method}.scores"], stem.with_suffix(".png"))
+    if ".html" in outputs:
+        write_report(stem.with_suffix(".html"), f"saliency explain · {args.model}",
+                     {"model": args.model, "method": method, "target": args.target}, [outcome])
+    if ".npz" in outputs:
+        arrays = {("attribution" if k == method else k.removeprefix(f"{method}.")): v for k, v in raw.items()}
+        np.savez_compressed(stem.with_suffix(".npz"), **arrays)
+    if ".json" in outputs:
+        stem.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
+    meta = record
+    print(f"predicted: {record['predicted_label']} ({record['probability']:.1%}); explained: "
+          f"{record['target_label']}; {meta['passes']} passes in {meta['time_s']:.2f} s on {meta['device']}")
+    if "completeness_delta" in meta:
+        print(f"completeness: sum of attributions {meta['sum_attribution'][0]:.4f} vs "
+              f"f(x) - f(baseline) {meta['f_x'][0] - meta['f_baseline'][0]:.4f}")
+    for suffix in sorted(outputs):
+        print(f"wrote {stem.with_suffix(suffix)}")
+    return 0
+
+
+def _token_chart(tokens: list[str], scores: np.ndarray, path: Path) -> None:
+    from saliency_core.render import token_chart
+
+    token_chart(tokens, scores).savefig(path, dpi=120)  # the app's colours: red for, blue against

@@ -1,0 +1,166 @@
+"""Subcommands ``models``, ``fetch`` and ``train-bundled`` for ``python -m saliency_core``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from saliency_core.models.cache import BUNDLED_DIR, cache_root
+
+
+def register(subparsers) -> None:
+    listing = subparsers.add_parser(
+        "models",
+        help="list the models with their cache status",
+        description=_models.__doc__,
+    )
+    listing.set_defaults(func=_models)
+
+    fetch = subparsers.add_parser(
+        "fetch",
+        help="download zoo weights into the model cache",
+        description="Download zoo weights with the libraries' own downloaders into the cache "
+        "($SALIENCY_CACHE; default models_cache/ in a checkout, else the user cache folder), "
+        "for offline use and Docker images.",
+    )
+    fetch.add_argument(
+        "names", nargs="+", metavar="NAME",
+        help="zoo model names (timm:<name> for any timm model), or 'zoo' for all"
+    )
+    fetch.set_defaults(func=_fetch)
+
+    train = subparsers.add_parser(
+        "train-bundled",
+        help="retrain the bundled models (a few minutes on 2 CPU cores)",
+        description="Regenerate the bundled models' weights and model cards.",
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=BUNDLED_DIR,
+        help=f"output folder (default {BUNDLED_DIR})",
+    )
+    train.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny budget, for tests: the models are useless",
+    )
+    train.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="train only this model (repeatable)",
+    )
+    train.add_argument(
+        "--threads", type=int, default=2, help="CPU threads for torch (default 2)"
+    )
+    train.set_defaults(func=_train)
+
+
+def _models(args: argparse.Namespace) -> int:
+    """List every model: task, source, whether its weights are here, and their size."""
+    from saliency_core.models.registry import available_models
+
+    rows = [
+        (
+            m.name,
+            m.task,
+            m.source,
+            "yes" if m.present else "no",
+            _size(m.size_bytes, m.present),
+        )
+        for m in available_models()
+    ]
+    header = ("name", "task", "source", "present", "size")
+    widths = [
+        max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))
+    ]
+    for row in [header, *rows]:
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths)
+            ).rstrip()
+        )
+    print(f"\ncache: {cache_root()}  (set SALIENCY_CACHE to move it)")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from saliency_core.models import (
+        efficientnet_lite,
+        hf_text,
+        timm_zoo,
+        torchvision_zoo,
+    )
+    from saliency_core.models.bundled import BUNDLED_MODELS
+
+    names = []
+    for name in args.names:
+        names += (
+            [*torchvision_zoo.ARCHITECTURES, *hf_text.HUB_MODELS]
+            if name == "zoo"
+            else [name]
+        )
+    failures = 0
+    for name in names:
+        if name in BUNDLED_MODELS:
+            print(f"{name}: bundled with the project, nothing to fetch")
+            continue
+        if name in efficientnet_lite.VARIANTS:
+            print(f"{name}: installed with the requirements "
+                  f"({efficientnet_lite.VARIANTS[name].package}), nothing to fetch")
+            continue
+        if (name not in torchvision_zoo.ARCHITECTURES and name not in hf_text.HUB_MODELS
+                and not timm_zoo.is_timm_name(name)):
+            print(
+                f"{name}: not a zoo model (see: python -m saliency_core models)",
+                file=sys.stderr,
+            )
+            failures += 1
+            continue
+        print(f"{name}: fetching into {cache_root()}", flush=True)
+        try:
+            if name in torchvision_zoo.ARCHITECTURES:
+                where = torchvision_zoo.fetch(name, progress=True)
+            elif timm_zoo.is_timm_name(name):
+                where = timm_zoo.fetch(name)
+            else:
+                where = hf_text.fetch(name)
+        # Network, disk or hash failures alike: report them and go on with the others.
+        except Exception as exc:  # noqa: BLE001
+            print(
+                f"{name}: fetch failed: {exc.__class__.__name__}: {exc}",
+                file=sys.stderr,
+            )
+            failures += 1
+            continue
+        print(f"{name}: ready in {where}")
+    if failures:
+        print(f"{failures} of {len(names)} could not be fetched.", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from saliency_core.errors import SaliencyError
+    from saliency_core.training.train import BUNDLED_NAMES, train_all
+
+    unknown = [n for n in args.only or [] if n not in BUNDLED_NAMES]
+    if unknown:
+        raise SaliencyError(
+            f"Unknown bundled model(s) {', '.join(unknown)}; choose from {', '.join(BUNDLED_NAMES)}."
+        )
+    torch.set_num_threads(max(1, args.threads))
+    cards = train_all(args.out, quick=args.quick, only=args.only)
+    for card in cards:
+        print(f"{card['name']}: {card['size_bytes']} bytes, {card['metrics']}")
+    return 0
+
+
+def _size(size: int | None, present: bool) -> str:
+    if size is None:
+        return "-"
+    text = f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.0f} kB"
+    return text if present else f"~{text} to download"

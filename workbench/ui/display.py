@@ -1,0 +1,325 @@
+"""Showing results: display options (which only re-render stored results), the interactive
+heatmap, the prediction table, side-by-side panels, and a plain reading of IG's completeness."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from saliency_core import render
+from workbench.ui.urlstate import UrlReader
+from workbench.ui.widgets import ensure, select
+
+SIGN_LABELS = {
+    "absolute": "Magnitude (|value|)",
+    "positive": "Positive only (evidence for)",
+    "negative": "Negative only (evidence against)",
+    "signed": "Signed (red for, blue against)",
+}
+AGG_LABELS = {
+    "max_abs": "Max |value| over channels",
+    "l2": "L2 norm over channels",
+    "sum": "|Sum over channels|",
+    "mean_abs": "Mean |value|",
+    "signed_sum": "Sum over channels (signed)",
+}
+DEFAULTS = {"cmap": "inferno", "alpha": 0.5, "clip": 99.0, "sign": "absolute", "agg": "max_abs"}
+DISPLAY_PX = 320  # panels are drawn at least this wide, so 64-pixel inputs stay visible
+
+
+@dataclass(frozen=True)
+class DisplayOptions:
+    cmap: str
+    alpha: float
+    clip: float
+    sign: str
+    agg: str
+
+    def as_url(self) -> dict:
+        return {"cmap": self.cmap, "alpha": self.alpha, "clip": self.clip, "sign": self.sign,
+                "agg": self.agg}
+
+
+def colormaps_for(sign: str) -> tuple[str, ...]:
+    return render.DIVERGING_CMAPS if sign == "signed" else render.SEQUENTIAL_CMAPS
+
+
+def restore_display(reader: UrlReader, prefix: str) -> None:
+    sign = reader.choice("sign", render.SIGN_MODES, DEFAULTS["sign"])
+    cmap_default = render.DEFAULT_DIVERGING if sign == "signed" else DEFAULTS["cmap"]
+    st.session_state[f"{prefix}.view.sign"] = sign
+    st.session_state[f"{prefix}.view.cmap"] = reader.choice("cmap", colormaps_for(sign), cmap_default)
+    st.session_state[f"{prefix}.view.alpha"] = reader.number("alpha", DEFAULTS["alpha"], 0.0, 1.0)
+    st.session_state[f"{prefix}.view.clip"] = reader.number("clip", DEFAULTS["clip"], 50.0, 100.0)
+    st.session_state[f"{prefix}.view.agg"] = reader.choice("agg", render.AGGREGATIONS, DEFAULTS["agg"])
+
+
+def display_options(prefix: str, with_aggregation: bool = True) -> DisplayOptions:
+    """Widgets for how maps look, in one row. Changing any of them re-renders the stored
+    result; it never runs the model again."""
+    c_sign, c_cmap, c_alpha, c_clip, c_agg = st.columns([1.3, 1, 1, 1, 1.3])
+    with c_sign:
+        sign = select("Sign", list(SIGN_LABELS), f"{prefix}.view.sign", DEFAULTS["sign"],
+                      format_func=SIGN_LABELS.get,
+                      help="Which part of the signed attribution to show.")
+    with c_cmap:
+        cmap = select("Colormap", colormaps_for(sign), f"{prefix}.view.cmap",
+                      render.DEFAULT_DIVERGING if sign == "signed" else DEFAULTS["cmap"])
+    with c_alpha:
+        ensure(f"{prefix}.view.alpha", DEFAULTS["alpha"])
+        alpha = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=f"{prefix}.view.alpha")
+    with c_clip:
+        ensure(f"{prefix}.view.clip", DEFAULTS["clip"])
+        clip = st.slider("Clip at percentile", 50.0, 100.0, step=0.5, key=f"{prefix}.view.clip",
+                         help="Values above this percentile of the map's magnitudes get the "
+                         "brightest colour, so a few extreme pixels cannot darken the rest.")
+    with c_agg:
+        agg = select("Channel aggregation", list(AGG_LABELS), f"{prefix}.view.agg",
+                     DEFAULTS["agg"], format_func=AGG_LABELS.get,
+                     disabled=not with_aggregation or sign != "absolute",
+                     help="How the colour channels' attributions become one value per pixel in "
+                     "the magnitude view. Signed views sum the channels; CAM methods already "
+                     "give one value per pixel.")
+    return DisplayOptions(cmap, float(alpha), float(clip), sign, agg)
+
+
+def stored_options(prefix: str) -> DisplayOptions:
+    """The display options as the widgets last left them, for drawing before the widgets are
+    (a progressive run's preview)."""
+    def value(name):
+        return st.session_state.get(f"{prefix}.view.{name}", DEFAULTS[name])
+
+    sign = value("sign")
+    cmap = value("cmap")
+    if cmap not in colormaps_for(sign):
+        cmap = render.DEFAULT_DIVERGING if sign == "signed" else DEFAULTS["cmap"]
+    return DisplayOptions(cmap, float(value("alpha")), float(value("clip")), sign, value("agg"))
+
+
+@dataclass
+class RenderedMap:
+    raw: np.ndarray  # the aggregated map, model-input resolution, in attribution units
+    scaled: np.ndarray  # in [0, 1] or [-1, 1]
+    heat: np.ndarray  # uint8 RGB
+    overlay: np.ndarray  # uint8 RGB at the image's resolution
+    signed: bool
+    clip_value: float
+
+
+def aggregate(attribution: np.ndarray, options: DisplayOptions) -> np.ndarray:
+    agg = options.agg
+    # A signed display needs a signed aggregate; magnitudes are what the others show.
+    if options.sign in ("signed", "positive", "negative") and agg in ("max_abs", "l2", "sum", "mean_abs"):
+        agg = "signed_sum"
+    return render.aggregate_channels(attribution, agg)
+
+
+def render_map(attribution: np.ndarray, image: np.ndarray, options: DisplayOptions,
+               scale: float | None = None) -> RenderedMap:
+    raw = aggregate(attribution, options)
+    clip_value = render.clip_value(raw, options.sign, options.clip) if scale is None else scale
+    scaled = render.normalize(raw, options.sign, options.clip, scale=clip_value)
+    signed = options.sign == "signed"
+    heat = render.colorize(scaled, options.cmap, signed=signed)
+    over = render.overlay(image, scaled, options.cmap, options.alpha, signed=signed)
+    return RenderedMap(raw, scaled, heat, over, signed, clip_value)
+
+
+def enlarge(pixels: np.ndarray, min_side: int = DISPLAY_PX) -> np.ndarray:
+    """Nearest-neighbour upscaling of small images so their pixels stay crisp on screen."""
+    h, w = pixels.shape[:2]
+    factor = int(np.ceil(min_side / max(h, w)))
+    if factor <= 1:
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize((w * factor, h * factor), Image.NEAREST))
+
+
+def png(pixels: np.ndarray) -> bytes:
+    return render.to_png(enlarge(pixels))
+
+
+def screen_png(pixels: np.ndarray) -> bytes:
+    """PNG for the screen at the map's own resolution, compressed for speed rather than size:
+    the browser scales it up (crisp, see app.py's image-rendering rule), so a display change
+    encodes 224 x 224 pixels instead of an enlarged copy, in a few milliseconds."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def screen_uri(pixels: np.ndarray) -> str:
+    """The picture inline, as a data: URI for ``st.image``: it arrives in the script's own
+    message, so the browser makes no second request for a media file. Encoded as ``st.image``
+    encodes any RGB picture it is handed (our PNGs included: JPEG at quality 90), so the
+    screen shows the pixels it always showed; for 224 x 224 that is 0.2 ms and about 14 kB,
+    where a PNG would take 5 ms and 100 kB on every display change."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def lut_colorscale(cmap: str) -> list:
+    """The colormap as a Plotly colour scale that paints every value in the colour
+    ``render.colorize`` gives it: matplotlib's 256 entries as 256 constant bands (a smooth
+    Plotly scale would interpolate between stops and drift from the PNGs)."""
+    import matplotlib
+
+    lut = matplotlib.colormaps[cmap](np.arange(256), bytes=True)[:, :3]
+    scale = []
+    for i, (r, g, b) in enumerate(lut.tolist()):
+        colour = f"rgb({r},{g},{b})"
+        scale += [[i / 256, colour], [(i + 1) / 256, colour]]
+    return scale
+
+
+# The in-figure sliders' steps: few enough that their labels fit under a third of the page.
+CLIP_STEPS = (50.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.5, 100.0)
+OPACITY_STEPS = np.round(np.arange(0.0, 1.0 + 1e-9, 0.1), 1)
+
+
+def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX,
+                   image: np.ndarray | None = None, sign: str = "absolute",
+                   clip: float = DEFAULTS["clip"]) -> go.Figure:
+    """Interactive heatmap; hovering a pixel shows its raw attribution.
+
+    With ``image`` the figure also carries controls that the browser applies on its own, with
+    no round trip to the server: a colormap menu, the heatmap's opacity over the input and the
+    clipping percentile. The values are the map relative to its clip value, unclipped, so a
+    new clipping percentile is only a new colour range; the colours are those of the PNG
+    panels (``lut_colorscale``). Sign, aggregation and a shared scale change the values and
+    stay with the widgets above."""
+    signed = rendered.signed
+    if image is not None and rendered.clip_value > 0:
+        relative = render.kept_part(rendered.raw, sign) / rendered.clip_value
+    else:
+        relative = rendered.scaled
+    # float32 halves what goes to the browser (plotly sends numpy arrays as typed binary).
+    heat = go.Heatmap(
+        z=relative.astype(np.float32), customdata=rendered.raw.astype(np.float32),
+        colorscale=lut_colorscale(cmap), zmin=-1.0 if signed else 0.0, zmax=1.0,
+        hovertemplate="x=%{x}, y=%{y}<br>attribution=%{customdata:.4g}<br>"
+                      "relative to the clip value=%{z:.3f}<extra></extra>",
+        colorbar={"thickness": 12, "len": 0.9},
+    )
+    if image is None or image.shape[:2] != rendered.raw.shape:
+        fig = go.Figure(heat)
+    else:
+        fig = go.Figure([go.Image(source=data_uri(screen_png(image)), hoverinfo="skip"), heat])
+        _client_controls(fig, rendered, cmap, sign, clip)
+        height += 160
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, visible=False)
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 36 if image is not None else 0,
+                                             "b": 0})
+    return fig
+
+
+def heat_trace(spec: dict) -> dict:
+    """The heatmap trace of a figure's JSON spec (the input image may come first)."""
+    return next(t for t in spec["data"] if t.get("type") == "heatmap")
+
+
+def data_uri(png_bytes: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes).decode()
+
+
+def _client_controls(fig: go.Figure, rendered: RenderedMap, cmap: str, sign: str,
+                     clip: float) -> None:
+    """Plotly's own menus and sliders (restyle on the heatmap, trace 1): the browser redraws."""
+    cmaps = colormaps_for(sign)
+    steps = np.array(sorted({*CLIP_STEPS, float(clip)}))
+    ratios = np.ones(len(steps))
+    if rendered.clip_value > 0:
+        # A percentile with no spread left (zero) keeps a usable colour range.
+        ratios = np.maximum(render.clip_values(rendered.raw, sign, steps) / rendered.clip_value,
+                            1e-6)
+    lo = -1.0 if rendered.signed else 0.0
+    fig.update_layout(
+        updatemenus=[{
+            "type": "dropdown", "x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+            "pad": {"t": 0, "b": 4}, "showactive": True,
+            "active": cmaps.index(cmap) if cmap in cmaps else 0,
+            "buttons": [{"label": c, "method": "restyle",
+                         "args": [{"colorscale": [lut_colorscale(c)]}, [1]]} for c in cmaps],
+        }],
+        sliders=[
+            {"currentvalue": {"prefix": "Opacity over the input: "}, "active": len(OPACITY_STEPS) - 1,
+             "pad": {"t": 10}, "len": 1.0, "x": 0.0, "y": 0.0, "yanchor": "top",
+             "steps": [{"label": f"{a:g}", "method": "restyle",
+                        "args": [{"opacity": [float(a)]}, [1]]} for a in OPACITY_STEPS]},
+            {"currentvalue": {"prefix": "Clip at percentile: "}, "pad": {"t": 80},
+             "active": int(np.argmin(np.abs(steps - clip))),
+             "len": 1.0, "x": 0.0, "y": 0.0, "yanchor": "top",
+             "steps": [{"label": f"{q:g}", "method": "restyle",
+                        "args": [{"zmin": [lo * float(r)], "zmax": [float(r)]}, [1]]}
+                       for q, r in zip(steps, ratios)]},
+        ],
+    )
+
+
+def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 5) -> list[dict]:
+    order = np.argsort(-probabilities)[:k]
+    return [{"class": f"{labels[i]}" if i < len(labels) else str(i), "index": int(i),
+             "probability": float(probabilities[i])} for i in order]
+
+
+def prediction_table(probabilities: np.ndarray, labels: list[str], k: int = 5) -> None:
+    st.dataframe(
+        top_predictions(probabilities, labels, k),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "class": st.column_config.TextColumn("Class"),
+            "index": st.column_config.NumberColumn("Index", width="small"),
+            "probability": st.column_config.ProgressColumn(
+                "Probability", min_value=0.0, max_value=1.0, format="percent"),
+        },
+    )
+
+
+def completeness_reading(meta: dict, subject: str = "the image") -> tuple[str, str] | None:
+    """(severity, sentence) explaining IG's completeness check in plain words, or None."""
+    try:
+        total = float(meta["sum_attribution"][0])
+        f_x = float(meta["f_x"][0])
+        f_b = float(meta["f_baseline"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    change = f_x - f_b
+    gap = total - change
+    relative = abs(gap) / max(abs(change), 1e-12)
+    facts = (f"The attributions add up to {total:.4g}; the model's score for the target went "
+             f"from {f_b:.4g} at the baseline to {f_x:.4g} for {subject}, a change of "
+             f"{change:.4g}. The gap is {gap:.3g} ({relative:.1%} of the change).")
+    if abs(change) < 1e-6:
+        return "warning", facts + (" The baseline scores the same as the image, so the "
+                                   "attributions have nothing to distribute: pick another "
+                                   "baseline.")
+    if relative <= 0.01:
+        return "success", facts + " The path integral is accurate: the map accounts for the " \
+                                  "whole change in the score."
+    if relative <= 0.05:
+        return "info", facts + " Close enough for viewing; more steps would tighten it."
+    return "warning", facts + (" That is a large gap: the integral is poorly approximated, so "
+                               "the map may misstate how much each pixel matters. Raise the "
+                               "number of steps (or use the Gauss-Legendre rule).")
+
+
+def scoreboard_rows(rows: list[dict]) -> list[dict]:
+    """The columns of evaluation.scoreboard worth a table (curves stay in the export)."""
+    out = []
+    for row in rows:
+        item = {"rank": row["rank"], "method": row["method"],
+                "deletion AUC ↓": round(float(row["deletion_auc"]), 4),
+                "insertion AUC ↑": round(float(row["insertion_auc"]), 4)}
+        if "pointing" in row:
+            item["pointing ↑"] = round(float(row["pointing"]), 3)
+            item["mass in mask ↑"] = round(float(row["mass_in_mask"]), 3)
+        out.append(item)
+    return out

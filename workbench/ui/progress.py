@@ -1,0 +1,131 @@
+"""A progress bar with a Stop button for long engine runs.
+
+Streamlit interrupts a running script as soon as it next draws something after the user has
+touched a widget; the engine calls ``progress`` after every chunk of model passes, and each
+update redraws the bar, so a click on Stop ends the run within one chunk. Each update is also
+where a long run lets other sessions' queued work go first (scheduler.yield_turn). The click's callback
+records which computation was stopped, so the rerun that follows does not simply start it again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Self
+
+import streamlit as st
+
+from workbench.jobs.scheduler import yield_turn
+
+STOPPED_KEY = "_stopped_computation"
+# Redrawing more often than this only floods the browser with messages.
+MIN_UPDATE_S = 0.1
+
+
+def _mark_stopped(computation: str) -> None:
+    st.session_state[STOPPED_KEY] = computation
+
+
+def was_stopped(computation: str) -> bool:
+    return st.session_state.get(STOPPED_KEY) == computation
+
+
+def clear_stopped() -> None:
+    st.session_state.pop(STOPPED_KEY, None)
+
+
+def stopped_notice(computation: str, key: str) -> None:
+    """What the page shows instead of a result the user stopped: a way to start it again."""
+    st.warning("Stopped before it finished. Change a setting, or run it again.")
+    st.button("Run again", key=key, on_click=clear_stopped, type="primary")
+
+
+def _requests(n: int) -> str:
+    return f"{n} request{'s' * (n > 1)}"
+
+
+class Progress:
+    """Context manager: shows a bar and a Stop button while the block runs, then removes them.
+
+    Call the instance as ``progress(done, total)``; ``done``/``total`` count model passes.
+    """
+
+    def __init__(self, label: str, computation: str, key: str, unit: str = "model passes"):
+        self.label = label
+        self.computation = computation
+        self.key = key
+        self.unit = unit  # what done/total count (the sanity checks count maps)
+        self._text = ""
+        self._fraction = 0.0
+        self._last = 0.0
+        self._start = 0.0
+        self.stage = ""
+
+    def __enter__(self) -> Self:
+        self._holder = st.empty()
+        self._start = time.perf_counter()
+        with self._holder.container():
+            self._bar = st.progress(0.0, text=f"{self.label}: starting...")
+            st.button("Stop", key=self.key, on_click=_mark_stopped, args=(self.computation,),
+                      help="Stop this computation; the page keeps your settings.")
+        return self
+
+    def relabel(self, stage: str) -> None:
+        """Name the stage now running (a level of a progressive run) in the bar's text."""
+        self.stage = stage
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        self._start += yield_turn(self.paused)
+        now = time.perf_counter()
+        if done < total and now - self._last < MIN_UPDATE_S:
+            return
+        self._last = now
+        fraction = done / total if total else 1.0
+        label = f"{self.label} ({self.stage})" if self.stage else self.label
+        text = f"{label}: {done} of {total} {self.unit} done, {total - done} to go"
+        elapsed = now - self._start
+        if 0 < done < total and elapsed > 1.0:
+            text += f" (about {elapsed / done * (total - done):.0f} s left)"
+        self._fraction, self._text = min(1.0, max(0.0, fraction)), text
+        self._bar.progress(self._fraction, text=text)
+
+    def pulse(self, _done: int = 0, _total: int = 0) -> None:
+        """Redraw the bar as it is: work whose steps are long (one map of many model passes)
+        calls this between passes, and each redraw is where Streamlit can stop the run."""
+        self._start += yield_turn(self.paused)
+        if self._due() is not None:
+            self._bar.progress(self._fraction, text=self._text or f"{self.label}: running...")
+
+    def waiting(self, waiting) -> None:
+        """While queued behind other sessions' work (a scheduler.Waiting): where, how long."""
+        now = self._due()
+        if now is None:
+            return
+        ahead = waiting.position - 1
+        text = (f"{self.label}: waiting for the model, "
+                + ("next in line" if ahead == 0 else f"{_requests(ahead)} ahead")
+                + f" (position {waiting.position} of {waiting.queued} in the queue), "
+                f"about {waiting.wait_s:.0f} s to wait")
+        self._bar.progress(0.0, text=text)
+        self._start = now  # the time left after it starts counts from the start
+
+    def paused(self, waiting) -> None:
+        """While this run has stepped aside for other sessions' work (a scheduler.Waiting)."""
+        if self._due() is None:
+            return
+        ahead = waiting.position - 1
+        text = (f"{self.label}: paused so that other users' work can run"
+                + (f" ({_requests(ahead)} first)" if ahead else "")
+                + f", {self._fraction:.0%} done; it goes on from there")
+        self._bar.progress(self._fraction, text=text)
+
+    def _due(self) -> float | None:
+        """The time now if the bar may be redrawn (at most every MIN_UPDATE_S), else None."""
+        now = time.perf_counter()
+        if now - self._last < MIN_UPDATE_S:
+            return None
+        self._last = now
+        return now
+
+    def __exit__(self, *exc) -> None:
+        self._holder.empty()
