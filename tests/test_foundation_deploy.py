@@ -41,7 +41,7 @@ def k8s() -> dict[str, dict]:
 
 def code_text() -> str:
     files = [REPO_ROOT / "app.py", *REPO_ROOT.glob("pages/*.py"),
-             *REPO_ROOT.glob("workbench/*.py"), *REPO_ROOT.rglob("saliency_core/**/*.py")]
+             *REPO_ROOT.rglob("workbench/**/*.py"), *REPO_ROOT.rglob("saliency_core/**/*.py")]
     return "\n".join(p.read_text() for p in files)
 
 
