@@ -2,7 +2,9 @@
 
 A method says what it is here (wraps another method, multiplies by the input, needs a layer,
 has a completeness check, can be refined, ...); nothing outside a method's own module reads
-its name. Adding a method is its module and one line below.
+its name. Adding a method is its module and one line below (then, if it has parameters,
+``python -m saliency_core.methods.typed_params --write`` regenerates their TypedDict in
+saliency_core/params.py; a test says so when it is forgotten).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ CAM_PARAMS = (
 def cam_spec(name, label, description, reference):
     """The spec of a CAM variant: a layer and upsampling, nothing else to choose."""
     return MethodSpec(name=name, label=label, description=description, family="cam",
-                      params=CAM_PARAMS, reference=reference)
+                      params=CAM_PARAMS, reference=reference, params_type="CamParams")
 
 
 GRADCAM = cam_spec("gradcam", "Grad-CAM",

@@ -23,14 +23,16 @@ SMOOTHGRAD = MethodSpec(
         Param("sigma", "float", 0.15, "Noise std as a fraction of the input's value range.",
               min=0.0, max=1.0, step=0.01, label="Noise σ"),
         Param("base", "method", "gradient", "The method applied to each noisy copy.",
-              label="Base method"),
+              label="Base method", type_name="SmoothBase"),
         Param("variant", "choice", "smoothgrad",
               "Mean (smoothgrad), mean of squares (smoothgrad_sq) or variance (vargrad).",
-              choices=("smoothgrad", "smoothgrad_sq", "vargrad"), label="Variant"),
+              choices=("smoothgrad", "smoothgrad_sq", "vargrad"), label="Variant",
+              type_name="SmoothVariant"),
         Param("seed", "int", 0, "Seed of the noise.", min=0, max=2**31 - 1, step=1, label="Seed", advanced=True),
     ),
     text=True,
     reference="Smilkov et al. 2017; Adebayo et al. 2018 (VarGrad)",
+    params_type="SmoothGradParams",
 )
 
 

@@ -36,7 +36,7 @@ GUIDED_GRADCAM = MethodSpec(
     name="guided_gradcam", label="Guided Grad-CAM",
     description="Guided Backprop multiplied by the upsampled Grad-CAM map; inherits Guided "
     "Backprop's insensitivity to the weights.", family="input", params=CAM_PARAMS[:1],
-    needs_relu=True, reference="Selvaraju et al. 2017")
+    needs_relu=True, reference="Selvaraju et al. 2017", params_type="GuidedGradCamParams")
 
 
 class _Switch:
