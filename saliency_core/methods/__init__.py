@@ -2,11 +2,14 @@
 
 A method says what it is here (wraps another method, multiplies by the input, needs a layer,
 has a completeness check, can be refined, ...); nothing outside a method's own module reads
-its name. Adding a method is its module and one line below.
+its name. Adding a method is its module and one line below (then, if it has parameters,
+``python -m saliency_core.methods.typed_params --write`` regenerates their TypedDict in
+saliency_core/params.py; a test says so when it is forgotten).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +22,8 @@ from saliency_core.methods import (
     smoothgrad,
     xgradcam,
 )
-from saliency_core.methods.guided import backprop as guided
+from saliency_core.methods.guided import backprop
+from saliency_core.methods.guided import gradcam as guided_gradcam
 from saliency_core.methods.specs import MethodSpec
 
 
@@ -53,6 +57,9 @@ class Method:
     # (full params) -> model passes (a forward and an input backward per point) one input
     # costs; a wrapper's is how many times it runs its base. For the app's cost estimate.
     passes: Callable[[dict], int] = lambda _p: 1
+    # SmoothGrad may run it on noisy copies (offered as its "base"): an input-space map that
+    # averages meaningfully over copies. Text models are offered those whose spec has text.
+    smoothable: bool = False
 
     @property
     def name(self) -> str:
@@ -69,34 +76,43 @@ def _cam(spec: MethodSpec, formula) -> Method:
     return Method(spec, cam.cam_method(formula), needs_layer=True, from_gradients=formula)
 
 
-_BASES = (
-    Method(gradient.GRADIENT, gradient.gradient, from_gradients=gradient.plain),
+# In the order the pages and the CLI list them.
+_METHODS = (
+    Method(gradient.GRADIENT, gradient.gradient, from_gradients=gradient.plain, smoothable=True),
     Method(gradient.GRADIENT_X_INPUT, gradient.gradient_x_input, times_input=True,
-           from_gradients=gradient.times_input),
+           from_gradients=gradient.times_input, smoothable=True),
     Method(integrated_gradients.INTEGRATED_GRADIENTS, integrated_gradients.integrated_gradients,
            at_input=False, times_input=True, completeness=integrated_gradients.completeness,
            refine_count="steps", refine=integrated_gradients.refine,
-           refine_nested=integrated_gradients.refine_nested, passes=integrated_gradients.passes),
-    Method(guided.GUIDED_BACKPROP, guided.guided_backprop),
-    Method(guided.DECONVNET, guided.deconvnet),
+           refine_nested=integrated_gradients.refine_nested, passes=integrated_gradients.passes,
+           smoothable=True),
+    Method(smoothgrad.SMOOTHGRAD, smoothgrad.smooth, at_input=False, wraps=True,
+           refine_count="samples", refine=smoothgrad.refine,
+           refine_nested=smoothgrad.refine_nested, batchable=False, passes=smoothgrad.passes),
+    Method(backprop.GUIDED_BACKPROP, backprop.guided_backprop, smoothable=True),
+    Method(backprop.DECONVNET, backprop.deconvnet, smoothable=True),
     _cam(cam.GRADCAM, cam.gradcam_formula),
     _cam(cam.GRADCAM_PLUS_PLUS, cam.gradcam_plus_plus_formula),
     _cam(cam.HIRESCAM, cam.hirescam_formula),
     _cam(layercam.LAYERCAM, layercam.layercam_formula),
     _cam(xgradcam.XGRADCAM, xgradcam.xgradcam_formula),
-    Method(cam.GUIDED_GRADCAM, cam.guided_gradcam, needs_layer=True,
-           passes=cam.guided_gradcam_passes),
+    Method(guided_gradcam.GUIDED_GRADCAM, guided_gradcam.guided_gradcam, needs_layer=True,
+           passes=guided_gradcam.passes, smoothable=True),
 )
-# Wrappers take any input-space method as their base.
-_SMOOTHABLE = tuple(m.name for m in _BASES if m.spec.family == "input")
-_WRAPPERS = (
-    Method(smoothgrad.smoothgrad_spec(_SMOOTHABLE, tuple(m.name for m in _BASES
-                                                         if m.spec.family == "input" and m.spec.text)),
-           smoothgrad.smooth, at_input=False, wraps=True, refine_count="samples",
-           refine=smoothgrad.refine, refine_nested=smoothgrad.refine_nested, batchable=False,
-           passes=smoothgrad.passes),
-)
-REGISTRY: dict[str, Method] = {m.name: m for m in (*_BASES[:3], _WRAPPERS[0], *_BASES[3:])}
+
+
+def _offering_smoothable(wrapper: Method) -> Method:
+    """The wrapper with its "base" parameter offering every smoothable method (for text
+    models, those of them that apply to text): the one list of what SmoothGrad wraps."""
+    bases = [m.spec for m in _METHODS if m.smoothable]
+    base = dataclasses.replace(wrapper.spec.param("base"),
+                               choices=tuple(s.name for s in bases),
+                               text_choices=tuple(s.name for s in bases if s.text))
+    params = tuple(base if p.name == "base" else p for p in wrapper.spec.params)
+    return dataclasses.replace(wrapper, spec=dataclasses.replace(wrapper.spec, params=params))
+
+
+REGISTRY: dict[str, Method] = {m.name: _offering_smoothable(m) if m.wraps else m for m in _METHODS}
 
 
 def get(name: str) -> Method:

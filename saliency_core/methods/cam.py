@@ -6,7 +6,7 @@ transformer tokens and upsampling are shared.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +22,6 @@ from saliency_core.engine.model_state import remembered
 from saliency_core.engine.stream import _score, layer_gradient, logits_of, model_lock
 from saliency_core.errors import SaliencyError
 from saliency_core.methods.base import Context
-from saliency_core.methods.guided import graph_rule
-from saliency_core.methods.guided.backprop import (
-    fast_path,
-    guided_gradients,
-    rectifying_relu_hooks,
-)
 from saliency_core.methods.specs import MethodSpec, Param
 
 CAM_PARAMS = (
@@ -41,7 +35,7 @@ CAM_PARAMS = (
 def cam_spec(name, label, description, reference):
     """The spec of a CAM variant: a layer and upsampling, nothing else to choose."""
     return MethodSpec(name=name, label=label, description=description, family="cam",
-                      params=CAM_PARAMS, reference=reference)
+                      params=CAM_PARAMS, reference=reference, params_type="CamParams")
 
 
 GRADCAM = cam_spec("gradcam", "Grad-CAM",
@@ -53,11 +47,6 @@ GRADCAM_PLUS_PLUS = cam_spec("gradcam_plus_plus", "Grad-CAM++",
 HIRESCAM = cam_spec("hirescam", "HiResCAM",
                  "Element-wise gradient × activation summed over channels; faithful to the "
                  "layer's actual contribution.", "Draelos & Carin 2020")
-GUIDED_GRADCAM = MethodSpec(
-    name="guided_gradcam", label="Guided Grad-CAM",
-    description="Guided Backprop multiplied by the upsampled Grad-CAM map; inherits Guided "
-    "Backprop's insensitivity to the weights.", family="input", params=CAM_PARAMS[:1],
-    needs_relu=True, reference="Selvaraju et al. 2017")
 
 
 def target_layer(ctx: Context, x: torch.Tensor, path):
@@ -159,12 +148,14 @@ def activations_and_gradients(ctx: Context, x, targets, layer):
         grads.append(g)
         resolved.append(t)
 
-    _run_layer_step(ctx, x, targets, take, consume)
-    ctx.meta["targets"] = _joined(resolved)
-    return _joined(acts), _joined(grads)
+    run_layer_step(ctx, x, targets, take, consume)
+    ctx.meta["targets"] = joined(resolved)
+    return joined(acts), joined(grads)
 
 
-def _run_layer_step(ctx: Context, x, targets, take, consume):
+def run_layer_step(ctx: Context, x, targets, take, consume):
+    """Runs ``take`` (stream, x chunk, targets chunk) -> (logits, parts) over x in the
+    stream's chunks, handing each chunk's parts to ``consume`` (start, stop, *parts)."""
     def make(start, stop):
         return x[start:stop].detach(), None if targets is None else targets[start:stop]
 
@@ -173,7 +164,8 @@ def _run_layer_step(ctx: Context, x, targets, take, consume):
     stream.run(x.shape[0], make, consume, step=layer_gradient(take))
 
 
-def _joined(parts):
+def joined(parts):
+    """Per-chunk tensors as one; a single chunk (the usual case) without a copy."""
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
@@ -196,7 +188,8 @@ def hirescam_formula(a, g):
     return F.relu((g * a).sum(1))
 
 
-def _upsample(cam, size):
+def upsample(cam, size):
+    """[N, h, w] maps bilinearly resized to ``size`` (the input's H, W)."""
     return F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
@@ -207,7 +200,7 @@ def cam_method(formula):
         layer = target_layer(ctx, x, params["layer"])
         a, g = activations_and_gradients(ctx, x, targets, layer)
         cam = formula(a, g)
-        return _upsample(cam, x.shape[-2:]) if params["upsample"] else cam
+        return upsample(cam, x.shape[-2:]) if params["upsample"] else cam
 
     return compute
 
@@ -215,84 +208,3 @@ def cam_method(formula):
 gradcam = cam_method(gradcam_formula)
 gradcam_plus_plus = cam_method(gradcam_plus_plus_formula)
 hirescam = cam_method(hirescam_formula)
-
-
-class _Switch:
-    """Read by the ReLU hooks during the backward passes: plain first, then guided."""
-
-    guided = False
-
-
-def _guided_gradcam_pass(ctx: Context, xc, tc, layer, path: str):
-    """(A, dscore/dA with plain ReLUs, dscore/dx with guided ReLUs, logits, targets) from one
-    forward pass, with the guided rule on ``path`` (see methods.guided.PATHS)."""
-    with model_lock(ctx.module):  # the layer hook (and ReLU hooks) on the shared model
-        return _guided_gradcam_pass_locked(ctx, xc, tc, layer, path)
-
-
-def _guided_gradcam_pass_locked(ctx: Context, xc, tc, layer, path: str):
-    # The ReLU-module hooks are put on during the forward pass and rectify only once the
-    # switch is thrown; the native rule is put on the recorded graph between the two passes.
-    switch = _Switch()
-    xc = xc.detach().requires_grad_(True)
-    with torch.enable_grad(), capture_output(layer) as store:
-        assert ctx.module is not None, "CAM methods need a module (checked before the pass)"
-        hooks = rectifying_relu_hooks(ctx.module, active=lambda: switch.guided) if path == "hooks" else nullcontext()
-        since = graph_rule.pass_start() if path == "graph" else 0
-        with hooks:
-            logits = logits_of(ctx.forward(xc))
-        a = store.get("output")
-        if a is None:
-            raise SaliencyError("the target layer was not used in the forward pass; pick another")
-        scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
-        if path == "graph" and graph_rule.rectifiers_above(logits, a, since) == 0:
-            # No rectifier between the layer and the score (ResNet's layer4, MobileNet's last
-            # block): the guided pass carries the plain gradient to the layer, and one
-            # backward pass gives both maps.
-            graph_rule.rectify_graph(logits, since)
-            g_a, g_x = torch.autograd.grad(scores.sum(), (a, xc))
-            return a.detach(), g_a, g_x, logits.detach(), t
-        (g_a,) = torch.autograd.grad(scores.sum(), a, retain_graph=True)
-        if path == "graph":
-            graph_rule.rectify_graph(logits, since)
-        switch.guided = True
-        (g_x,) = torch.autograd.grad(scores.sum(), xc)
-    return a.detach(), g_a, g_x, logits.detach(), t
-
-
-def guided_gradcam_passes(_p: dict) -> int:
-    """Grad-CAM's layer pass and Guided Backprop's input pass."""
-    return 2
-
-
-def guided_gradcam(ctx: Context, x, targets, params):
-    """Guided Backprop times the upsampled Grad-CAM map.
-
-    Where a faster guided path is known to give this model's Guided Backprop exactly (see
-    methods.guided; checked on the model's first guided call), both maps come from one
-    forward pass; otherwise, and on that first call, from a Grad-CAM pass and a Guided
-    Backprop pass."""
-    path = fast_path(ctx.module)
-    if path is None:
-        cam = gradcam(ctx, x, targets, {"layer": params["layer"], "upsample": False})
-        targets = ctx.meta["targets"]  # the CAM pass resolved "predicted"; reuse it
-        gb = guided_gradients(ctx, x, targets)
-        return gb * _upsample(cam, x.shape[-2:])[:, None]
-    layer = target_layer(ctx, x, params["layer"])
-    out, resolved = [], []
-
-    def take(_stream, xc, tc):
-        a, g_a, g_x, logits, t = _guided_gradcam_pass(ctx, xc, tc, layer, path)
-        cam = gradcam_formula(to_spatial(a), to_spatial(g_a))
-        return logits, (g_x * _upsample(cam, x.shape[-2:])[:, None], t)
-
-    def consume(_start, _stop, maps, t):
-        out.append(maps)
-        resolved.append(t)
-
-    try:
-        _run_layer_step(ctx, x, targets, take, consume)
-    except graph_rule.GraphRuleFailed:  # the native rule is off now: redo it on another path
-        return guided_gradcam(ctx, x, targets, params)
-    ctx.meta["targets"] = _joined(resolved)
-    return _joined(out)

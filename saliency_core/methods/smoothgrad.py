@@ -10,35 +10,30 @@ from saliency_core.methods.baselines import RANDOM_BASELINES
 from saliency_core.methods.noise import NoiseSource
 from saliency_core.methods.specs import MethodSpec, Param
 
-# The default bases; the registry offers every input-space method that is not itself a
-# wrapper (smoothgrad_spec), so a new method can be smoothed without an edit here.
-SMOOTHABLE = ("gradient", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet")
-
-
-def smoothgrad_spec(bases: tuple[str, ...] = SMOOTHABLE, text_bases: tuple[str, ...] = ()) -> MethodSpec:
-    return MethodSpec(
-        name="smoothgrad",
-        label="SmoothGrad",
-        description="Average of a base method over noisy copies of the input; removes the "
-        "high-frequency speckle of raw gradients.",
-        family="input",
-        params=(
-            Param("samples", "int", 32, "Noisy copies averaged.", min=1, max=1024, step=1, label="Samples"),
-            Param("sigma", "float", 0.15, "Noise std as a fraction of the input's value range.",
-                  min=0.0, max=1.0, step=0.01, label="Noise σ"),
-            Param("base", "method", "gradient", "The method applied to each noisy copy.",
-                  choices=bases, text_choices=text_bases, label="Base method"),
-            Param("variant", "choice", "smoothgrad",
-                  "Mean (smoothgrad), mean of squares (smoothgrad_sq) or variance (vargrad).",
-                  choices=("smoothgrad", "smoothgrad_sq", "vargrad"), label="Variant"),
-            Param("seed", "int", 0, "Seed of the noise.", min=0, max=2**31 - 1, step=1, label="Seed", advanced=True),
-        ),
-        text=True,
-        reference="Smilkov et al. 2017; Adebayo et al. 2018 (VarGrad)",
-    )
-
-
-SMOOTHGRAD = smoothgrad_spec()
+# The "base" choices are left empty here: the registry (methods/__init__.py) offers every
+# method declared smoothable there, so a new method is smoothed without an edit here.
+SMOOTHGRAD = MethodSpec(
+    name="smoothgrad",
+    label="SmoothGrad",
+    description="Average of a base method over noisy copies of the input; removes the "
+    "high-frequency speckle of raw gradients.",
+    family="input",
+    params=(
+        Param("samples", "int", 32, "Noisy copies averaged.", min=1, max=1024, step=1, label="Samples"),
+        Param("sigma", "float", 0.15, "Noise std as a fraction of the input's value range.",
+              min=0.0, max=1.0, step=0.01, label="Noise σ"),
+        Param("base", "method", "gradient", "The method applied to each noisy copy.",
+              label="Base method", type_name="SmoothBase"),
+        Param("variant", "choice", "smoothgrad",
+              "Mean (smoothgrad), mean of squares (smoothgrad_sq) or variance (vargrad).",
+              choices=("smoothgrad", "smoothgrad_sq", "vargrad"), label="Variant",
+              type_name="SmoothVariant"),
+        Param("seed", "int", 0, "Seed of the noise.", min=0, max=2**31 - 1, step=1, label="Seed", advanced=True),
+    ),
+    text=True,
+    reference="Smilkov et al. 2017; Adebayo et al. 2018 (VarGrad)",
+    params_type="SmoothGradParams",
+)
 
 
 def noisy_copies(x: torch.Tensor, samples: int, sigma: float, seed: int) -> torch.Tensor:

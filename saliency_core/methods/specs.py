@@ -33,7 +33,11 @@ class Param:
         label: The widgets' label (the name when empty).
         advanced: Shown under "advanced" in the pages.
         text_default: The default for text models, when it differs.
-        accepts_tensor: Code may pass a tensor instead of a named choice (baselines).
+        accepts_tensor: Code may pass a tensor (or a number) instead of a named choice
+            (baselines).
+        type_name: The name of its choices' ``Literal`` in saliency_core.params ("choice"
+            and "method"; empty: the name in CamelCase). With text choices the two are
+            ``Image<type_name>`` and ``Text<type_name>``.
 
     Example:
         >>> import saliency_core as sc
@@ -55,6 +59,7 @@ class Param:
     advanced: bool = False
     text_default: Any = None  # default for text models, when it differs
     accepts_tensor: bool = False  # code may pass a tensor instead of a named choice
+    type_name: str = ""  # the Literal of its choices in saliency_core.params (generated)
 
     def choices_for(self, kind: str = "image") -> tuple:
         """The allowed values for a model of this kind.
@@ -151,6 +156,10 @@ class MethodSpec:
         needs_relu: Whether it relies on ReLU activations (Guided Backprop, DeconvNet).
         reference: The paper.
         extra: Free-form facts for callers (the library itself reads none).
+        params_type: The name of its keyword parameters' TypedDict in saliency_core.params,
+            which is generated from the specs (methods sharing one declare the same
+            parameters). Empty: the name in CamelCase plus "Params", or "EngineOptions" for
+            a method without parameters.
 
     Example:
         >>> import saliency_core as sc
@@ -168,6 +177,13 @@ class MethodSpec:
     needs_relu: bool = False
     reference: str = ""
     extra: dict = field(default_factory=dict)
+    params_type: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.params_type:
+            name = ("".join(w.capitalize() for w in self.name.split("_")) + "Params"
+                    if self.params else "EngineOptions")
+            object.__setattr__(self, "params_type", name)
 
     def param(self, name: str) -> Param:
         """One parameter by name.
