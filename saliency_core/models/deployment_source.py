@@ -1,4 +1,5 @@
-"""Where the model cache is filled from in a deployment: a read-only *model source*.
+"""Where the model cache is filled from in a deployment: a read-only *model source*
+(``SALIENCY_MODEL_SOURCE``; not to be confused with a family of models, models/source.py).
 
 ``SALIENCY_MODEL_SOURCE`` names a location laid out exactly like the cache root
 (``torch/hub/checkpoints/...``, ``hf/hub/models--org--name/...``, ``timm/...``), filled once by
@@ -25,9 +26,11 @@ import posixpath
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from saliency_core.errors import ModelUnavailableError
+from saliency_core.models.cache import cache_root
 
 SOURCE_ENV = "SALIENCY_MODEL_SOURCE"
 S3_ENDPOINT_ENV = "SALIENCY_S3_ENDPOINT_URL"
@@ -48,7 +51,7 @@ def configured() -> str | None:
     return value or None
 
 
-class ModelSource:
+class SourceTree:
     """A read-only tree of cache files: ``files()`` lists them (relative path -> size),
     ``copy(relative, destination)`` writes one to a local path."""
 
@@ -130,7 +133,7 @@ def listing() -> dict[str, int]:
                 raise found
             return found
     try:
-        files: dict[str, int] | ModelUnavailableError = ModelSource(location).files()
+        files: dict[str, int] | ModelUnavailableError = SourceTree(location).files()
     except ModelUnavailableError as exc:
         # A source that is down is asked again only after the TTL: the model list is drawn
         # for every model on every page run and must not wait for it each time.
@@ -148,20 +151,8 @@ def forget_listing() -> None:
         _listing = None
 
 
-def model_prefixes(name: str) -> list[str]:
-    """The paths, relative to the cache root, that hold the weights of zoo model ``name``
-    (a file or a folder); empty for models that never come from the cache."""
-    from saliency_core.models import hf_text, timm_zoo, torchvision_zoo
-    from saliency_core.models.cache import cache_root
-
+def _relative(paths: list[Path]) -> list[str]:
     root = cache_root()
-    paths: list[Path] = []
-    if name in torchvision_zoo.ARCHITECTURES:
-        paths = [torchvision_zoo.checkpoint_path(name)]
-    elif name in hf_text.HUB_MODELS:
-        paths = [hf_text.repo_cache_dir(hf_text.HUB_MODELS[name].repo_id)]
-    elif timm_zoo.is_timm_name(name):
-        paths = [timm_zoo.given_path(name), hf_text.repo_cache_dir(timm_zoo.repo_id(name))]
     return [p.relative_to(root).as_posix() for p in paths]
 
 
@@ -169,43 +160,33 @@ def _matching(files: dict[str, int], prefix: str) -> list[str]:
     return [f for f in files if f == prefix or f.startswith(prefix + "/")]
 
 
-def in_source(name: str) -> bool:
-    """Whether the configured source holds weights for ``name`` (False without a source, or
-    when the source cannot be read: the model list must draw even then)."""
+def in_source(paths: Callable[[], list[Path]]) -> bool:
+    """Whether the configured source holds weights at ``paths()`` (the files or folders, under
+    the cache root, a model's weights occupy). False without a source, or when the source
+    cannot be read: the model list must draw even then."""
     if configured() is None:
         return False
     try:
         files = listing()
-        return any(_matching(files, prefix) for prefix in model_prefixes(name))
+        return any(_matching(files, prefix) for prefix in _relative(paths()))
     except ModelUnavailableError:
         return False
 
 
-def present_locally(name: str) -> bool:
-    from saliency_core.models import hf_text, timm_zoo, torchvision_zoo
+def ensure_local(paths: Callable[[], list[Path]], present: Callable[[], bool]) -> bool:
+    """Copy the files at ``paths()`` from the configured source into the local cache unless
+    ``present()`` says the model is there already. Returns True when something was copied.
 
-    if name in torchvision_zoo.ARCHITECTURES:
-        return torchvision_zoo.is_present(name)
-    if name in hf_text.HUB_MODELS:
-        return hf_text.is_present(hf_text.HUB_MODELS[name])
-    if timm_zoo.is_timm_name(name):
-        return timm_zoo.weights_path(name) is not None
-    return True  # bundled and uploaded models never come from the cache
-
-
-def ensure_local(name: str) -> bool:
-    """Copy ``name``'s files from the configured source into the local cache unless they are
-    there already. Returns True when something was copied."""
-    if configured() is None or present_locally(name):
+    The model's family passes both (models/source.py): this module knows the cache's layout,
+    never which family a name belongs to."""
+    if configured() is None or present():
         return False
-    from saliency_core.models.cache import cache_root
-
     with _copy_lock:  # one copy at a time: two sessions asking for one model copy it once
-        if present_locally(name):
+        if present():
             return False
         forget_listing()  # the source may have been filled since the last listing
         files = listing()
-        wanted = [f for prefix in model_prefixes(name) for f in _matching(files, prefix)]
+        wanted = [f for prefix in _relative(paths()) for f in _matching(files, prefix)]
         if not wanted:
             return False
         root = cache_root()
@@ -214,5 +195,5 @@ def ensure_local(name: str) -> bool:
         for relative in sorted(wanted, key=lambda f: (f.endswith("config.json"), f)):
             target = root / relative
             if not target.is_file() or target.stat().st_size != files[relative]:
-                ModelSource(configured() or "").copy(relative, target)
+                SourceTree(configured() or "").copy(relative, target)
         return True
