@@ -93,7 +93,7 @@ def load_model(name: str, device: str | torch.device | None = None) -> LoadedMod
 
     Example:
         >>> loaded = load_model("shapes-cnn", device="cpu")
-        >>> loaded.kind, len(loaded.labels)
+        >>> loaded.task, len(loaded.labels)
         ('image', 6)
     """
     from saliency_core.models import load_model as _load

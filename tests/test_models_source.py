@@ -1,4 +1,4 @@
-"""The model cache filled from a deployment's model source (saliency_core/models/source.py):
+"""The model cache filled from a deployment's model source (models/deployment_source.py):
 weights put into an S3 bucket (a real S3 API: moto's server mode) or onto a read-only volume,
 then ``load_model`` on a machine with an empty local cache copies them in and loads them."""
 
@@ -19,8 +19,8 @@ from saliency_core.models import (
     forget_loaded,
     hf_text,
     load_model,
-    source,
 )
+from saliency_core.models import deployment_source as source
 from saliency_core.models import torchvision_zoo as tv
 from saliency_core.models.cache import cache_root
 

@@ -211,7 +211,7 @@ def run_explain(args) -> int:
     if args.top_k < 1:
         raise SaliencyError("--top-k must be at least 1")
     loaded = load_model(args.model, device=args.device)
-    items = text_items(args.inputs, args.model) if loaded.kind == "text" else image_items(args.inputs)
+    items = text_items(args.inputs, args.model) if loaded.task == "text" else image_items(args.inputs)
     if mode == "file":
         check_one_result(args.out, len(items), len(methods))
     params = {m: method_params(args, m, methods) for m in methods}

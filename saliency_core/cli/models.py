@@ -87,32 +87,24 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from saliency_core.models import (
-        efficientnet_lite,
-        hf_text,
-        timm_zoo,
-        torchvision_zoo,
-    )
-    from saliency_core.models.bundled import BUNDLED_MODELS
+    from saliency_core.models import registry
 
     names = []
     for name in args.names:
+        # 'zoo': every model the families define and download (not the open families' names).
         names += (
-            [*torchvision_zoo.ARCHITECTURES, *hf_text.HUB_MODELS]
+            [n for source in registry.SOURCES if source.downloads for n in source.builtin_names()]
             if name == "zoo"
             else [name]
         )
     failures = 0
     for name in names:
-        if name in BUNDLED_MODELS:
-            print(f"{name}: bundled with the project, nothing to fetch")
+        source = registry.source_of(name)
+        note = source.nothing_to_fetch(name) if source is not None else None
+        if note is not None:
+            print(f"{name}: {note}, nothing to fetch")
             continue
-        if name in efficientnet_lite.VARIANTS:
-            print(f"{name}: installed with the requirements "
-                  f"({efficientnet_lite.VARIANTS[name].package}), nothing to fetch")
-            continue
-        if (name not in torchvision_zoo.ARCHITECTURES and name not in hf_text.HUB_MODELS
-                and not timm_zoo.is_timm_name(name)):
+        if source is None or not source.downloads:
             print(
                 f"{name}: not a zoo model (see: python -m saliency_core models)",
                 file=sys.stderr,
@@ -121,12 +113,7 @@ def _fetch(args: argparse.Namespace) -> int:
             continue
         print(f"{name}: fetching into {cache_root()}", flush=True)
         try:
-            if name in torchvision_zoo.ARCHITECTURES:
-                where = torchvision_zoo.fetch(name, progress=True)
-            elif timm_zoo.is_timm_name(name):
-                where = timm_zoo.fetch(name)
-            else:
-                where = hf_text.fetch(name)
+            where = source.fetch(name, progress=True)
         # Network, disk or hash failures alike: report them and go on with the others.
         except Exception as exc:  # noqa: BLE001
             print(

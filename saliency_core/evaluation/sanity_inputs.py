@@ -25,7 +25,7 @@ def shapes_inputs(loaded, samples: int, seed: int) -> tuple[torch.Tensor, np.nda
 
     from saliency_core.training.shapes import generate
 
-    if loaded.preprocess is None or loaded.kind != "image":
+    if loaded.preprocess is None or loaded.task != "image":
         raise SaliencyError(f"{loaded.name} is not an image model; sanity checks here need images")
     data = generate(samples, IMAGE_SEED_BASE + seed)
     x = torch.cat([loaded.preprocess(Image.fromarray(img)) for img in data.images])

@@ -1,8 +1,9 @@
 """What every model source (zoo, bundled, uploaded) returns from ``load_model`` (LoadedModel), and
-the catalogue entry that lists it (ModelInfo)."""
+the catalogue entry that lists it (ModelInfo). Both say image or text as ``task``."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from torch import nn
 @dataclass
 class LoadedModel:
     name: str
-    kind: str  # "image" or "text"
+    task: str  # "image" or "text"
     model: nn.Module  # in eval mode; never modified by attribution code
     labels: list[str]
     # Image models: PIL.Image -> float tensor [1, C, H, W] in the model's input space.
@@ -28,6 +29,12 @@ class LoadedModel:
     default_layer: str | None = None  # module path for CAM methods
     source: str = "bundled"  # "bundled", "zoo" or "uploaded"
     card: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """The older name of ``task`` ("image" or "text"), still read and accepted by the
+        constructor (``LoadedModel(name, kind="image", ...)``) for code written before."""
+        return self.task
 
     def unpreprocess(self, x: torch.Tensor) -> np.ndarray:
         """Model-space tensor [1, C, H, W] or [C, H, W] -> uint8 RGB image [H, W, 3]."""
@@ -55,6 +62,23 @@ class LoadedModel:
         h, w = self.input_size or (224, 224)
         device = next(self.model.parameters()).device
         return torch.zeros(1, 3, h, w, device=device)
+
+
+def _accept_kind(generated_init):
+    """The dataclass's own constructor, also taking ``kind=`` where it used to be the field."""
+
+    @functools.wraps(generated_init)
+    def init(self, *args, kind: str | None = None, **kwargs) -> None:
+        if kind is not None:
+            if "task" in kwargs or len(args) > 1:
+                raise TypeError("LoadedModel takes task or its older name kind, not both")
+            kwargs["task"] = kind
+        generated_init(self, *args, **kwargs)
+
+    return init
+
+
+LoadedModel.__init__ = _accept_kind(LoadedModel.__init__)  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ import torch
 from safetensors.torch import load_file
 
 from saliency_core.errors import ModelUnavailableError
-from saliency_core.models.base import LoadedModel
+from saliency_core.models.base import LoadedModel, ModelInfo
 from saliency_core.models.cache import BUNDLED_DIR
 
 
 @dataclass(frozen=True)
 class BundledModel:
     name: str
-    kind: str
+    task: str
     description: str
 
 
@@ -73,7 +73,7 @@ def size_bytes(name: str, directory: Path | None = None) -> int | None:
     if not path.is_file():
         return None
     size = path.stat().st_size
-    if BUNDLED_MODELS[name].kind == "text":  # the encoder is part of what runs
+    if BUNDLED_MODELS[name].task == "text":  # the encoder is part of what runs
         from saliency_core.training.minilm import encoder_dir
 
         try:
@@ -96,7 +96,7 @@ def load(name: str, device: torch.device, directory: Path | None = None) -> Load
         )
     card = read_card(name, directory)
     state = load_file(str(weights_path(name, directory)))
-    if BUNDLED_MODELS[name].kind == "text":
+    if BUNDLED_MODELS[name].task == "text":
         return _load_sentiment(name, card, state, device)
     return _load_shapes_cnn(name, card, state, device)
 
@@ -128,7 +128,7 @@ def _load_shapes_cnn(
 
     return LoadedModel(
         name=name,
-        kind="image",
+        task="image",
         model=model,
         labels=labels,
         preprocess=preprocess,
@@ -153,10 +153,43 @@ def _load_sentiment(
     )
     return LoadedModel(
         name=name,
-        kind="text",
+        task="text",
         model=model.to(device).eval(),
         labels=labels,
         tokenizer=tokenizer,
         source="bundled",
         card=card,
     )
+
+
+class BundledSource:
+    """The models that ship with the project (models/source.py): always listed first, since
+    they work offline."""
+
+    downloads = False
+
+    def builtin_names(self) -> list[str]:
+        return list(BUNDLED_MODELS)
+
+    def names(self, owner: str | None = None) -> list[str]:
+        return list(BUNDLED_MODELS)
+
+    def owns(self, name: str) -> bool:
+        return name in BUNDLED_MODELS
+
+    def info(self, name: str) -> ModelInfo:
+        spec = BUNDLED_MODELS[name]
+        return ModelInfo(spec.name, spec.task, "bundled", is_present(name), size_bytes(name),
+                         spec.description)
+
+    def load(self, name: str, device: torch.device) -> LoadedModel:
+        return load(name, device)
+
+    def nothing_to_fetch(self, name: str) -> str | None:
+        return "bundled with the project"
+
+    def fetch(self, name: str, progress: bool = True) -> Path:
+        return weights_path(name)
+
+
+SOURCE = BundledSource()

@@ -24,7 +24,6 @@ from safetensors.torch import load as load_safetensors_bytes
 from saliency_core.errors import SaliencyError
 from saliency_core.models import hf_text, timm_zoo, torchvision_zoo
 from saliency_core.models.base import ModelInfo
-from saliency_core.models.cache import folder_size
 
 ALLOWLIST_ENV = "SALIENCY_HF_ALLOWLIST"
 FOLDER_PREFIX = "folder:"
@@ -206,20 +205,6 @@ def allowed_folders() -> dict[str, Path]:
                 name, n = f"{FOLDER_PREFIX}{folder.name}~{n}", n + 1
             found[name] = folder
     return found
-
-
-def allowed_folder_infos() -> list[ModelInfo]:
-    return [
-        ModelInfo(
-            name,
-            "text",
-            "uploaded",
-            True,
-            folder_size(folder),
-            f"Hugging Face folder {folder}",
-        )
-        for name, folder in allowed_folders().items()
-    ]
 
 
 def _checked_class_count(num_classes) -> int:

