@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 #: What to explain (saliency_core.targets): "predicted" (each input's top class), one class
 #: index or name for every input, one per input, a Contrast (one class rather than another),
 #: or a function of the logits [N, K] -> scores [N].
-Target = Union[int, str, Sequence[int | str], torch.Tensor, Literal["predicted"], Contrast,
-               Callable[[torch.Tensor], torch.Tensor]]
+Target = (int | str | Sequence[int | str] | torch.Tensor | Literal["predicted"] | Contrast
+          | Callable[[torch.Tensor], torch.Tensor])
 
 #: A plain ``nn.Module`` (or a callable returning logits), or a model from ``load_model``.
 Model = Union[nn.Module, "LoadedModel", Callable[[torch.Tensor], torch.Tensor]]  # a forward reference
