@@ -17,6 +17,7 @@ from saliency_core.harness import (  # noqa: F401 - the names other modules and 
     unwrap_model,
 )
 from saliency_core.params import MethodParams, Model, Target
+from saliency_core.targets import needs_logits
 
 
 @overload
@@ -37,7 +38,7 @@ def run(model, inputs: torch.Tensor, method: str, target="predicted", *, params:
                     make_baseline=make_baseline, want_logits=want_logits)
         capture = r.ctx.capture_logits
         logits = None
-        if (want_logits and not capture) or (not r.entry.at_input and isinstance(target, str)):
+        if (want_logits and not capture) or (not r.entry.at_input and needs_logits(target)):
             logits = r.logits()
         targets = r.targets(target, logits)
         attr = r.compute(targets)
@@ -60,7 +61,10 @@ def attribute(model: Model, inputs: torch.Tensor, method: str, target: Target = 
             are used). It is used in evaluation mode and left exactly as it came.
         inputs: Float tensor [N, C, H, W] in the model's input space, on any device.
         method: A method name (``methods()``), e.g. "integrated_gradients" or "gradcam".
-        target: "predicted" (each input's top class), one class index, or N of them.
+        target: What to explain (``saliency_core.targets``): "predicted" (each input's top
+            class), a class index or a class name (a ``LoadedModel``'s labels), N of them,
+            ``Contrast("cat", rather_than="dog")`` (logit_cat − logit_dog), or a function of
+            the logits, ``logits [N, K] -> scores [N]``.
         **params: The method's parameters (``get_method(method).params``; typed per method
             in ``saliency_core.params``), e.g. ``steps=64`` or ``layer="layer4"``, and the
             engine options ``batch_size``, ``progress``, ``cancel``, ``memory_budget``;
@@ -75,7 +79,9 @@ def attribute(model: Model, inputs: torch.Tensor, method: str, target: Target = 
         ParameterError: A parameter the method does not have, or a value out of range.
         InputShapeError: Inputs that are not a float batch [N, C, H, W] the model takes
             (channels-last or one-channel images say so).
-        TargetError: A class the model does not have, or the wrong number of targets.
+        TargetError: A class the model does not have (an unknown name says which are close),
+            a name for a model without labels, the wrong number of targets, or a target
+            function that does not return one score per row.
         LayerError: A ``layer`` the model does not have or that has no spatial output.
         MethodNotApplicableError: The method cannot run on this model (e.g. Guided Backprop
             on a GELU network).
@@ -105,12 +111,14 @@ def explain(model: Model, inputs: torch.Tensor, method: str, target: Target = "p
         model: As for ``attribute``.
         inputs: As for ``attribute``.
         method: A method name (``methods()``).
-        target: "predicted", one class index, or N of them.
+        target: As for ``attribute``.
         **params: As for ``attribute``.
 
     Returns:
         An ``Explanation`` (attribution, target, score, predicted, probabilities, metadata;
-        Integrated Gradients adds its completeness check to the metadata). In Jupyter it
+        the score is the one differentiated, e.g. a contrast's difference, and Integrated
+        Gradients' completeness check uses it too; ``metadata["target_value"]`` is the target
+        as given, in JSON-able form). In Jupyter it
         shows the inputs, the overlays and the prediction.
 
     Raises:

@@ -25,6 +25,7 @@ from saliency_core.show.report import (
     MethodOutcome,
     write_report,
 )
+from saliency_core.targets import Contrast, class_index
 
 _TYPES = {"int": int, "float": float}
 # One result, one input and one method: the file's extension says what it holds.
@@ -87,17 +88,30 @@ def _suggest(value: str, options: list[str]) -> str:
     return f" Did you mean {' or '.join(repr(by_lower[c]) for c in close)}?" if close else ""
 
 
-def parse_target(value: str, labels: list[str]):
-    """'predicted', a class index or a class name (any case) -> what explain() takes."""
-    if value == "predicted":
-        return "predicted"
+def parse_target(value: str, labels: list[str], rather_than: str | None = None):
+    """'predicted', a class index or a class name (any case) -> what explain() takes; with
+    ``rather_than`` (an index or a name), the Contrast of the two. Names are checked here, so
+    a typo fails before any image is read."""
+    target = "predicted" if value == "predicted" else _class(value, labels, "target")
+    if rather_than is None:
+        return target
+    return Contrast(target, _class(rather_than, labels, "--rather-than class"))
+
+
+def _class(value: str, labels: list[str], what: str) -> int:
     if value.lstrip("-").isdigit():
         return int(value)
-    lowered = [label.lower() for label in labels]
-    if value.lower() in lowered:
-        return lowered.index(value.lower())
-    raise TargetError(f"unknown target {value!r}: give a class index (0-{len(labels) - 1}), a class "
-                      f"name or 'predicted'.{_suggest(value, labels)}")
+    try:
+        return class_index(value, labels)
+    except TargetError:
+        raise TargetError(f"unknown {what} {value!r}: give a class index (0-{len(labels) - 1}), a "
+                          f"class name or 'predicted'.{_suggest(value, labels)}") from None
+
+
+def describe_target(args) -> str:
+    """The target as the report's settings show it."""
+    rather_than = getattr(args, "rather_than", None)
+    return args.target if rather_than is None else f"{args.target} rather than {rather_than}"
 
 
 def parse_methods(values: list[str] | None) -> list[str]:
@@ -120,7 +134,12 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="shapes-cnn", help="model name (see `models`)")
     p.add_argument("--method", action="append", metavar="NAME[,NAME]",
                    help=f"method(s), repeatable or comma-separated (default gradient): {', '.join(REGISTRY)}")
-    p.add_argument("--target", default="predicted", help="class index, class name or 'predicted'")
+    p.add_argument("--target", default="predicted",
+                   help="class index, class name or 'predicted' (default): the class explained")
+    p.add_argument("--rather-than", metavar="CLASS", default=None,
+                   help="explain --target rather than this class (index or name): the score is "
+                   "logit(target) - logit(CLASS), the same as log p(target) - log p(CLASS); "
+                   "e.g. --target cat --rather-than dog")
     p.add_argument("--out", required=True, type=Path,
                    help="a folder (results per input and report.html), or one file: .png (overlay "
                    "or token chart), .npz (raw attribution), .json (metadata), .html (report)")
@@ -218,7 +237,7 @@ def run_explain(args) -> int:
     for p in params.values():
         if args.batch_size:
             p["batch_size"] = args.batch_size
-    target = parse_target(args.target, loaded.labels)
+    target = parse_target(args.target, loaded.labels, args.rather_than)
 
     from tqdm import tqdm
 
@@ -241,7 +260,7 @@ def run_explain(args) -> int:
             write_item(args.out, item, outcome, raw, records)
     from saliency_core.engine.stream import module_device
 
-    settings = {"model": args.model, "methods": ", ".join(methods), "target": args.target,
+    settings = {"model": args.model, "methods": ", ".join(methods), "target": describe_target(args),
                 "device": str(module_device(loaded.model))}
     report = write_report(args.out / REPORT_NAME, f"saliency explain · {args.model}", settings, outcomes)
     failed = [o for o in outcomes if o.error]
@@ -294,13 +313,19 @@ def explain_item(args, loaded, item: InputItem, methods, params, target, bar):
     order = np.argsort(-probs)[: args.top_k]
     outcome.top = [(loaded.labels[int(i)], float(probs[int(i)])) for i in order]
     outcome.target = records[0]["target_label"]
+    if "rather_than_label" in records[0]:
+        outcome.target += f" rather than {records[0]['rather_than_label']}"
     return outcome, raw, records
 
 
 def _record(args, loaded, item: InputItem, meta: dict, probs, predicted: int, tgt: int) -> dict:
-    return {"model": args.model, "input": item.text if item.text is not None else item.source,
-            "target_label": loaded.labels[tgt], "predicted_label": loaded.labels[predicted],
-            "probability": float(probs[predicted]), **meta}
+    record = {"model": args.model, "input": item.text if item.text is not None else item.source,
+              "target_label": loaded.labels[tgt], "predicted_label": loaded.labels[predicted],
+              "probability": float(probs[predicted]), **meta}
+    value = meta.get("target_value")
+    if isinstance(value, dict) and "rather_than" in value:
+        record["rather_than_label"] = loaded.labels[class_index(value["rather_than"], loaded.labels)]
+    return record
 
 
 def overlay_picture(args, picture: np.ndarray, attribution: np.ndarray) -> np.ndarray:
@@ -336,15 +361,16 @@ def write_one(args, loaded, item: InputItem, method: str, outcome: InputOutcome,
             _token_chart(list(raw["tokens"]), raw[f"{method}.scores"], stem.with_suffix(".png"))
     if ".html" in outputs:
         write_report(stem.with_suffix(".html"), f"saliency explain · {args.model}",
-                     {"model": args.model, "method": method, "target": args.target}, [outcome])
+                     {"model": args.model, "method": method, "target": describe_target(args)}, [outcome])
     if ".npz" in outputs:
         arrays = {("attribution" if k == method else k.removeprefix(f"{method}.")): v for k, v in raw.items()}
         np.savez_compressed(stem.with_suffix(".npz"), **arrays)
     if ".json" in outputs:
         stem.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
     meta = record
+    rather = f" rather than {record['rather_than_label']}" if "rather_than_label" in record else ""
     print(f"predicted: {record['predicted_label']} ({record['probability']:.1%}); explained: "
-          f"{record['target_label']}; {meta['passes']} passes in {meta['time_s']:.2f} s on {meta['device']}")
+          f"{record['target_label']}{rather}; {meta['passes']} passes in {meta['time_s']:.2f} s on {meta['device']}")
     if "completeness_delta" in meta:
         print(f"completeness: sum of attributions {meta['sum_attribution'][0]:.4f} vs "
               f"f(x) - f(baseline) {meta['f_x'][0] - meta['f_baseline'][0]:.4f}")

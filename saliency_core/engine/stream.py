@@ -20,7 +20,7 @@ from torch import nn
 
 from saliency_core.engine.locks import FairLock, ModelLock, locked_forward, model_lock  # noqa: F401 - re-exported
 from saliency_core.engine.model_state import remembered
-from saliency_core.errors import CancelledError, SaliencyError, TargetError
+from saliency_core.errors import CancelledError, SaliencyError
 
 # Default memory budget for one chunk's autograd state. CPU RAM is not measurable per
 # allocation, so the budget is enforced by estimating the bytes autograd saves per point.
@@ -115,34 +115,10 @@ def chunk_memory_budget(device: torch.device, options: Options) -> int:
     return DEFAULT_CPU_BUDGET
 
 
-def check_targets(targets: torch.Tensor, num_classes: int) -> None:
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
-        bad = int(targets.max()) if int(targets.max()) >= num_classes else int(targets.min())
-        raise TargetError(f"target class {bad} is out of range: the model has {num_classes} outputs (0..{num_classes - 1})")
-
-
-def check_target_range(target_range: tuple[int, int], num_classes: int) -> None:
-    """check_targets for targets whose (min, max) is already known on the host."""
-    low, high = target_range
-    if low < 0 or high >= num_classes:
-        bad = high if high >= num_classes else low
-        raise TargetError(f"target class {bad} is out of range: the model has {num_classes} outputs (0..{num_classes - 1})")
-
-
-def _score(logits: torch.Tensor, targets: torch.Tensor | None,
-           target_range: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The target's logit at each point (targets None: each point's argmax). With the
-    targets' range known on the host the check costs no device synchronisation, which on a
-    GPU would stall every chunk between its forward and backward pass."""
-    if logits.dim() != 2:
-        logits = logits.reshape(logits.shape[0], -1)
-    if targets is None:
-        targets = logits.detach().argmax(dim=1)
-    elif target_range is not None:
-        check_target_range(target_range, logits.shape[1])
-    else:
-        check_targets(targets, logits.shape[1])
-    return logits.gather(1, targets[:, None]).squeeze(1), targets
+#: How a chunk's scores are read off the model's output: (logits [m, K], the chunk's per-point
+#: targets or None) -> (scores [m], targets [m]). The stream differentiates the scores; what a
+#: target is (a class, a contrast, a function) is the caller's (saliency_core.targets).
+ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -162,7 +138,7 @@ def _input_gradient(stream: GradientStream, points, targets):
     points = points.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = logits_of(stream.forward(points))
-        scores, targets = _score(logits, targets, stream.target_range if targets is not None else None)
+        scores, targets = stream.scores(logits, targets)
         # Only the input gradient is asked for: autograd then skips every parameter
         # gradient, which is what keeps a pass at the floor cost.
         (grads,) = torch.autograd.grad(scores.sum(), points)
@@ -200,10 +176,16 @@ class GradientStream:
         self.options = options
         self.stats = stats
         self.module = module
-        self.target_range: tuple[int, int] | None = None  # (min, max) of every target, if known
+        self.score: ScoreFn | None = None  # what a gradient step differentiates
         # Optional callable(start, stop, logits [m, K]): lets explain() read the model's output
         # at the inputs from the gradient pass instead of paying for a forward of its own.
         self.logits_sink: Callable | None = None
+
+    def scores(self, logits: torch.Tensor, targets: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.score is None:
+            raise SaliencyError("a gradient pass needs a score function (GradientStream.score)")
+        return self.score(logits, targets)
 
     def chunk_size(self, total: int, make_chunk: Callable, step: Step = INPUT_GRADIENT) -> int:
         """Points per pass: the caller's batch_size, else as many as the memory budget allows,

@@ -10,6 +10,7 @@ them is the strategy in the middle: one computation, a refinement, several targe
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,10 +19,10 @@ from typing import Any, overload
 import torch
 from torch import nn
 
+from saliency_core import targets
 from saliency_core.engine.stream import (
     Options,
     Stats,
-    check_target_range,
     forward_no_grad,
     locked_forward,
     module_device,
@@ -38,6 +39,7 @@ from saliency_core.methods import get as method_entry
 from saliency_core.methods.base import Context
 from saliency_core.methods.baselines import checked_normalization, image_baseline
 from saliency_core.params import Target
+from saliency_core.targets import Objective
 
 ENGINE_OPTIONS = ("batch_size", "progress", "cancel", "memory_budget")
 
@@ -78,48 +80,23 @@ def split_params(entry: Method, params: dict, task: str):
 
 @overload
 def resolve_targets(target: Target, n: int | None, device: torch.device | str,
-                    logits: torch.Tensor) -> torch.Tensor: ...
+                    logits: torch.Tensor, labels: Sequence[str] | None = None) -> torch.Tensor: ...
 @overload
 def resolve_targets(target: Target, n: int | None, device: torch.device | str,
-                    logits: None = None) -> torch.Tensor | None: ...
+                    logits: None = None, labels: Sequence[str] | None = None) -> torch.Tensor | None: ...
 def resolve_targets(target: Target, n: int | None, device: torch.device | str,
-                    logits: torch.Tensor | None = None) -> torch.Tensor | None:
-    """The one reading of a ``target`` argument: a LongTensor of classes.
-
-    "predicted" is each input's argmax of ``logits`` (None when no logits are at hand); an int
-    is repeated for the n inputs; a sequence or tensor must hold n classes (any number >= 1
-    when n is None, as for several targets of one input). With logits, classes are checked
-    against the model's number of outputs."""
-    if isinstance(target, str):
-        if target != "predicted":
-            raise TargetError(f"target must be a class index, a list of them or 'predicted'; got {target!r}")
-        return None if logits is None else logits.reshape(logits.shape[0], -1).argmax(1)
-    if isinstance(target, bool):
-        raise TargetError("target must be a class index, not a boolean")
-    if n is not None and (isinstance(target, int) or (isinstance(target, torch.Tensor) and target.dim() == 0)):
-        t = torch.full((n,), int(target), dtype=torch.long, device=device)
-    else:
-        try:
-            t = torch.as_tensor(target, dtype=torch.long, device=device).flatten()
-        except (TypeError, ValueError, RuntimeError):
-            wanted = f"a sequence of {n} ints" if n is not None else "a sequence of class indices"
-            raise TargetError(f"target must be an int, {wanted} or 'predicted'; got {target!r}") from None
-        if n is None and t.numel() == 0:
-            raise TargetError("give at least one target class")
-        if n is not None and t.numel() != n:
-            raise TargetError(f"got {t.numel()} targets for {n} inputs")
-    if logits is not None:
-        check_target_range(target_range(target, t), logits.reshape(logits.shape[0], -1).shape[1])
-    return t
-
-
-def target_range(target, targets: torch.Tensor) -> tuple[int, int]:
-    """(min, max) of the classes, from the caller's ints where possible (no device read)."""
-    if isinstance(target, int):
-        return target, target
-    if isinstance(target, (list, tuple)) and target and all(isinstance(t, int) for t in target):
-        return min(target), max(target)
-    return int(targets.min()), int(targets.max())
+                    logits: torch.Tensor | None = None,
+                    labels: Sequence[str] | None = None) -> torch.Tensor | None:
+    """A class target as a LongTensor of classes, for callers that read class probabilities
+    (the evaluation metrics): "predicted" is each input's argmax of ``logits`` (None when no
+    logits are at hand); an index or name is repeated for the n inputs; a sequence or tensor
+    must hold n classes (any number >= 1 when n is None). With logits, classes are checked
+    against the model's number of outputs. Contrasts and target functions score no single
+    class, so they are refused here."""
+    if isinstance(target, targets.Contrast) or targets.is_function(target):
+        raise TargetError("this takes class targets (an index, a name, N of them or "
+                          "'predicted'), not a contrast or a target function")
+    return targets.resolve(target, n, device, logits, labels).classes
 
 
 def check_inputs(inputs, family: str, task: str = "image") -> None:
@@ -212,18 +189,20 @@ class Run:
         return forward_no_grad(self.ctx.forward, points, self.ctx.stats, self.ctx.options)
 
     @overload
-    def targets(self, target: Target, logits: torch.Tensor, n: int | None = -1) -> torch.Tensor: ...
+    def targets(self, target: Target, logits: torch.Tensor) -> torch.Tensor: ...
     @overload
-    def targets(self, target: Target, logits: None = None,
-                n: int | None = -1) -> torch.Tensor | None: ...
-    def targets(self, target: Target, logits: torch.Tensor | None = None,
-                n: int | None = -1) -> torch.Tensor | None:
-        """Resolve ``target`` for this call's inputs; remembers the classes' range so no chunk
-        has to read the device to check its targets."""
-        t = resolve_targets(target, self.x.shape[0] if n == -1 else n, self.ctx.device, logits)
-        if t is not None:
-            self.ctx.target_range = target_range(target, t)
-        return t
+    def targets(self, target: Target, logits: None = None) -> torch.Tensor | None: ...
+    def targets(self, target: Target, logits: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Resolve ``target`` for this call's inputs (names against the model's labels) and
+        make it what every pass scores; returns the classes explained per input (None:
+        "predicted", read at each pass)."""
+        return self.use(targets.resolve(target, self.x.shape[0], self.ctx.device, logits,
+                                        self.labels))
+
+    def use(self, objective: Objective) -> torch.Tensor | None:
+        """Score this call's passes with an already resolved target (a Refiner's)."""
+        self.ctx.objective = objective
+        return objective.classes
 
     def finish(self, attr: torch.Tensor) -> torch.Tensor:
         """Stops the clock (after the device has finished) and records the parameters."""
@@ -261,9 +240,11 @@ class Run:
             targets = self.ctx.meta.get("targets")
         if targets is None:
             targets = logits.argmax(1)
-        score = logits.gather(1, targets[:, None]).squeeze(1)
+        # The score differentiated, at the inputs: a class's logit, a contrast's difference.
+        score = self.ctx.score(logits.reshape(logits.shape[0], -1), targets)[0].detach()
         meta = self.metadata(attr, score)
         meta["target"] = targets.tolist()
+        meta["target_value"] = self.ctx.objective.value
         return Explanation(
             attribution=attr,
             target=targets.cpu(),

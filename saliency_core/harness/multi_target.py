@@ -14,6 +14,7 @@ out-of-memory retry apply here as everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Unpack
 
@@ -24,11 +25,11 @@ from saliency_core.api import input_errors_explained, prepare
 from saliency_core.engine.layers import capture_output, to_spatial
 from saliency_core.engine.stream import Step, logits_of, model_lock
 from saliency_core.errors import MethodNotApplicableError, ParameterError
-from saliency_core.harness import resolve_targets
 from saliency_core.methods import get as method_entry
 from saliency_core.methods import with_capability
 from saliency_core.methods.cam import layer_as_leaf, target_layer
 from saliency_core.params import CamTargetParams, MethodParams, Model, Target
+from saliency_core.targets import several
 
 # The methods whose attribution is a function of one gradient, by where it is taken.
 SEVERAL_TARGETS = with_capability("from_gradients")
@@ -43,10 +44,12 @@ class TargetAttributions:
     Attributes:
         attribution: [K, H, W] for CAM methods, [K, C, H, W] for gradient methods; map k
             explains ``targets[k]``.
-        targets: LongTensor [K], the classes in the order asked (by score for ``top_k``).
-        scores: [K], the logits of those classes.
+        targets: LongTensor [K], the classes in the order asked (by score for ``top_k``); a
+            contrast's first class, -1 for a target function.
+        scores: [K], the scores differentiated: the classes' logits, a contrast's difference.
         probabilities: [num_classes], the softmax of the logits.
-        metadata: JSON-able facts (method, params, time_s, passes, device, backward_batched).
+        metadata: JSON-able facts (method, params, time_s, passes, device, backward_batched,
+            target_value: the targets as given).
 
     Example:
         >>> import torch, saliency_core as sc
@@ -58,7 +61,7 @@ class TargetAttributions:
 
     attribution: torch.Tensor  # [K, H, W] (CAM) or [K, C, H, W] (gradient methods)
     targets: torch.Tensor  # [K] classes, in the order asked (or by score for top_k)
-    scores: torch.Tensor  # [K] logits of those classes
+    scores: torch.Tensor  # [K] the scores differentiated (logits of those classes)
     probabilities: torch.Tensor  # [num_classes] softmax of the logits
     metadata: dict = field(default_factory=dict)
 
@@ -77,18 +80,21 @@ def _batched_grads(scores: torch.Tensor, wrt: torch.Tensor) -> tuple[torch.Tenso
         return torch.stack(grads), False
 
 
-def _classes(targets, top_k, logits: torch.Tensor) -> torch.Tensor:
+def _targets(r, targets, top_k, logits: torch.Tensor):
+    """(classes [K], scores(flat logits) -> [K], the targets' JSON forms): the ``top_k``
+    classes, or each of ``targets`` (any target value: index, name, contrast, function)."""
     if targets is None:
         k = 5 if top_k is None else top_k
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= logits.shape[1]:
             raise ParameterError(f"top_k must be an integer in [1, {logits.shape[1]}], got {top_k!r}")
-        return logits[0].topk(k).indices
+        classes = logits[0].topk(k).indices
+        return classes, lambda flat: flat[0, classes], classes.tolist()
     if top_k is not None:
         raise ParameterError("give either targets or top_k, not both")
-    return resolve_targets(targets, None, logits.device, logits)
+    return several(targets, r.labels, logits)
 
 
-def attribute_targets(model: Model, inputs: torch.Tensor, targets: Target | None = None,
+def attribute_targets(model: Model, inputs: torch.Tensor, targets: Sequence[Target] | Target | None = None,
                       method: str = "gradcam", *, top_k: int | None = None,
                       **params: Unpack[MethodParams]) -> TargetAttributions:
     """Attributions of one input for several classes, from one forward and one batched backward.
@@ -99,7 +105,9 @@ def attribute_targets(model: Model, inputs: torch.Tensor, targets: Target | None
     Args:
         model: As for ``attribute``.
         inputs: One input [1, C, H, W].
-        targets: The classes (a sequence or tensor of indices), or None for the ``top_k``.
+        targets: The targets, each a target value as ``attribute`` takes it for one input
+            (a class index or name, a ``Contrast``, a function of the logits), as a sequence
+            (or a tensor of indices); or None for the ``top_k`` classes.
         method: One that is a function of one gradient: gradcam, gradcam_plus_plus,
             hirescam, layercam, xgradcam, gradient, gradient_x_input (``SEVERAL_TARGETS``).
         top_k: The number of highest-scoring classes when ``targets`` is None (default 5).
@@ -112,7 +120,7 @@ def attribute_targets(model: Model, inputs: torch.Tensor, targets: Target | None
         MethodNotApplicableError: A method not in ``SEVERAL_TARGETS``.
         ParameterError: A batch of more than one input, both ``targets`` and ``top_k``, or a
             ``top_k`` out of range.
-        TargetError: A class the model does not have.
+        TargetError: A class the model does not have, or a target ``attribute`` refuses.
         InputShapeError: Inputs that are not a float batch the model takes.
 
     Example:
@@ -131,30 +139,32 @@ def attribute_targets(model: Model, inputs: torch.Tensor, targets: Target | None
         if inputs.shape[0] != 1:
             raise ParameterError(f"explain one input at a time for several targets; got a batch of {inputs.shape[0]}")
         if method in CAM_FORMULAS:
-            attr, t, logits, batched = _cam_targets(r, targets, top_k)
+            attr, t, logits, scores, values, batched = _cam_targets(r, targets, top_k)
         else:
-            attr, t, logits, batched = _input_targets(r, targets, top_k)
+            attr, t, logits, scores, values, batched = _input_targets(r, targets, top_k)
         attr = r.finish(attr)
     meta = r.metadata()
     meta["backward_batched"] = batched
+    meta["target_value"] = values
     logits = logits.detach()
     return TargetAttributions(
         attribution=attr,
         targets=t.cpu(),
-        scores=logits[0, t].cpu(),
+        scores=scores.detach().cpu(),
         probabilities=torch.softmax(logits[0].float(), 0).cpu(),
         metadata=meta,
     )
 
 
-def cam_for_targets(model: Model, inputs: torch.Tensor, targets: Target | None = None,
+def cam_for_targets(model: Model, inputs: torch.Tensor, targets: Sequence[Target] | Target | None = None,
                     method: str = "gradcam", **params: Unpack[CamTargetParams]) -> torch.Tensor:
     """Just the maps of ``attribute_targets`` for a CAM method.
 
     Args:
         model: As for ``attribute``.
         inputs: One input [1, C, H, W].
-        targets: The classes, or None for the ``top_k`` highest-scoring (5 by default).
+        targets: The targets (as for ``attribute_targets``), or None for the ``top_k``
+            highest-scoring classes (5 by default).
         method: A CAM method: gradcam, gradcam_plus_plus, hirescam, layercam, xgradcam.
         **params: ``top_k``, ``layer``, ``upsample`` and engine options.
 
@@ -176,17 +186,19 @@ def cam_for_targets(model: Model, inputs: torch.Tensor, targets: Target | None =
     return attribute_targets(model, inputs, targets, method, **params).attribution
 
 
-def _gradients(r, flat_logits: torch.Tensor, t: torch.Tensor, wrt: torch.Tensor, kind: str):
-    """d logit[t_k] / d wrt for every class, the classes chunked by the stream."""
+def _gradients(r, scores: torch.Tensor, wrt: torch.Tensor, kind: str):
+    """d scores[k] / d wrt for every target, the targets chunked by the stream."""
     parts, batched = [], []
+    k = scores.shape[0]
 
-    def take(_stream, classes, _none):
-        g, b = _batched_grads(flat_logits[0, classes], wrt)
+    def take(_stream, chunk, _none):
+        g, b = _batched_grads(scores[chunk], wrt)
         batched.append(b)
         return None, (g,)
 
-    r.ctx.stream().run(t.shape[0], lambda a, b: (t[a:b], None), lambda a, b, g: parts.append(g),
-                       step=Step(kind, take), chunk=r.ctx.options.batch_size or t.shape[0])
+    order = torch.arange(k, device=scores.device)
+    r.ctx.stream().run(k, lambda a, b: (order[a:b], None), lambda a, b, g: parts.append(g),
+                       step=Step(kind, take), chunk=r.ctx.options.batch_size or k)
     return (parts[0] if len(parts) == 1 else torch.cat(parts)), all(batched)
 
 
@@ -205,16 +217,17 @@ def _cam_targets(r, targets, top_k):
             logits = logits_of(ctx.forward(x.detach().requires_grad_(True)))
             ctx.stats.forwards += 1
             a = store["output"]
-    t = _classes(targets, top_k, logits.reshape(1, -1))
+    t, score_of, values = _targets(r, targets, top_k, logits.reshape(1, -1))
     with torch.enable_grad():
-        g, batched = _gradients(r, logits.reshape(1, -1), t, a, "layer_gradient")
+        scores = score_of(logits.reshape(1, -1))
+        g, batched = _gradients(r, scores, a, "layer_gradient")
     k = t.shape[0]
     acts = to_spatial(a.detach()).expand(k, -1, -1, -1)
     grads = to_spatial(g.detach().reshape(k, *a.shape[1:]))
     cam = CAM_FORMULAS[r.method](acts, grads)
     if r.p["upsample"]:
         cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return cam, t, logits, batched
+    return cam, t, logits, scores, values, batched
 
 
 def _input_targets(r, targets, top_k):
@@ -224,7 +237,8 @@ def _input_targets(r, targets, top_k):
         logits = logits_of(r.ctx.forward(xg))
         r.ctx.stats.forwards += 1
         flat = logits.reshape(1, -1)
-        t = _classes(targets, top_k, flat)
-        g, batched = _gradients(r, flat, t, xg, "input_gradient")
+        t, score_of, values = _targets(r, targets, top_k, flat)
+        scores = score_of(flat)
+        g, batched = _gradients(r, scores, xg, "input_gradient")
     g = g.detach().reshape(t.shape[0], *x.shape[1:])
-    return r.entry.from_gradients(x, g), t, logits, batched
+    return r.entry.from_gradients(x, g), t, logits, scores, values, batched

@@ -41,6 +41,7 @@ from saliency_core.methods import with_capability
 from saliency_core.methods.base import Shelf
 from saliency_core.methods.integrated_gradients import NESTED_RULES, nested_counts  # noqa: F401 - used by pages
 from saliency_core.params import MethodParams, Model, Target
+from saliency_core.targets import Objective
 
 # Method name -> the count parameter a Refiner refines ("steps", "samples").
 REFINABLE = {name: method_entry(name).refine_count for name in with_capability("refine")}
@@ -70,7 +71,7 @@ class Refiner:
         model: As for ``explain``.
         inputs: Float tensor [N, C, H, W] in the model's input space.
         method: "integrated_gradients" or "smoothgrad" (``REFINABLE``).
-        target: "predicted", one class index, or N of them (resolved once, at the first call).
+        target: As for ``explain`` (resolved once, at the first call).
         task: "image" or "text"; default: the loaded model's task, else "image".
         forward: The points -> logits function to differentiate instead of the model's own:
             text is refined in embedding space with the sentence's forward (``TextRefiner``).
@@ -115,7 +116,7 @@ class Refiner:
         self.target = target
         self._logits: torch.Tensor | None = None
         self._targets: torch.Tensor | None = None
-        self._range: tuple[int, int] | None = None
+        self._objective: Objective | None = None
         self._shelf = Shelf(KEPT_STATES)
 
     def attribute(self, **changes: Unpack[MethodParams]) -> torch.Tensor:
@@ -151,11 +152,11 @@ class Refiner:
     def _explain(self, params: dict) -> Explanation:
         r = prepare(self.model, self.inputs, self.method, params, task=self.task,
                     forward=self._forward, make_baseline=self._make_baseline, want_logits=True)
-        if self._logits is None:
+        if self._logits is None or self._objective is None:
             self._logits = r.logits()
             self._targets = r.targets(self.target, self._logits)
-            self._range = r.ctx.target_range
-        r.ctx.target_range = self._range
+            self._objective = r.ctx.objective
+        r.use(self._objective)
         refine = r.entry.refine
         if refine is None:  # checked in __init__; the method cannot change between calls
             raise MethodNotApplicableError(f"{self.method!r} cannot be refined")

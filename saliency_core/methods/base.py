@@ -10,6 +10,7 @@ from torch import nn
 
 from saliency_core.engine.stream import GradientStream, LogitsCollector, Options, Stats
 from saliency_core.methods.noise import NoiseSource
+from saliency_core.targets import Objective, class_objective
 
 
 @dataclass
@@ -31,14 +32,18 @@ class Context:
     # explain() needs the model's logits at the inputs; a method whose first pass runs at the
     # inputs hands them over (ctx.meta["input_logits"]) instead of a separate forward.
     capture_logits: bool = False
-    # (min, max) of the explicit targets, read once on the host, so no chunk has to
-    # synchronise with the device to validate its targets.
-    target_range: tuple[int, int] | None = None
+    # What the call explains: the score every pass differentiates (saliency_core.targets).
+    objective: Objective = field(default_factory=class_objective)
+
+    def score(self, logits: torch.Tensor, targets: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, targets) at a chunk of points whose per-point targets are ``targets``."""
+        return self.objective.score(logits, targets)
 
     def stream(self, forward: Callable | None = None) -> GradientStream:
         stream = GradientStream(forward or self.forward, self.device, self.options, self.stats,
                                 module=self.module)
-        stream.target_range = self.target_range
+        stream.score = self.objective.score
         return stream
 
     def logits_sink(self, total: int):

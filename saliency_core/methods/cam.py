@@ -19,7 +19,7 @@ from saliency_core.engine.layers import (
     to_spatial,
 )
 from saliency_core.engine.model_state import remembered
-from saliency_core.engine.stream import _score, layer_gradient, logits_of, model_lock
+from saliency_core.engine.stream import layer_gradient, logits_of, model_lock
 from saliency_core.errors import SaliencyError
 from saliency_core.methods.base import Context
 from saliency_core.methods.specs import MethodSpec, Param
@@ -120,7 +120,7 @@ def _layer_pass_locked(ctx: Context, xc, tc, layer):
         a = store.get("output")
         if a is not None and logits.requires_grad:
             with torch.enable_grad():
-                scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
+                scores, t = ctx.score(logits, tc)
                 (g,) = torch.autograd.grad(scores.sum(), a)
             return a, g, logits, t
     xc = xc.detach().requires_grad_(True)
@@ -129,7 +129,7 @@ def _layer_pass_locked(ctx: Context, xc, tc, layer):
         a = store.get("output")
         if a is None:
             raise SaliencyError("the target layer was not used in the forward pass; pick another")
-        scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
+        scores, t = ctx.score(logits, tc)
         (g,) = torch.autograd.grad(scores.sum(), a)
     return a, g, logits, t
 

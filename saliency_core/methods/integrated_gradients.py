@@ -163,7 +163,7 @@ def integrated_gradients(ctx: Context, x, targets, params, forward=None):
             f_base = torch.stack([at_zero[b] for b in range(xs.shape[0])])
         else:
             f_base = forward_no_grad(forward or ctx.forward, baselines, ctx.stats, ctx.options)
-            f_base = f_base.gather(1, ts[:, None]).squeeze(1)
+            f_base = ctx.score(f_base, ts)[0]  # the score the path differentiates
         ctx.meta.setdefault("f_baseline", f_base.detach().view(m, -1).mean(0))
     return attr
 
@@ -253,7 +253,7 @@ def refine(ctx: Context, x, targets, p: dict, shelf: Shelf):
     f_baseline = state.f_baseline if state is not None else None
     if f_baseline is None:
         f_baseline = forward_no_grad(ctx.forward, baselines, ctx.stats, ctx.options)
-        f_baseline = f_baseline.gather(1, ts[:, None]).squeeze(1).view(m, -1).mean(0)
+        f_baseline = ctx.score(f_baseline, ts)[0].view(m, -1).mean(0)
     ctx.meta["f_baseline"] = f_baseline
     shelf.keep(RefineState(key=key, count=steps, sums=sums, f_baseline=f_baseline))
     attr = sums / denominator * (xs - baselines)

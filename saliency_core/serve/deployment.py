@@ -85,9 +85,24 @@ def batch_key(request: dict) -> str | None:
     except TypeError:  # a tensor parameter (a custom baseline): not comparable, run alone
         return None
     x = request["inputs"]
-    target_kind = "predicted" if isinstance(request["target"], str) else "index"
+    target_kind = _target_kind(request["target"])
+    if target_kind is None:
+        return None
     return json.dumps([request["op"], request["model"], request["method"], plain,
                        list(x.shape[1:]), str(x.dtype), target_kind])
+
+
+def _target_kind(target) -> str | None:
+    """"predicted" or "classes" (indices or names, whose lists concatenate); None for a
+    contrast, which runs alone."""
+    from saliency_core.targets import PREDICTED
+
+    if target == PREDICTED:
+        return PREDICTED
+    if isinstance(target, (int, str)) or (isinstance(target, list) and
+                                          all(isinstance(t, (int, str)) for t in target)):
+        return "classes"
+    return None
 
 
 def _targets(request: dict, n: int) -> list:
@@ -286,7 +301,7 @@ class Engine:
         loaded = self.model(first["model"])
         counts = [j.request["inputs"].shape[0] for j in group]
         x = torch.cat([j.request["inputs"] for j in group]).to(self.device)
-        target: Any = first["target"] if isinstance(first["target"], str) else \
+        target: Any = first["target"] if _target_kind(first["target"]) == "predicted" else \
             [t for j, n in zip(group, counts) for t in _targets(j.request, n)]
         options = {**first["params"], **self._engine_options(group)}
         ex = sc.explain(loaded, x, first["method"], target=target, **options)

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as _load_tensors
 from safetensors.torch import save as _save_tensors
 
+from saliency_core import targets
 from saliency_core.api import Explanation
 from saliency_core.errors import SaliencyError
 from saliency_core.text.classifier import TextAttribution
@@ -98,6 +99,7 @@ DATACLASSES = {
     "DataRandomizationResult": ("saliency_core.evaluation", "DataRandomizationResult"),
     "RandomizationUnit": ("saliency_core.evaluation", "RandomizationUnit"),
     "MapSet": ("saliency_core.evaluation", "MapSet"),
+    "Contrast": ("saliency_core.targets", "Contrast"),
 }
 _KIND = "__kind__"
 MODEL_REF = "model"  # a model argument, sent by name and loaded by the service
@@ -140,6 +142,8 @@ def encode_value(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
         return {_KIND: MODEL_REF, "name": value.name}
     if hasattr(value, "model") and isinstance(getattr(value, "name", None), str):
         return {_KIND: MODEL_REF, "name": value.name}  # a LoadedModel
+    if callable(value):
+        targets.to_wire(value)  # a target function: raises the error that says what to do
     raise TypeError(f"a {type(value).__name__} value cannot be sent to the engine service")
 
 
@@ -243,8 +247,7 @@ def encode_request(op: str, model: str, method: str, target, params: dict,
     plain, tensors = split_tensors(params, "param.")
     if inputs is not None:
         tensors["inputs"] = inputs
-    if isinstance(target, torch.Tensor):
-        target = target.flatten().tolist()
+    target = targets.to_wire(target)  # a target function cannot leave this process
     doc = {"op": op, "model": model, "method": method, "target": target, "params": plain,
            "text": text, "counts": counts}
     return pack(tensors, doc)
@@ -269,6 +272,10 @@ def decode_request(data: bytes, load_model=None) -> dict:
     if not isinstance(params, dict):
         raise WireError("params must be an object")
     doc["params"] = join_tensors(params, tensors)
+    try:
+        doc["target"] = targets.from_wire(doc.get("target"))
+    except SaliencyError as exc:
+        raise WireError(str(exc)) from None
     doc["inputs"] = tensors.get("inputs")
     if doc["op"] == "attribute_text":
         if not isinstance(doc.get("text"), str):

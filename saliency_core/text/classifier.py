@@ -15,7 +15,7 @@ from saliency_core.errors import ParameterError, SaliencyError
 from saliency_core.harness.refine import Refiner
 from saliency_core.methods import get as method_entry
 from saliency_core.methods.integrated_gradients import TEXT_BASELINES
-from saliency_core.params import MethodParams, Model
+from saliency_core.params import MethodParams, Model, Target
 
 AGGREGATIONS = ("auto", "sum", "l2")
 
@@ -30,7 +30,7 @@ class TextAttribution:
         scores: numpy [T], one signed score per token (the embedding attribution summed or
             L2-normed over the embedding dimension, see ``aggregation``).
         attribution: [T, D], the raw attribution in embedding space.
-        target: The class explained.
+        target: The class explained (a contrast's first class; -1 for a target function).
         predicted: The model's top class.
         probabilities: numpy [K], the softmax of the logits.
         metadata: JSON-able facts (method, params, time_s, passes, aggregation, truncated...).
@@ -101,7 +101,7 @@ def text_baseline_builder(embed, ids: torch.Tensor, special: torch.Tensor):
     return make
 
 
-def attribute_text(model: Model, tokenizer: Any, text: str, method: str, target: int | Literal["predicted"] = "predicted", *,
+def attribute_text(model: Model, tokenizer: Any, text: str, method: str, target: Target = "predicted", *,
                    max_length: int | None = None, aggregation: Literal["auto", "sum", "l2"] = "auto",
                    **params: Unpack[MethodParams]) -> TextAttribution:
     """One score per token of ``text`` for ``target``, by attribution in embedding space.
@@ -113,7 +113,8 @@ def attribute_text(model: Model, tokenizer: Any, text: str, method: str, target:
         text: The sentence to explain.
         method: A method whose spec has ``text=True``: gradient, gradient_x_input,
             integrated_gradients, smoothgrad.
-        target: "predicted" or a class index.
+        target: "predicted", a class index or name, a ``Contrast`` or a function of the
+            logits, as for ``attribute``.
         max_length: Truncate to this many tokens (default: the tokenizer's limit, at most 512).
         aggregation: How the embedding dimension becomes one score: "sum" (signed; the
             default for input-weighted methods under "auto") or "l2".
@@ -156,7 +157,7 @@ class TextRefiner:
         tokenizer: Its tokenizer (``loaded.tokenizer`` for a loaded model).
         text: The sentence to explain.
         method: "integrated_gradients" or "smoothgrad".
-        target: "predicted" or a class index.
+        target: As for ``attribute_text``.
         max_length: Truncate to this many tokens, as for ``attribute_text``.
         aggregation: "auto", "sum" or "l2", as for ``attribute_text``.
         **params: The method's parameters and engine options; each ``explain`` can change them.
@@ -178,7 +179,7 @@ class TextRefiner:
     """
 
     def __init__(self, model: Model, tokenizer: Any, text: str, method: str,
-                 target: int | Literal["predicted"] = "predicted", *,
+                 target: Target = "predicted", *,
                  max_length: int | None = None, aggregation: Literal["auto", "sum", "l2"] = "auto",
                  **params: Unpack[MethodParams]):
         if aggregation not in AGGREGATIONS:

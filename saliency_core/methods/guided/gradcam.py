@@ -12,7 +12,7 @@ from contextlib import nullcontext
 import torch
 
 from saliency_core.engine.layers import capture_output, to_spatial
-from saliency_core.engine.stream import _score, logits_of, model_lock
+from saliency_core.engine.stream import logits_of, model_lock
 from saliency_core.errors import SaliencyError
 from saliency_core.methods.base import Context
 from saliency_core.methods.cam import (
@@ -66,7 +66,7 @@ def _guided_gradcam_pass_locked(ctx: Context, xc, tc, layer, path: str):
         a = store.get("output")
         if a is None:
             raise SaliencyError("the target layer was not used in the forward pass; pick another")
-        scores, t = _score(logits, tc, ctx.target_range if tc is not None else None)
+        scores, t = ctx.score(logits, tc)
         if path == "graph" and graph_rule.rectifiers_above(logits, a, since) == 0:
             # No rectifier between the layer and the score (ResNet's layer4, MobileNet's last
             # block): the guided pass carries the plain gradient to the layer, and one
