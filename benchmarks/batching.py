@@ -76,11 +76,14 @@ class Workload:
         self.inputs = [torch.rand(shape, generator=g).to(device) for _ in range(sessions)]
 
     def request(self, session: int, tag: str):
-        from workbench.jobs import compute
+        from saliency_core.computation import Computation
+        from workbench.jobs import compute, engine
 
-        key = f"{tag}:{session}"
-        return compute.image_request(self.loaded, self.device, self.inputs[session], self.method,
-                                     self.params, "predicted", key, page="benchmark")
+        # A digest of its own per session: distinct results, one batch key.
+        computation = Computation("image", self.loaded.name, self.device, f"{tag}:{session}",
+                                  self.method, self.params, "predicted")
+        return compute.image_request(engine.configured(), self.loaded, computation,
+                                     self.inputs[session], page="benchmark")
 
 
 def one_round(work: Workload, max_batch: int, tag: str) -> dict:

@@ -8,7 +8,7 @@ import streamlit as st
 import saliency_core
 from saliency_core.errors import SaliencyError
 from workbench.hosting.share import ShareStore
-from workbench.jobs import compute, progressive
+from workbench.jobs import compute, engine
 from workbench.ui import display, page, plaintext, progress, session
 from workbench.ui.inputs import (
     default_sample,
@@ -94,7 +94,7 @@ if current is None:
         st.info("Upload an image or pick a sample in the sidebar.")
     st.stop()
 for shown in models.values():
-    if (here := compute.runs_here_because(shown)) is not None:
+    if (here := engine.runs_here_because(shown)) is not None:
         plaintext.info(f"{shown.name}: {here}")
     if (mismatch := domain_notice(shown, current.source)) is not None:
         plaintext.warning(mismatch)
@@ -117,6 +117,7 @@ with c_score:
                       "localisation) for each map; costs extra model passes.")
 
 digest = compute.pixels_digest(current.pixels)
+visitor = session.visitor()
 runs: dict[str, dict] = {}  # model -> {method: (key, result)}
 failures: dict[tuple[str, str], str] = {}
 stopped = False
@@ -131,7 +132,7 @@ def show_preview(name: str, view, result, note: str = "") -> tuple:
     """Redraw the preview row: the finished maps and this one (coarse, or just done)."""
     rendered = display.render_map(result.attribution, view, display.stored_options(P))
     entry = (display.screen_png(rendered.overlay), f"{METHODS[name].label} {note}".strip())
-    progressive.preview_row(preview_area, f"{len(finished)} of {total} maps ready",
+    progress.preview_row(preview_area, f"{len(finished)} of {total} maps ready",
                             [*finished, entry])
     return entry
 
@@ -148,7 +149,8 @@ for mname, mloaded in models.items():
         params = dict(params_by_method[name])
         if mname != model_name and "layer" in params:
             params["layer"] = None  # layer names belong to the first model
-        key = compute.image_key(mloaded, device, digest, name, params, mtarget)
+        computation = compute.image_computation(mloaded, device, digest, name, params, mtarget)
+        key = computation.key
         if progress.was_stopped(key):
             stopped = True
             continue
@@ -156,8 +158,8 @@ for mname, mloaded in models.items():
             with status_area, progress.Progress(
                     f"{METHODS[name].label} on {mname} ({done} of {total})", key,
                     f"{P}.stop.{mname}.{name}") as bar:
-                result = progressive.explain_image(
-                    mloaded, device, x, digest, name, params, mtarget, progress=bar,
+                result = compute.explain_image(
+                    visitor, mloaded, computation, x, progress=bar,
                     on_level=lambda r, level, n=name, v=view: show_preview(
                         n, v, r, f"({level.count} of {level.total} {level.knob})"))
             runs[mname][name] = (key, result)
@@ -232,8 +234,8 @@ if score and runs.get(model_name):
         try:
             with progress.Progress(f"Scoring on {mname}", score_key,
                                    f"{P}.stop.score.{mname}") as bar:
-                board = compute.scoreboard(mloaded, device, x, digest, labelled, first.target,
-                                           mask, progress=bar)
+                board = compute.scoreboard(visitor, mloaded, device, x, digest, labelled,
+                                           first.target, mask, progress=bar)
         except SaliencyError as exc:
             plaintext.error(f"Scoring failed: {exc}")
             continue

@@ -7,7 +7,7 @@ import streamlit as st
 import saliency_core
 from saliency_core.errors import SaliencyError
 from workbench.hosting.share import ShareStore
-from workbench.jobs import compute, progressive
+from workbench.jobs import compute, engine, progressive
 from workbench.ui import display, export, page, plaintext, progress, session, topk
 from workbench.ui.inputs import (
     default_sample,
@@ -64,7 +64,7 @@ if current is None:
     st.stop()
 for notice in current.notices:
     plaintext.info(notice)
-if (here := compute.runs_here_because(loaded)) is not None:
+if (here := engine.runs_here_because(loaded)) is not None:
     plaintext.info(here)
 if (mismatch := domain_notice(loaded, current.source)) is not None:
     plaintext.warning(mismatch)
@@ -72,7 +72,8 @@ if (mismatch := domain_notice(loaded, current.source)) is not None:
 x = loaded.preprocess(current.image)
 model_view = loaded.unpreprocess(x)
 digest = compute.pixels_digest(current.pixels)
-computation = compute.image_key(loaded, device, digest, method, params, target)
+# What this view computes: built once, the key of its result, its Stop and its progress.
+computation = compute.image_computation(loaded, device, digest, method, params, target)
 
 status_area = st.container()
 preview_area = st.empty()
@@ -81,7 +82,7 @@ preview_area = st.empty()
 def show_preview(result, level) -> None:
     """A coarse level of a progressive run, replaced in place by the next one."""
     rendered = display.render_map(result.attribution, model_view, display.stored_options(P))
-    progressive.preview_row(preview_area, f"Refining: {progressive.level_note(result, level)}",
+    progress.preview_row(preview_area, f"Refining: {progressive.level_note(result, level)}",
                             [(display.screen_png(model_view), "Input"),
                              (display.screen_png(rendered.heat), "Heatmap"),
                              (display.screen_png(rendered.overlay), "Overlay")])
@@ -90,17 +91,18 @@ def show_preview(result, level) -> None:
 result = None
 note = None
 with status_area:
-    if progress.was_stopped(computation):
-        progress.stopped_notice(computation, key=f"{P}.rerun")
-        best = progressive.best_so_far(computation)
+    if progress.was_stopped(computation.key):
+        progress.stopped_notice(computation.key, key=f"{P}.rerun")
+        best = progressive.best_so_far(st.session_state, computation.key)
         if best is not None:
             result, level = best
             note = f"Best result before Stop: {progressive.level_note(result, level)}"
     else:
         try:
-            with progress.Progress(f"{spec.label} on {model_name}", computation, f"{P}.stop") as bar:
-                result = progressive.explain_image(loaded, device, x, digest, method, params,
-                                                   target, progress=bar, on_level=show_preview)
+            with progress.Progress(f"{spec.label} on {model_name}", computation.key,
+                                   f"{P}.stop") as bar:
+                result = compute.explain_image(session.visitor(), loaded, computation, x,
+                                               progress=bar, on_level=show_preview)
         except SaliencyError as exc:
             plaintext.error(exc)
 preview_area.empty()
@@ -137,7 +139,7 @@ def show_result(result, note, options) -> None:
         # scale per colormap) was most of the server's time in an opacity change.
         figure = session.kept(
             f"{P}.heatmap_kept", result,
-            (computation, options.cmap, options.sign, options.clip, options.agg),
+            (computation.key, options.cmap, options.sign, options.clip, options.agg),
             lambda: display.heatmap_figure(rendered, options.cmap, image=model_view,
                                            sign=options.sign, clip=options.clip))
         st.plotly_chart(figure, key=f"{P}.heatmap", config={"displayModeBar": False})
@@ -183,7 +185,7 @@ def show_result(result, note, options) -> None:
     # Compressing the raw arrays takes longer than the rest of a display change; the map in it
     # changes with the sign and aggregation only.
     raw_export = session.kept(
-        f"{P}.npz_kept", result, (computation, options.sign, options.agg),
+        f"{P}.npz_kept", result, (computation.key, options.sign, options.agg),
         lambda: export.npz_bytes(attribution=result.attribution, map=rendered.raw,
                                  probabilities=result.probabilities, target=result.target,
                                  input=model_view))

@@ -15,7 +15,7 @@ import saliency_core
 from saliency_core import evaluation, render
 from saliency_core.errors import SaliencyError
 from workbench.hosting.share import ShareStore
-from workbench.jobs import compute
+from workbench.jobs import compute, engine
 from workbench.ui import page, plaintext, progress, session
 from workbench.ui.display import enlarge
 from workbench.ui.inputs import default_sample, input_picker, restore_input
@@ -120,7 +120,7 @@ with page.stop_on_error():
     loaded = page.load(model_name, device)
     x = loaded.preprocess(current.image)
     other = page.load(partner, device) if partner != NO_PARTNER else None
-if (here := compute.runs_here_because(loaded)) is not None:
+if (here := engine.runs_here_because(loaded)) is not None:
     plaintext.info(here)
 model_view = loaded.unpreprocess(x)
 params = FAST_PARAMS if fast else {}
@@ -145,8 +145,8 @@ if run_clicked:
     try:
         with progress.Progress(f"Sanity checks on {model_name}", computation, f"{P}.stop",
                                unit="maps") as bar:
-            result = compute.sanity_checks(loaded, device, x, digest, chosen, mode, seed, params,
-                                           other, threshold, progress=bar)
+            result = compute.sanity_checks(session.visitor(), loaded, device, x, digest, chosen,
+                                           mode, seed, params, other, threshold, progress=bar)
     except SaliencyError as exc:
         plaintext.error(exc)
 elif result is None and progress.was_stopped(computation):

@@ -8,7 +8,7 @@ import saliency_core
 from saliency_core.errors import SaliencyError
 from saliency_core.methods import with_capability
 from workbench.jobs import compute
-from workbench.jobs.progressive import best_so_far, explain_text, level_note
+from workbench.jobs.progressive import best_so_far, level_note
 from workbench.ui import export, page, plaintext, progress, session, textview
 from workbench.ui.display import completeness_reading
 from workbench.ui.urlstate import MAX_TEXT
@@ -80,7 +80,7 @@ if not text.strip():
     st.stop()
 
 run_params = {**params, "max_length": int(max_tokens)}
-computation = compute.text_key(loaded, device, text, method, run_params, target)
+computation = compute.text_computation(loaded, device, text, method, run_params, target)
 preview_area = st.empty()
 
 
@@ -93,17 +93,18 @@ def show_preview(result, level) -> None:
 
 result = None
 note = None
-if progress.was_stopped(computation):
-    progress.stopped_notice(computation, key=f"{P}.rerun")
-    best = best_so_far(computation)
+if progress.was_stopped(computation.key):
+    progress.stopped_notice(computation.key, key=f"{P}.rerun")
+    best = best_so_far(st.session_state, computation.key)
     if best is not None:
         result, level = best
         note = f"Best result before Stop: {level_note(result, level)}"
 else:
     try:
-        with progress.Progress(f"{spec.label} on {model_name}", computation, f"{P}.stop") as bar:
-            result = explain_text(loaded, device, text, method, run_params, target,
-                                  progress=bar, on_level=show_preview)
+        with progress.Progress(f"{spec.label} on {model_name}", computation.key,
+                               f"{P}.stop") as bar:
+            result = compute.explain_text(session.visitor(), loaded, computation, text,
+                                          progress=bar, on_level=show_preview)
     except SaliencyError as exc:
         plaintext.error(exc)
 preview_area.empty()

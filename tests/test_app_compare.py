@@ -24,8 +24,8 @@ CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 def engine_calls(monkeypatch):
     compute.result_cache.clear()
     calls: list[tuple[str, str]] = []
-    count_engine_runs(monkeypatch, lambda model, method: calls.append((model.name, method)))
-    yield calls
+    with count_engine_runs(lambda model, method: calls.append((model.name, method))):
+        yield calls
     compute.result_cache.clear()
 
 

@@ -28,8 +28,8 @@ def engine_calls(monkeypatch, tmp_path):
     monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path / "share"))
     compute.result_cache.clear()
     calls: list[str] = []
-    count_engine_runs(monkeypatch, lambda _model, method: calls.append(method))
-    yield calls
+    with count_engine_runs(lambda _model, method: calls.append(method)):
+        yield calls
     compute.result_cache.clear()
 
 
@@ -290,8 +290,8 @@ def test_stopped_computation_is_not_restarted_until_asked(engine_calls):
 
     digest = compute.pixels_digest(from_sample("shapes:0").pixels)
     params = method_entry("integrated_gradients").spec.defaults()
-    key = compute.image_key(saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest,
-                            "integrated_gradients", params, "predicted")
+    key = compute.image_computation(saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest,
+                                    "integrated_gradients", params, "predicted").key
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.query_params["model"] = "shapes-cnn"
     at.session_state[STOPPED_KEY] = key

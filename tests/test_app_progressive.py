@@ -9,13 +9,13 @@ import pytest
 import streamlit as st
 import test_app_image
 import torch
-from support.apptest import run_app_page
+from support.apptest import CountingEngine, engine_in_place, run_app_page
 from support.browser import REPO_ROOT
 from support.engine_models import max_rel_diff
 
 import saliency_core
 from saliency_core.methods import get as method_entry
-from workbench.jobs import compute, progressive
+from workbench.jobs import compute, engine, progressive
 from workbench.ui import topk
 from workbench.ui.inputs import from_sample
 from workbench.ui.progress import STOPPED_KEY
@@ -38,7 +38,7 @@ def page_result(method: str, **changes) -> np.ndarray:
     """The attribution the page cached for these settings (defaults plus changes)."""
     params = {**method_entry(method).spec.defaults(), **changes}
     digest = compute.pixels_digest(from_sample("shapes:0").pixels)
-    hit = compute.cached(compute.image_key(saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest, method, params, "predicted"))
+    hit = compute.cached(compute.image_computation(saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest, method, params, "predicted").key)
     assert hit is not None
     return hit.attribution
 
@@ -81,23 +81,36 @@ def test_smoothgrad_ladder_equals_the_one_shot_map(engine_calls):
     assert max_rel_diff(torch.from_numpy(page_result("smoothgrad", samples=32)), ref) < 1e-5
 
 
-def test_stop_keeps_the_best_level_so_far(engine_calls, monkeypatch):
-    """A click on Stop while the last level runs: the Stop button's callback marks the run and
-    Streamlit restarts the script (st.rerun stands in for the interrupt)."""
-    real = saliency_core.Refiner.explain
+class _StoppedAt50:
+    """A refiner whose 50-step level is where the user clicks Stop."""
 
-    def stopped_at_50(self, **changes):
+    def __init__(self, inner):
+        self.inner = inner
+
+    def explain(self, **changes):
         if changes.get("steps") == 50 and STOPPED_KEY not in st.session_state:
             params = {**method_entry("integrated_gradients").spec.defaults(),
                       "quadrature": "riemann_right", "baseline": "black"}
             digest = compute.pixels_digest(from_sample("shapes:0").pixels)
-            st.session_state[STOPPED_KEY] = compute.image_key(
-                saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest, "integrated_gradients", params, "predicted")
+            st.session_state[STOPPED_KEY] = compute.image_computation(
+                saliency_core.load_model("shapes-cnn", "cpu"), "cpu", digest,
+                "integrated_gradients", params, "predicted").key
             st.rerun()
-        return real(self, **changes)
+        return self.inner.explain(**changes)
 
-    monkeypatch.setattr(saliency_core.Refiner, "explain", stopped_at_50)
-    at = run_app_page(PAGE, {**RIEMANN, "p.steps": "50"}, TIMEOUT)
+
+class _StopsAt50(CountingEngine):
+    def refiner(self, model, inputs, method, target="predicted"):
+        return _StoppedAt50(super().refiner(model, inputs, method, target=target))
+
+
+def test_stop_keeps_the_best_level_so_far():
+    """A click on Stop while the last level runs: the Stop button's callback marks the run and
+    Streamlit restarts the script (st.rerun stands in for the interrupt)."""
+    compute.result_cache.clear()
+    with engine_in_place(_StopsAt50(engine.local(), lambda _model, _method: None)):
+        at = run_app_page(PAGE, {**RIEMANN, "p.steps": "50"}, TIMEOUT)
+    compute.result_cache.clear()
     assert any("Stopped" in w.value for w in at.warning)
     assert any("Best result before Stop: 25 of 50 steps" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 1  # the 25-step map stays on screen
@@ -106,19 +119,20 @@ def test_stop_keeps_the_best_level_so_far(engine_calls, monkeypatch):
 
 @pytest.mark.parametrize("method,used", [("gradient", "gradient"),
                                          ("guided_backprop", "gradcam")])
-def test_top_classes_from_one_batched_backward(engine_calls, monkeypatch, method, used):
+def test_top_classes_from_one_batched_backward(engine_calls, method, used):
     calls = []
-    real = saliency_core.attribute_targets
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("method"))
-        return real(*args, **kwargs)
+    class CountingTargets(CountingEngine):
+        def call(self, function, *args, **kwargs):
+            if function == "attribute_targets":
+                calls.append(kwargs.get("method"))
+            return super().call(function, *args, **kwargs)
 
-    monkeypatch.setattr(saliency_core, "attribute_targets", counting)
-    at = run_app_page(PAGE, {**SHAPES, "method": method}, TIMEOUT)
-    images = len(at.get("image"))
-    at.toggle(key="image.topk").set_value(True).run()
-    at.number_input(key="image.topk_k").set_value(3).run()
+    with engine_in_place(CountingTargets(engine.local(), lambda _model, _method: None)):
+        at = run_app_page(PAGE, {**SHAPES, "method": method}, TIMEOUT)
+        images = len(at.get("image"))
+        at.toggle(key="image.topk").set_value(True).run()
+        at.number_input(key="image.topk_k").set_value(3).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert calls == [used, used]  # k = 5, then k = 3; one call each
     assert len(at.get("image")) == images + 3

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support.apptest import run_app_page, shown
+from support.apptest import count_engine_runs, run_app_page, shown
 from support.browser import REPO_ROOT
 
-import saliency_core
 from workbench.jobs import compute
 
 PAGE = str(REPO_ROOT / "pages" / "text.py")
@@ -19,25 +18,10 @@ TIMEOUT = 180
 def engine_calls(monkeypatch):
     compute.result_cache.clear()
     calls: list[str] = []
-    real = saliency_core.attribute_text
-
-    def counting(model, tokenizer, text, method, *args, **kwargs):
-        calls.append(method)
-        return real(model, tokenizer, text, method, *args, **kwargs)
-
-    # Progressive levels (IG, SmoothGrad) run through a TextRefiner; a level served from kept
-    # sums runs no model.
-    real_refine = saliency_core.TextRefiner.explain
-
-    def refining(self, **changes):
-        out = real_refine(self, **changes)
-        if out.metadata.get("passes", 0):
-            calls.append(self.method)
-        return out
-
-    monkeypatch.setattr(saliency_core, "attribute_text", counting)
-    monkeypatch.setattr(saliency_core.TextRefiner, "explain", refining)
-    yield calls
+    # Progressive levels (IG, SmoothGrad) run through a kept TextRefiner; a level served from
+    # kept sums runs no model, and is not counted.
+    with count_engine_runs(lambda _model, method: calls.append(method)):
+        yield calls
     compute.result_cache.clear()
 
 

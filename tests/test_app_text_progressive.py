@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 import streamlit as st
-from support.apptest import run_app_page
+from support.apptest import CountingEngine, engine_in_place, run_app_page
 from support.browser import REPO_ROOT
 
 import saliency_core
 from saliency_core.methods import get as method_entry
-from workbench.jobs import compute, progressive
+from workbench.jobs import compute, engine, progressive
 from workbench.ui.progress import STOPPED_KEY
 
 PAGE = str(REPO_ROOT / "pages" / "text.py")
@@ -29,20 +29,46 @@ def loaded():
     return saliency_core.load_model("minilm-sentiment", "cpu")
 
 
-@pytest.fixture
-def levels(monkeypatch):
-    """The counts each TextRefiner level ran (a level served from kept sums is still listed)."""
-    compute.result_cache.clear()
-    seen: list[int] = []
-    real = saliency_core.TextRefiner.explain
+class _ListedRefiner:
+    def __init__(self, inner, seen: list[int], before):
+        self.inner = inner
+        self.seen = seen
+        self.before = before
 
     def explain(self, **changes):
-        seen.append(changes.get("steps", changes.get("samples")))
-        return real(self, **changes)
+        self.seen.append(changes.get("steps", changes.get("samples")))
+        if self.before is not None:
+            self.before(changes)
+        return self.inner.explain(**changes)
 
-    monkeypatch.setattr(saliency_core.TextRefiner, "explain", explain)
-    yield seen
+
+class LevelsEngine(CountingEngine):
+    """The app's engine with the count of each TextRefiner level listed (a level served from
+    kept sums is still listed); ``before(changes)`` runs ahead of each level when set."""
+
+    def __init__(self):
+        super().__init__(engine.local(), lambda _model, _method: None)
+        self.seen: list[int] = []
+        self.before = None
+
+    def text_refiner(self, model, text, method, target="predicted", max_length=None):
+        return _ListedRefiner(self.inner.text_refiner(model, text, method, target,
+                                                      max_length=max_length),
+                              self.seen, self.before)
+
+
+@pytest.fixture
+def levels_engine():
     compute.result_cache.clear()
+    with engine_in_place(LevelsEngine()) as installed:
+        yield installed
+    compute.result_cache.clear()
+
+
+@pytest.fixture
+def levels(levels_engine):
+    """The counts each TextRefiner level ran."""
+    return levels_engine.seen
 
 
 def one_shot(loaded, method: str, **params) -> np.ndarray:
@@ -52,7 +78,8 @@ def one_shot(loaded, method: str, **params) -> np.ndarray:
 def page_scores(method: str, **changes) -> np.ndarray:
     params = {**method_entry(method).spec.defaults("text"), **changes, "max_length": 512}
     loaded = saliency_core.load_model("minilm-sentiment", "cpu")
-    hit = compute.cached(compute.text_key(loaded, "cpu", TEXT, method, params, "predicted"))
+    hit = compute.cached(compute.text_computation(loaded, "cpu", TEXT, method, params,
+                                                  "predicted").key)
     assert hit is not None
     return hit.scores
 
@@ -102,19 +129,16 @@ def test_text_smoothgrad_ladder_equals_the_one_shot_result(loaded, levels):
     assert close(page_scores("smoothgrad", samples=32), one_shot(loaded, "smoothgrad", samples=32))
 
 
-def test_text_stop_keeps_the_best_level_so_far(loaded, levels, monkeypatch):
-    real = saliency_core.TextRefiner.explain
-
-    def stopped_at_64(self, **changes):
+def test_text_stop_keeps_the_best_level_so_far(loaded, levels_engine):
+    def stopped_at_64(changes):
         if changes.get("steps") == 64 and STOPPED_KEY not in st.session_state:
             params = {**method_entry("integrated_gradients").spec.defaults("text"),
                       "quadrature": "riemann_right", "steps": 64, "max_length": 512}
-            st.session_state[STOPPED_KEY] = compute.text_key(
-                loaded, "cpu", TEXT, "integrated_gradients", params, "predicted")
+            st.session_state[STOPPED_KEY] = compute.text_computation(
+                loaded, "cpu", TEXT, "integrated_gradients", params, "predicted").key
             st.rerun()
-        return real(self, **changes)
 
-    monkeypatch.setattr(saliency_core.TextRefiner, "explain", stopped_at_64)
+    levels_engine.before = stopped_at_64
     at = run_app_page(PAGE, RIEMANN, TIMEOUT)
     assert any("Stopped" in w.value for w in at.warning)
     assert any("Best result before Stop: 32 of 64 steps" in c.value for c in at.caption)

@@ -18,9 +18,10 @@ from support.apptest import run_app_page
 from support.browser import REPO_ROOT
 
 import saliency_core as sc
+from saliency_core.computation import Computation
 from saliency_core.errors import CancelledError, UnknownMethodError
 from saliency_core.serve.client import Client, EngineUnavailableError, model_ref
-from workbench.jobs import compute
+from workbench.jobs import compute, engine
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +137,7 @@ def test_the_queue_position_is_reported_for_work_sent_to_the_service(service, mo
     from workbench.jobs.scheduler import Job, Scheduler
 
     monkeypatch.setenv("SALIENCY_ENGINE_URL", service)
-    compute._client.clear()
+    engine._client.clear()
     model = sc.load_model("shapes-cnn")
     scheduler = Scheduler(concurrency=1)
     running = threading.Event()
@@ -147,9 +148,11 @@ def test_the_queue_position_is_reported_for_work_sent_to_the_service(service, mo
         release.wait(30)  # holds the first request on the service until the second is queued
 
     def request(i: int, progress=None):
-        return compute.image_request(model, "cpu", image(i), "integrated_gradients",
-                                     {"steps": 32, "batch_size": 4}, "predicted",
-                                     f"queue-test-{i}", "image", progress=progress)
+        computation = Computation("image", model.name, "cpu", f"queue-test-{i}",
+                                  "integrated_gradients", {"steps": 32, "batch_size": 4},
+                                  "predicted")
+        return compute.image_request(engine.configured(), model, computation, image(i), "image",
+                                     progress=progress)
 
     first = request(0, slow_progress)
     results: dict = {}
@@ -171,7 +174,7 @@ def test_the_queue_position_is_reported_for_work_sent_to_the_service(service, mo
     local = sc.explain(model, image(1), "integrated_gradients", steps=32)
     assert np.allclose(results["second"].attribution, local.attribution[0].numpy(), atol=1e-5)
     assert results["first"].metadata["method"] == "integrated_gradients"
-    compute._client.clear()
+    engine._client.clear()
 
 
 def test_user_errors_keep_their_type_and_message(client):
@@ -268,10 +271,11 @@ def test_the_app_pointed_at_the_service_shows_the_same_pictures(service, monkeyp
     compute.result_cache.clear()
     monkeypatch.setenv("SALIENCY_ENGINE_URL", service)
 
-    def no_local_runs(*args, **kwargs):
-        raise AssertionError("the app computed in-process although a service is configured")
+    class NoLocalRuns:
+        def __getattr__(self, name):
+            raise AssertionError("the app computed in-process although a service is configured")
 
-    monkeypatch.setattr(sc, "explain", no_local_runs)
+    monkeypatch.setattr(engine, "local", NoLocalRuns)
     remote = run_app_page(page, query)
     compute.result_cache.clear()
     urls = [[img.url for e in at.get("image") for img in e.proto.imgs] for at in (local, remote)]

@@ -22,6 +22,7 @@ from saliency_core import attribute
 from saliency_core.errors import SaliencyError
 from saliency_core.models import available_models, registration, registry
 from workbench.jobs import compute
+from workbench.jobs.visitor import Visitor
 
 ARCH = "mobilenet_v3_large"
 
@@ -182,10 +183,12 @@ def test_results_of_replaced_weights_are_never_served_from_the_cache(state):
     x = torch.rand(1, 3, 64, 64)
     digest = compute.pixels_digest(x.numpy())
     first = upload(state, "alice", "alice-net")
-    before = compute.explain_image(first, "cpu", x, digest, "gradient", {}, 0)
+    before = compute.explain_image(Visitor.anonymous(), first,
+                                   compute.image_computation(first, "cpu", digest, "gradient", {}, 0), x)
     changed = {k: (v + 0.05 if v.is_floating_point() else v) for k, v in state.items()}
     second = upload(changed, "alice", "alice-net")
-    after = compute.explain_image(second, "cpu", x, digest, "gradient", {}, 0)
+    after = compute.explain_image(Visitor.anonymous(), second,
+                                  compute.image_computation(second, "cpu", digest, "gradient", {}, 0), x)
     assert not torch.equal(torch.from_numpy(before.attribution), torch.from_numpy(after.attribution))
     direct = attribute(second, x, "gradient", target=0)
     torch.testing.assert_close(torch.from_numpy(after.attribution), direct[0])

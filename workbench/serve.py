@@ -102,7 +102,7 @@ def warm_up(imports_s: float = 0.0) -> dict[str, float]:
     import saliency_core
     import saliency_core.models as sc_models
     from saliency_core.methods.guided import graph_rule
-    from workbench.jobs import compute, models
+    from workbench.jobs import engine, models
     from workbench.ui import inputs
 
     timings: dict[str, float] = {"imports_s": imports_s}
@@ -115,7 +115,7 @@ def warm_up(imports_s: float = 0.0) -> dict[str, float]:
     for name in warm_models(present, models.default_model):
         start = time.perf_counter()
         loaded = models.get_model(name, device)
-        if compute.engine_client() is not None:
+        if not engine.in_process(engine.configured()):
             # The engine service does the model work: loading (for preprocessing and labels)
             # is all this process needs; the replicas warm on their first requests.
             timings[f"{name}_s"] = time.perf_counter() - start

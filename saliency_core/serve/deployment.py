@@ -38,6 +38,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from saliency_core import computation
 from saliency_core.errors import CancelledError, SaliencyError
 from saliency_core.serve import calls as service_calls
 from saliency_core.serve import wire
@@ -49,7 +50,6 @@ APP_NAME = "saliency"
 HEARTBEAT_S = 1.0
 POLL_S = 0.05
 MAX_REQUEST_BYTES = 256 * 2**20  # a batch of large images; nothing legitimate is bigger
-_RANDOM_BASELINES = ("uniform", "gaussian")
 
 
 class Job:
@@ -63,33 +63,17 @@ class Job:
         self.batch_key = batch_key(request)
 
 
-def _batchable(method) -> bool:
-    from saliency_core.errors import SaliencyError
-    from saliency_core.methods import get
-
-    try:
-        return get(method).batchable
-    except SaliencyError:
-        return False  # an unknown name runs alone and fails with its own message
-
-
 def batch_key(request: dict) -> str | None:
-    """Requests with equal keys can run as one engine call; None means: run alone."""
-    if request["op"] not in ("attribute", "explain") or not _batchable(request["method"]):
-        return None
-    params = request["params"]
-    if params.get("baseline") in _RANDOM_BASELINES or params.get("baseline_samples", 1) != 1:
-        return None
-    try:
-        plain = json.dumps(params, sort_keys=True)
-    except TypeError:  # a tensor parameter (a custom baseline): not comparable, run alone
+    """Requests with equal keys can run as one engine call; None means: run alone. Each
+    request brings its own targets, so a batch may mix targets of the same kind."""
+    if request["op"] not in ("attribute", "explain"):
         return None
     x = request["inputs"]
     target_kind = _target_kind(request["target"])
     if target_kind is None:
         return None
-    return json.dumps([request["op"], request["model"], request["method"], plain,
-                       list(x.shape[1:]), str(x.dtype), target_kind])
+    return computation.batch_key(request["op"], request["model"], request["method"],
+                                 request["params"], x.shape[1:], x.dtype, target_kind)
 
 
 def _target_kind(target) -> str | None:

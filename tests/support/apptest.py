@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 from streamlit.testing.v1 import AppTest
 
@@ -24,29 +26,81 @@ def run_app_page(path: str, query: dict | None = None, timeout: float = 180) -> 
     return at
 
 
-def count_engine_runs(monkeypatch, record) -> None:
-    """Call ``record(model, method)`` for every model run a page starts: one-shot
-    ``saliency_core.explain`` calls and each level of a progressive ``Refiner``."""
-    import saliency_core
+class CountingEngine:
+    """The app's engine with every model run a page starts reported to ``record(model,
+    method)``: one-shot ``explain`` / ``attribute_text`` calls and each level of a kept
+    refiner that ran the model (a level served from kept sums runs none). The cost model's
+    calibration runs are no page's request and are left out."""
 
-    real_explain = saliency_core.explain
-    real_init = saliency_core.Refiner.__init__
-    real_refine = saliency_core.Refiner.explain
+    def __init__(self, inner, record):
+        self.inner = inner
+        self.record = record
 
-    def explain(model, inputs, method, *args, **kwargs):
-        record(model, method)
-        return real_explain(model, inputs, method, *args, **kwargs)
+    def _count(self, model, method) -> None:
+        from workbench.jobs import engine
 
-    def init(self, model, *args, **kwargs):
-        real_init(self, model, *args, **kwargs)
-        self.counted_model = model
+        if not engine.measuring_now():
+            self.record(model, method)
 
-    def refine(self, **changes):
-        out = real_refine(self, **changes)
-        if out.metadata.get("passes", 0):  # a level served from kept sums runs no model
-            record(self.counted_model, self.method)
+    def attribute(self, model, inputs, method, target="predicted", **params):
+        self._count(model, method)
+        return self.inner.attribute(model, inputs, method, target=target, **params)
+
+    def explain(self, model, inputs, method, target="predicted", **params):
+        self._count(model, method)
+        return self.inner.explain(model, inputs, method, target=target, **params)
+
+    def attribute_text(self, model, text, method, target="predicted", **params):
+        self._count(model, method)
+        return self.inner.attribute_text(model, text, method, target=target, **params)
+
+    def refine(self, model, inputs, method, counts, target="predicted", on_level=None, **params):
+        self._count(model, method)
+        return self.inner.refine(model, inputs, method, counts, target=target,
+                                 on_level=on_level, **params)
+
+    def call(self, function, *args, **kwargs):
+        return self.inner.call(function, *args, **kwargs)
+
+    def refiner(self, model, inputs, method, target="predicted"):
+        return _CountedRefiner(self.inner.refiner(model, inputs, method, target=target),
+                               model, self.record)
+
+    def text_refiner(self, model, text, method, target="predicted", max_length=None):
+        return _CountedRefiner(self.inner.text_refiner(model, text, method, target,
+                                                       max_length=max_length),
+                               model, self.record)
+
+
+class _CountedRefiner:
+    def __init__(self, inner, model, record):
+        self.inner = inner
+        self.model = model
+        self.record = record
+
+    def explain(self, **changes):
+        out = self.inner.explain(**changes)
+        if out.metadata.get("passes", 0):
+            self.record(self.model, self.inner.method)
         return out
 
-    monkeypatch.setattr(saliency_core, "explain", explain)
-    monkeypatch.setattr(saliency_core.Refiner, "__init__", init)
-    monkeypatch.setattr(saliency_core.Refiner, "explain", refine)
+
+@contextlib.contextmanager
+def engine_in_place(replacement) -> Iterator:
+    """The app's engine replaced by ``replacement`` (workbench.jobs.engine.use) while the block
+    runs."""
+    from workbench.jobs import engine
+
+    previous = engine.use(replacement)
+    try:
+        yield replacement
+    finally:
+        engine.use(previous)
+
+
+def count_engine_runs(record):
+    """A block in which every model run a page starts is reported to ``record(model, method)``
+    (a CountingEngine around the in-process engine)."""
+    from workbench.jobs import engine
+
+    return engine_in_place(CountingEngine(engine.local(), record))

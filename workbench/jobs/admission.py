@@ -3,24 +3,25 @@ device's queue, and a log line and metrics for every request.
 
 ``submit`` is what workbench.jobs.compute calls for each computation that missed the result
 cache. It raises ``SaliencyError`` subclasses with a message fit for the page when a request
-is refused, so pages that already show SaliencyError messages need no changes.
+is refused, so pages that already show SaliencyError messages need no changes. Over the
+budget it raises ``OverBudget`` with the estimate: the page offers "Run anyway"
+(workbench.ui.progress), whose click is recorded in the visitor's state as a confirmation.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import streamlit as st
-
 from saliency_core.errors import SaliencyError
-from workbench.hosting import auth, telemetry
+from workbench.hosting import telemetry
 from workbench.jobs.costs import Budget, CostModel, RateLimiter
 from workbench.jobs.scheduler import QUANTUM_S, Job, Scheduler, Waiting
+from workbench.jobs.shared import shared
+from workbench.jobs.visitor import Visitor
 
 CONCURRENCY_ENV = "SALIENCY_CONCURRENCY"
 MAX_BATCH_ENV = "SALIENCY_MAX_BATCH"
@@ -29,7 +30,16 @@ CONFIRMED_KEY = "_budget_confirmed"
 
 
 class OverBudget(SaliencyError):
-    """The estimate is above the per-request budget and the user has not confirmed it."""
+    """The estimate is above the per-request budget and the user has not confirmed it:
+    ``confirm(visitor)`` lets the same request run on the next try."""
+
+    def __init__(self, message: str, key: Hashable, estimate_s: float):
+        super().__init__(message)
+        self.key = key
+        self.estimate_s = estimate_s
+
+    def confirm(self, visitor_state) -> None:
+        visitor_state.setdefault(CONFIRMED_KEY, set()).add(self.key)
 
 
 class Refused(SaliencyError):
@@ -47,7 +57,7 @@ def default_concurrency(device: str) -> int:
     return max(1, (os.cpu_count() or 1) // 8)
 
 
-def turn_seconds() -> float:
+def turnseconds_text() -> float:
     """How long a job runs before it lets other sessions' queued work go first."""
     try:
         value = float(os.environ.get(TURN_ENV, "") or QUANTUM_S)
@@ -56,30 +66,21 @@ def turn_seconds() -> float:
     return value if value >= 0 else QUANTUM_S
 
 
-@st.cache_resource(show_spinner=False)
+@shared
 def scheduler_for(device: str) -> Scheduler:
     raw = os.environ.get(MAX_BATCH_ENV, "")
     return Scheduler(default_concurrency(device), max_batch=int(raw) if raw.isdigit() else 8,
-                     quantum_s=turn_seconds())
+                     quantum_s=turnseconds_text())
 
 
-@st.cache_resource(show_spinner=False)
+@shared
 def cost_model() -> CostModel:
     return CostModel()
 
 
-@st.cache_resource(show_spinner=False)
+@shared
 def rate_limiter() -> RateLimiter:
     return RateLimiter()
-
-
-def session_id() -> str:
-    """An anonymous id for this browser session (logs, fairness)."""
-    return st.session_state.setdefault("_session_id", uuid.uuid4().hex[:12])
-
-
-def requester() -> str:
-    return auth.current_user() or session_id()
 
 
 @dataclass
@@ -100,21 +101,13 @@ class Request:
     explicit: bool = False
 
 
-def _seconds(value: float) -> str:
+def seconds_text(value: float) -> str:
     return f"{value:.2g} s" if value < 10 else f"{value:.0f} s"
-
-
-def _confirm_button(request: Request, estimate_s: float) -> None:
-    def confirm():
-        st.session_state.setdefault(CONFIRMED_KEY, set()).add(request.key)
-    st.button(f"Run anyway (about {_seconds(estimate_s)})", key=f"budget.{hash(request.key)}",
-              on_click=confirm, type="primary",
-              help="Runs these settings although they are over the per-request budget.")
 
 
 def _describe(request: Request, estimate_s: float) -> str:
     return (f"{request.passes} model passes of {request.model} on {request.device}, about "
-            f"{_seconds(estimate_s)}")
+            f"{seconds_text(estimate_s)}")
 
 
 def estimate(request: Request) -> float | None:
@@ -122,27 +115,33 @@ def estimate(request: Request) -> float | None:
     if not costs.known(request.model, request.device) and request.calibrate is not None:
         seconds = scheduler_for(request.device).run(Job(
             "calibration", ("calibrate", request.model, request.device), None,
-            lambda payloads: [request.calibrate()], cost_s=0.5))
+            lambda payloads: [_measure(request.calibrate)], cost_s=0.5))
         costs.observe(request.model, request.device, 1, request.units, seconds)
     return costs.estimate(request.model, request.device, request.passes, request.units)
 
 
-def _log_fields(request: Request) -> dict:
-    return {"session": session_id(), "user": auth.current_user(), "page": request.page,
+def _measure(calibrate: Callable[[], float]) -> float:
+    from workbench.jobs.engine import measuring
+
+    with measuring():
+        return calibrate()
+
+
+def _log_fields(visitor: Visitor, request: Request) -> dict:
+    return {"session": visitor.session, "user": visitor.user, "page": request.page,
             "model": request.model, "method": request.method, "device": request.device,
             "passes": request.passes}
 
 
-def admit(request: Request) -> float | None:
+def admit(visitor: Visitor, request: Request) -> float | None:
     """Check ``request`` against the budget, the hard limit and the user's rate limit; raise
     OverBudget or Refused (logged) when it may not run now. Returns the estimate in seconds
     (None while nothing is measured for the model yet)."""
-    sid, user = session_id(), auth.current_user()
-    log = _log_fields(request)
+    log = _log_fields(visitor, request)
     est = estimate(request)
     budget = Budget.configured()
     verdict = "ok" if est is None else budget.verdict(est)
-    confirmed = request.explicit or request.key in st.session_state.get(CONFIRMED_KEY, set())
+    confirmed = request.explicit or request.key in visitor.state.get(CONFIRMED_KEY, set())
     if verdict == "refused":
         telemetry.record_request(**log, queue_wait_s=0, compute_s=0, outcome="refused",
                                  estimate_s=est)
@@ -152,12 +151,11 @@ def admit(request: Request) -> float | None:
     if verdict == "confirm" and not confirmed:
         telemetry.record_request(**log, queue_wait_s=0, compute_s=0, outcome="over_budget",
                                  estimate_s=est)
-        _confirm_button(request, est)
         raise OverBudget(f"These settings need {_describe(request, est)}, more than the "
-                         f"{_seconds(budget.budget_s)} budget per request on this server. Lower the "
-                         "steps or samples, or press Run anyway to run them.")
+                         f"{seconds_text(budget.budget_s)} budget per request on this server. Lower the "
+                         "steps or samples, or press Run anyway to run them.", request.key, est)
     per_minute = RateLimiter.configured_per_minute()
-    wait = rate_limiter().acquire(user or sid, per_minute)
+    wait = rate_limiter().acquire(visitor.requester, per_minute)
     if wait > 0:
         telemetry.record_request(**log, queue_wait_s=0, compute_s=0, outcome="rate_limited",
                                  estimate_s=est)
@@ -166,15 +164,15 @@ def admit(request: Request) -> float | None:
     return est
 
 
-def submit(request: Request, progress=None) -> Any:
+def submit(visitor: Visitor, request: Request, progress=None) -> Any:
     """Run ``request`` through the budget, the rate limit and the device's queue."""
-    return schedule(request, admit(request), progress)
+    return schedule(visitor, request, admit(visitor, request), progress)
 
 
-def schedule(request: Request, est: float | None, progress=None) -> Any:
+def schedule(visitor: Visitor, request: Request, est: float | None, progress=None) -> Any:
     """Queue an admitted request on its device and wait for its result (see scheduler)."""
-    sid = session_id()
-    log = _log_fields(request)
+    sid = visitor.session
+    log = _log_fields(visitor, request)
     scheduler = scheduler_for(request.device)
     timing = {"queued": time.perf_counter(), "started": None, "compute": 0.0, "batch": 1}
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import weakref
 
-import streamlit as st
 import torch
 
 import saliency_core.models as sc_models
-from saliency_core.engine.stream import model_lock
 from saliency_core.models import registry
 from workbench.hosting import telemetry
+from workbench.jobs import engine
 from workbench.jobs.modelpool import ModelPool, configured_max_bytes
+from workbench.jobs.shared import shared
 
 # A real ImageNet classifier is the first impression: EfficientNet-Lite0 is installed with the
 # requirements, so photos, uploads and shared links are explained offline by default. The
@@ -34,22 +34,14 @@ def usable_models(task: str) -> list[str]:
             if m.task == task and m.present]
 
 
-_MISSING = {
+# What a page says when a task has no usable model (workbench.ui.page stops there).
+MISSING = {
     "image": "No image model is available: the bundled models are missing from "
              "saliency_core/weights. Regenerate them with `python -m saliency_core train-bundled`.",
     "text": "No text model is available: the bundled sentiment model is missing from "
             "saliency_core/weights. Regenerate it with "
             "`python -m saliency_core train-bundled --only minilm-sentiment`.",
 }
-
-
-def usable_models_or_stop(task: str) -> list[str]:
-    """The usable models of a task; without any, the page says how to get one and stops."""
-    names = usable_models(task)
-    if not names:
-        st.error(_MISSING[task])
-        st.stop()
-    return names
 
 
 def default_model(task: str, names: list[str]) -> str | None:
@@ -80,7 +72,7 @@ def get_model(name: str, device: str):
     return _cached_model(name, device)
 
 
-@st.cache_resource(show_spinner=False)
+@shared
 def model_pool() -> ModelPool:
     pool = ModelPool(sc_models.load_model, configured_max_bytes())
     telemetry.MODEL_POOL_BYTES.set_function(lambda: pool.size_bytes)
@@ -88,11 +80,12 @@ def model_pool() -> ModelPool:
 
 
 def _cached_model(name: str, device: str):
-    pool = model_pool()
-    if (name, device) in pool.names():
-        return pool.get(name, device)
-    with st.spinner(f"Loading {name}..."):
-        return pool.get(name, device)
+    return model_pool().get(name, device)
+
+
+def is_loaded(name: str, device: str) -> bool:
+    """Whether ``get_model`` answers at once (a page shows a spinner otherwise)."""
+    return registry.is_registered(name) or (name, device) in model_pool().names()
 
 
 def candidate_layers(name: str, device: str) -> list[tuple[str, tuple[int, ...]]]:
@@ -108,15 +101,10 @@ _layers_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _find_layers(loaded) -> list[tuple[str, tuple[int, ...]]]:
-    from workbench.jobs import compute
-
-    if compute.engine_client(loaded) is not None:  # the forward pass is model work: the engine's
-        return [(str(path), tuple(shape))
-                for path, shape in compute.engine_call("candidate_layers", loaded)]
-    # Finding the layers runs a hooked forward pass on the shared model: serialise it with
-    # the attribution runs of other sessions.
-    with model_lock(loaded.model):
-        return loaded.candidate_layers()
+    # Finding the layers is a hooked forward pass: model work, the engine's (in this process
+    # it runs under the model's lock, serialised with other sessions' attribution runs).
+    return [(str(path), tuple(shape))
+            for path, shape in engine.for_models(loaded).call("candidate_layers", loaded)]
 
 
 def model_label(name: str) -> str:

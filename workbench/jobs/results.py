@@ -15,7 +15,6 @@ never pickled; a damaged or unreadable entry is only a miss.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from saliency_core.computation import digest_key
 from saliency_core.serve.wire import WireError, decode_value, encode_value, pack, unpack
 from workbench.hosting.storage import (
     PruneTimer,
@@ -102,9 +102,8 @@ class SanityResult:
         return int(total)
 
 
-def result_key(*parts: Any) -> str:
-    """A stable text key; dicts are sorted so parameter order never matters."""
-    return json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+# The result cache's keys, one rule with the library's Computation keys.
+result_key = digest_key
 
 
 def to_bytes(value) -> bytes | None:

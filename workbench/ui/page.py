@@ -9,6 +9,7 @@ sidebar with ``model_picker`` / ``method_picker``; load with ``with page.stop_on
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -18,12 +19,14 @@ import saliency_core
 from saliency_core.errors import SaliencyError
 from saliency_core.methods.specs import MethodSpec
 from workbench.jobs.models import (
+    MISSING,
     candidate_layers,
     default_device,
     default_model,
     devices,
     get_model,
-    usable_models_or_stop,
+    is_loaded,
+    usable_models,
 )
 from workbench.ui import plaintext, session
 from workbench.ui.navigation import ensure_app_navigation
@@ -39,7 +42,11 @@ def start(prefix: str, task: str, title: str, caption: str) -> list[str]:
     ensure_app_navigation()
     st.title(title)
     st.caption(caption)
-    return usable_models_or_stop(task)
+    names = usable_models(task)
+    if not names:
+        st.error(MISSING[task])
+        st.stop()
+    return names
 
 
 def visit(prefix: str) -> UrlReader | None:
@@ -135,14 +142,21 @@ def method_picker(prefix: str, methods: dict[str, MethodSpec], default: str,
     return spec
 
 
+def _loading(name: str, device: str):
+    """A spinner while the model is loaded for the first time on this server."""
+    return contextlib.nullcontext() if is_loaded(name, device) else st.spinner(f"Loading {name}...")
+
+
 def load(name: str, device: str):
     """The shared loaded model (raises SaliencyError: use inside ``stop_on_error``)."""
-    return get_model(name, device)
+    with _loading(name, device):
+        return get_model(name, device)
 
 
 def layers(name: str, device: str) -> dict[str, tuple[int, ...]]:
     """The model's candidate CAM layers with their output shapes, for the layer picker."""
-    return dict(candidate_layers(name, device))
+    with _loading(name, device):
+        return dict(candidate_layers(name, device))
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from typing import Self
 
 import streamlit as st
 
+from workbench.jobs.admission import OverBudget, seconds_text
 from workbench.jobs.scheduler import yield_turn
 
 STOPPED_KEY = "_stopped_computation"
@@ -127,5 +128,26 @@ class Progress:
         self._last = now
         return now
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, _traceback) -> None:
         self._holder.empty()
+        if isinstance(exc, OverBudget):
+            run_anyway_button(exc)
+
+
+def run_anyway_button(refusal: OverBudget) -> None:
+    """What an over-budget request leaves on the page: a click confirms it, and the rerun
+    that follows runs it."""
+    st.button(f"Run anyway (about {seconds_text(refusal.estimate_s)})",
+              key=f"budget.{hash(refusal.key)}", on_click=refusal.confirm,
+              args=(st.session_state,), type="primary",
+              help="Runs these settings although they are over the per-request budget.")
+
+
+def preview_row(area, caption: str, images: list[tuple]) -> None:
+    """Draw (PNG bytes, caption) pairs in one row of ``area`` (an st.empty), replacing what it
+    showed: the coarse maps of a run still in progress."""
+    with area.container():
+        st.caption(caption)
+        columns = st.columns(max(3, len(images)))
+        for column, (pixels, label) in zip(columns, images):
+            column.image(pixels, width="stretch", caption=label)

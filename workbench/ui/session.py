@@ -1,14 +1,17 @@
 """Per-page session plumbing: restoring a page from a link (or from this session's last visit),
-keeping the URL in step with the view, the share-link box, and the target-class picker."""
+keeping the URL in step with the view, the share-link box, the target-class picker, and the
+visitor the jobs layer is told about (ids and this session's store)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import streamlit as st
 
+from workbench.jobs.visitor import Visitor
 from workbench.ui.urlstate import UrlReader, encode
 from workbench.ui.widgets import select
 
@@ -28,6 +31,15 @@ def reader_for_visit(prefix: str, widget_key: str) -> UrlReader | None:
     if not params:
         params = st.session_state.get(f"{prefix}._saved", {})
     return UrlReader(params)
+
+
+def visitor() -> Visitor:
+    """Who this session is, for the queue, the rate limit and the logs; its store is the
+    session's own state, so kept refiners and budget confirmations last across reruns."""
+    from workbench.hosting import auth
+
+    session_id = st.session_state.setdefault("_session_id", uuid.uuid4().hex[:12])
+    return Visitor(session_id, auth.current_user(), st.session_state)
 
 
 def keep_problems(prefix: str, problems: list[str]) -> None:

@@ -16,7 +16,7 @@ import torch
 import saliency_core
 from saliency_core.errors import SaliencyError
 from saliency_core.harness.multi_target import CAM_FORMULAS, INPUT_METHODS
-from workbench.jobs import compute
+from workbench.jobs import compute, engine
 from workbench.jobs.results import result_key
 from workbench.ui import display, plaintext
 from workbench.ui.widgets import ensure
@@ -53,7 +53,8 @@ def compute_top_k(loaded, device: str, x: torch.Tensor, digest: str, method: str
     hit = compute.cached(key)
     if hit is not None:
         return hit
-    out = compute.engine_call("attribute_targets", loaded, x, method=used, top_k=k, **own)
+    out = engine.for_models(loaded).call("attribute_targets", loaded, x, method=used, top_k=k,
+                                         **own)
     targets = out.targets.tolist()
     result = TopK(method=used, maps=out.attribution.detach().float().cpu().numpy(),
                   targets=targets,
