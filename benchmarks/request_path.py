@@ -62,7 +62,7 @@ def measure(method: str) -> dict:
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]
     assert not at.exception, [e.value for e in at.exception]
-    rel = lambda f: str(Path(f).relative_to(REPO))  # noqa: E731
+    rel = lambda f: str(Path(f).relative_to(REPO))
     return {
         "paths": {stop: [f"{rel(f)}:{q}" for f, q in chain] for stop, chain in stacks.items()},
         "path_files": {stop: sorted({rel(f) for f, _ in chain}) for stop, chain in stacks.items()},

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from urllib.parse import quote
 
-from support import hostile_cases as hc
 import pytest
+from support import hostile_cases as hc
 from support.browser import (
     app_url,
     assert_no_exception,
