@@ -12,6 +12,9 @@ import saliency_core
 from saliency_core import evaluation
 from workbench.jobs import compute
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 PAGE = str(REPO_ROOT / "pages" / "compare.py")
 TIMEOUT = 240
 # The shapes CNN: the page's machinery at a fraction of the default ImageNet model's cost.

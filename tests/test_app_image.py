@@ -17,6 +17,9 @@ import saliency_core
 from workbench.jobs import compute
 from workbench.ui import display
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 TIMEOUT = 180
 

@@ -20,6 +20,9 @@ from workbench.ui import topk
 from workbench.ui.inputs import from_sample
 from workbench.ui.progress import STOPPED_KEY
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 TIMEOUT = 180
 engine_calls = test_app_image.engine_calls  # the Image page tests' fixture

@@ -17,6 +17,9 @@ from benchmarks.measure import interleaved, measure
 from benchmarks.report import main_table, write_markdown
 from benchmarks.setups import CONFIGS, build_subject, select_configs
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,6 +10,9 @@ from torch import nn
 import saliency_core as sc
 from saliency_core.errors import MethodNotApplicableError
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 
 class Clamp(nn.Module):
     """An activation written as a functional clamp, as some model code does."""

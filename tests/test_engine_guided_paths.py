@@ -23,6 +23,9 @@ from saliency_core.engine.model_state import model_state
 from saliency_core.methods.guided import graph_rule
 from saliency_core.methods.guided.backprop import _graph_forward, fast_path
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 NO_TOOLCHAIN = shutil.which("c++") is None or shutil.which("ninja") is None
 
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import torch
 
 import saliency_core as sc
 from saliency_core.engine.stream import FairLock
+
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
 
 WAIT_S = 60
 

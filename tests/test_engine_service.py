@@ -22,7 +22,10 @@ from saliency_core.errors import CancelledError, UnknownMethodError
 from saliency_core.serve.client import Client, EngineUnavailableError, model_ref
 from workbench.jobs import compute
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("native_guided_rule"),  # runs guided methods (tests/conftest.py)
+]
 
 
 def free_port() -> int:
@@ -234,8 +237,7 @@ def test_progress_arrives_and_stop_reaches_the_replica(client, work):
     assert time.monotonic() - started < 20
 
 
-@pytest.mark.skipif(os.environ.get("SALIENCY_LONG_TESTS") != "1",
-                    reason="waits ~20 s for Serve to restart a replica: `make test-engine` runs it")
+@pytest.mark.long  # waits ~20 s for Serve to restart a replica: `make test-engine` runs it
 def test_a_replica_killed_mid_request_is_retried(client):
     pid = client.health()["pid"]
     result: dict = {}
@@ -304,8 +306,7 @@ def _tables(at) -> list:
     return [e.value.to_dict() for e in at.dataframe]
 
 
-@pytest.mark.skipif(os.environ.get("SALIENCY_LONG_TESTS") != "1",
-                    reason="six page runs, in-process and through the service: `make test-engine`")
+@pytest.mark.long  # six page runs, in-process and through the service: `make test-engine`
 def test_every_page_sends_its_model_work_to_the_service(service, monkeypatch, tmp_path,
                                                         one_thread):
     """Image (a progressive run and the top-k view), Compare (maps and the scoreboard) and

@@ -10,10 +10,13 @@ from saliency_core.models import bundled
 from saliency_core.training.shapes import generate
 from saliency_core.training.shapes_cnn import images_to_tensor
 
-pytestmark = pytest.mark.skipif(
-    not (bundled.is_present("shapes-cnn") and bundled.is_present("shapes-cnn-random-labels")),
-    reason="bundled shapes models missing; python -m saliency_core train-bundled",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (bundled.is_present("shapes-cnn") and bundled.is_present("shapes-cnn-random-labels")),
+        reason="bundled shapes models missing; python -m saliency_core train-bundled",
+    ),
+    pytest.mark.usefixtures("native_guided_rule"),  # runs guided methods (tests/conftest.py)
+]
 
 # Stated levels for Grad-CAM on 16 held-out shapes images (measured: pointing 0.69, mass in
 # mask 0.34 where the masks cover 15% of the image).
