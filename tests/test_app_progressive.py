@@ -54,6 +54,7 @@ def test_ladder_levels():
     assert progressive.ladder("gradcam", {}) == []
 
 
+@pytest.mark.slow
 def test_riemann_ladder_ends_at_the_one_shot_map_and_reuses_on_the_way_up(engine_calls):
     at = run_app_page(PAGE, {**RIEMANN, "p.steps": "50"}, TIMEOUT)
     assert engine_calls == ["integrated_gradients"] * 3  # 5, 25, 50

@@ -96,6 +96,7 @@ def test_in_place_relu6_as_efficientnet_lite_uses_it():
                                    expected.detach(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_efficientnet_lite_gets_the_guided_rule():
     loaded = sc.load_model("efficientnet-lite0", "cpu")
     x = torch.zeros(1, 3, 64, 64)

@@ -140,6 +140,7 @@ def _queued(lock: FairLock, n: int) -> bool:
         return len(lock._queue) >= n
 
 
+@pytest.mark.slow
 def test_a_heavy_request_steps_aside_in_the_scheduler_for_another_session():
     """The device queue with the real engine: IG with many steps, its progress calling
     yield_turn as the pages' progress bar does, lets another session's gradient run after its
