@@ -26,18 +26,21 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test bench bench-batching load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check
+.PHONY: help run serve test test-fast bench bench-batching load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
 	@echo "make test    run the whole test suite (installs dev requirements and chromium if needed)"
+	@echo "make test-fast   the quick tier: no browser, slow, long, install or full tests (a few minutes)"
 	@echo "make fetch MODELS=\"resnet50 ...\"   download model weights into \$$SALIENCY_CACHE"
 	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint | make docs"
 	@echo "make serve-engine [ENGINE_PORT=8000 ENGINE_ARGS=...]   the engine as a Ray Serve service"
-	@echo "make test-engine | make bench-serve   the engine service's long tests and its benchmark"
+	@echo "make test-engine | make bench-serve   the engine service's tests with its long ones; its benchmark"
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
-	@echo "make hostile (every hostile-input case) | make fuzz (Hypothesis, 10k examples) | make audit"
+	@echo "make hostile (the full hostile-input tests) | make fuzz (Hypothesis, 10k examples) | make audit"
 	@echo "make install-check   a fresh venv installs the wheel and the checkout, then saliency explain"
+	@echo "Test tiers are pytest markers (pytest.ini): slow, browser, gpu; long, install and full run"
+	@echo "only when selected: make test-engine, install-check and hostile select them with -m"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -78,18 +81,26 @@ browser-deps:
 	fi
 
 # pytest exits 5 when it collected nothing: a suite that ran no test is a failure, not a pass.
+# pytest.ini's addopts leave out the long, install and full tiers (a -m of one's own replaces it).
 test: $(DEV_STAMP) browser-deps
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; \
 	exit $$rc
 
-# Every hostile-input case of tests/support/hostile_cases.py in the browser (make test runs a part).
+# The quick tier while editing: no chromium, nothing marked slow, and none of the opt-in tiers;
+# the native guided rule is built only if a selected test requests it.
+FAST_MARKERS := not browser and not slow and not long and not install and not full
+test-fast: $(DEV_STAMP)
+	$(PY) -m pytest -q -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
+# Every hostile-input case of tests/support/hostile_cases.py in the browser, and twenty large
+# uploads for the memory test: those tests' `full` variants (make test runs their `quick` ones).
 hostile: $(DEV_STAMP) browser-deps
-	HOSTILE_FULL=1 $(PY) -m pytest -q tests/test_hostile_browser.py tests/test_hostile_memory.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m full tests/test_hostile_browser.py tests/test_hostile_memory.py $(PYTEST_ARGS)
 
 # Hypothesis at full strength: 10,000 examples per target (make test runs a few dozen).
 fuzz: $(DEV_STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_hostile_properties.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q --hypothesis-profile=fuzz tests/test_hostile_properties.py $(PYTEST_ARGS)
 
 # Known vulnerabilities in the pinned requirements (pip-audit asks PyPI's advisory service) and
 # Bandit on our code; findings we keep are justified in .bandit-baseline.json and
@@ -123,21 +134,21 @@ load: $(DEV_STAMP) browser-deps
 serve-engine: $(REQ_STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m saliency_core serve --port $(ENGINE_PORT) $(ENGINE_ARGS)
 
-# The engine service's tests including the slow ones (a replica killed and restarted).
+# The engine service's tests including its `long` ones (a replica killed and restarted).
 test-engine: $(DEV_STAMP)
-	SALIENCY_LONG_TESTS=1 $(PY) -m pytest tests/test_engine_service.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not install and not full" tests/test_engine_service.py $(PYTEST_ARGS)
 
 # Requests/s and p95 latency of the engine service for 1 and 2 replicas, batching on and off;
 # BENCH_ARGS="--write" updates BENCHMARKS.md.
 bench-serve: $(DEV_STAMP)
 	$(PY) -m benchmarks.serve $(BENCH_ARGS)
 
-# The issue-15 proof as a new user: a plain venv (no shared site-packages) pip-installs the
+# The issue-15 proof as a new user (the `install` tests with the rest of their file): a plain venv (no shared site-packages) pip-installs the
 # wheel, then the checkout, with their dependencies from pip's configured registry, and
 # `saliency explain` writes a folder's HTML report (about 14 min on 2 loaded cores: PyTorch is
 # installed afresh, so the hang dump waits 1800 s instead of pytest.ini's 300 s).
 install-check: $(DEV_STAMP)
-	SALIENCY_INSTALL_TESTS=1 $(PY) -m pytest -q -o faulthandler_timeout=1800 tests/test_packaging_fresh_venv.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not long and not full" -o faulthandler_timeout=1800 tests/test_packaging_fresh_venv.py $(PYTEST_ARGS)
 
 train-bundled: $(REQ_STAMP)
 	$(PY) -m saliency_core train-bundled

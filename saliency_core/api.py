@@ -6,14 +6,13 @@ from typing import Literal, Unpack, overload
 
 import torch
 
-from saliency_core.harness import (  # noqa: F401 - the names other modules and users import from here
-    ENGINE_OPTIONS,
+# Explanation and unwrap_model stay importable from here: the package, the wire format, text
+# and evaluation take them from api.
+from saliency_core.harness import (  # noqa: F401
     Explanation,
     Run,
-    check_inputs,
     input_errors_explained,
     prepare,
-    resolve_targets,
     unwrap_model,
 )
 from saliency_core.params import MethodParams, Model, Target

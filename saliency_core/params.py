@@ -18,16 +18,12 @@ import torch
 from torch import nn
 
 from saliency_core.methods import specs as _method_specs
-from saliency_core.targets import Contrast
+
+# What to explain is declared with the target values; it is part of the typed API here too.
+from saliency_core.targets import Target  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from saliency_core.models.base import LoadedModel
-
-#: What to explain (saliency_core.targets): "predicted" (each input's top class), one class
-#: index or name for every input, one per input, a Contrast (one class rather than another),
-#: or a function of the logits [N, K] -> scores [N].
-Target = (int | str | Sequence[int | str] | torch.Tensor | Literal["predicted"] | Contrast
-          | Callable[[torch.Tensor], torch.Tensor])
 
 #: A plain ``nn.Module`` (or a callable returning logits), or a model from ``load_model``.
 Model = Union[nn.Module, "LoadedModel", Callable[[torch.Tensor], torch.Tensor]]  # a forward reference

@@ -22,14 +22,11 @@ import difflib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import torch
 
 from saliency_core.errors import TargetError
-
-if TYPE_CHECKING:
-    from saliency_core.params import Target
 
 PREDICTED = "predicted"
 # Explanation.target for a target function: it explains a score, not a class.
@@ -69,6 +66,13 @@ class Contrast:
 
     target: int | str | Sequence[int | str]
     rather_than: int | str
+
+
+#: What to explain: "predicted" (each input's top class), one class index or name for every
+#: input, one per input, a Contrast (one class rather than another), or a function of the
+#: logits [N, K] -> scores [N].
+Target = (int | str | Sequence[int | str] | torch.Tensor | Literal["predicted"] | Contrast
+          | Callable[[torch.Tensor], torch.Tensor])
 
 
 @dataclass
@@ -343,5 +347,5 @@ def _indexed(target: Any, labels: Sequence[str]) -> Any:
     return target
 
 
-__all__ = ["NO_CLASS", "PREDICTED", "Contrast", "Objective", "ScoreFunction", "class_index",
+__all__ = ["NO_CLASS", "PREDICTED", "Contrast", "Objective", "ScoreFunction", "Target", "class_index",
            "describe", "from_wire", "resolve", "target_key", "to_wire"]

@@ -7,6 +7,7 @@ import os
 import re
 
 import pytest
+from hypothesis import HealthCheck, settings
 from support.browser import (
     CHROMIUM,
     OUTPUT_DIR,
@@ -14,6 +15,14 @@ from support.browser import (
     SCREENSHOT_DIR,
     serve_streamlit,
 )
+
+# Hypothesis's example counts: "quick" by default; `make fuzz` picks "fuzz" with
+# --hypothesis-profile, which is read after this file registers them.
+settings.register_profile("quick", max_examples=30, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=10_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("quick")
 
 SERVER_LOG = OUTPUT_DIR / "app_server.log"
 TEST_BUDGET_S = "600"
@@ -76,14 +85,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 @pytest.fixture(scope="session")
-def app_server():
-    """Serve app.py offline on a free localhost port; yields the base URL."""
+def app_server(native_guided_rule):
+    """Serve app.py offline on a free localhost port; yields the base URL. The native guided
+    rule is built first, so the server loads it from the cache instead of building it."""
     with serve_streamlit("app.py", cwd=REPO_ROOT, log_path=SERVER_LOG, env=app_env()) as base_url:
         yield base_url
 
 
 @pytest.fixture(scope="module")
-def make_run_server():
+def make_run_server(native_guided_rule):
     """app.py served as ``make run`` serves it (``python -m workbench.serve run``: warm start,
     the process settings of workbench/serve.py), for tests of the server process itself."""
     log_path = OUTPUT_DIR / "make_run_server.log"
@@ -165,11 +175,20 @@ def temp_cache(tmp_path, monkeypatch):
     forget_loaded()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def native_guided_rule():
-    """The native guided rule is built (about 10 s once per torch version, then cached) or
-    found missing before any test, so which guided path a call takes never depends on when
-    the background build happens to finish."""
+    """The native guided rule built (about 10 s once per torch version, then cached) or found
+    missing before the test, so which guided path a call takes never depends on when the
+    background build happens to finish. Modules that run guided methods request it
+    (``pytestmark = pytest.mark.usefixtures("native_guided_rule")``); the rest never wait
+    for a compiler."""
     from saliency_core.methods.guided import graph_rule
 
     graph_rule.prepare(wait=600, settle=True)
+
+
+@pytest.fixture(params=["quick", pytest.param("full", marks=pytest.mark.full)])
+def strength(request) -> str:
+    """'quick' (a representative part, in ``make test``) or 'full' (every case: the ``full``
+    marker, which ``make hostile`` selects)."""
+    return request.param

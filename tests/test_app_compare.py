@@ -12,6 +12,9 @@ import saliency_core
 from saliency_core import evaluation
 from workbench.jobs import compute
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 PAGE = str(REPO_ROOT / "pages" / "compare.py")
 TIMEOUT = 240
 # The shapes CNN: the page's machinery at a fraction of the default ImageNet model's cost.
@@ -37,6 +40,7 @@ def cell_captions(at: AppTest) -> list[str]:
     return [c.value for c in at.caption if " s · " in c.value]
 
 
+@pytest.mark.slow
 def test_default_compares_methods_on_a_photo_with_a_real_imagenet_model(engine_calls):
     at = run_page({"methods": "gradcam,guided_backprop"})
     assert not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
@@ -64,6 +68,7 @@ def test_grid_of_methods_with_times_and_scoreboard(engine_calls):
     assert min(board["rank"]) == 1
 
 
+@pytest.mark.slow
 def test_display_and_scale_changes_do_not_rerun_models(engine_calls):
     at = run_page(FAST)
     n = len(engine_calls)
@@ -109,6 +114,7 @@ def test_unknown_methods_in_link_are_reported(engine_calls):
     assert at.multiselect(key="compare.methods").value == ["gradient"]
 
 
+@pytest.mark.slow
 def test_scoreboard_matches_the_library(engine_calls):
     """The page's scoreboard is evaluation.scoreboard on the same attributions."""
     at = run_page({"model": "shapes-cnn", "methods": "gradient,gradcam"})

@@ -15,6 +15,7 @@ from workbench.jobs import compute
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    pytest.mark.usefixtures("native_guided_rule"),  # runs guided methods (tests/conftest.py)
 ]
 
 

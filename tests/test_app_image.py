@@ -17,6 +17,9 @@ import saliency_core
 from workbench.jobs import compute
 from workbench.ui import display
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 TIMEOUT = 180
 
@@ -63,6 +66,7 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_default_view_explains_a_photo_with_a_real_imagenet_model(engine_calls):
     at = run_app_page(PAGE, None, TIMEOUT)
     assert at.query_params["model"] == "efficientnet-lite0"
@@ -196,6 +200,7 @@ def test_share_link_settings_restore_the_view(engine_calls):
     assert at.slider(key="image.view.clip").value == pytest.approx(97.5)
 
 
+@pytest.mark.slow
 def test_malformed_link_gives_messages_and_sane_defaults(engine_calls):
     at = run_page({"model": "no-such-model", "method": "magic", "p.steps": "lots",
                    "alpha": "7", "target": "9999", "input": "upload:" + "0" * 64})
@@ -349,6 +354,7 @@ def test_exports_hold_the_raw_attribution_and_a_full_record(engine_calls, downlo
     assert overlay.format == "PNG" and overlay.size[0] >= 256
 
 
+@pytest.mark.slow
 def test_what_display_changes_keep_is_what_a_fresh_view_draws(engine_calls, downloads):
     """The heatmap figure and the raw export are kept while a display change leaves them as
     they were; after every change they are exactly what a page opened on the view's link

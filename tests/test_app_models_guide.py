@@ -112,6 +112,7 @@ def test_guide_covers_every_method_and_the_choices():
     assert "Choosing a target layer (CAM methods)" in headers
 
 
+@pytest.mark.slow
 def test_app_navigation_lists_every_page_and_each_runs():
     at = run_file("app.py")
     assert at.title[0].value == "Saliency workbench"

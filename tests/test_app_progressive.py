@@ -20,6 +20,9 @@ from workbench.ui import topk
 from workbench.ui.inputs import from_sample
 from workbench.ui.progress import STOPPED_KEY
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 TIMEOUT = 180
 engine_calls = test_app_image.engine_calls  # the Image page tests' fixture
@@ -51,6 +54,7 @@ def test_ladder_levels():
     assert progressive.ladder("gradcam", {}) == []
 
 
+@pytest.mark.slow
 def test_riemann_ladder_ends_at_the_one_shot_map_and_reuses_on_the_way_up(engine_calls):
     at = run_app_page(PAGE, {**RIEMANN, "p.steps": "50"}, TIMEOUT)
     assert engine_calls == ["integrated_gradients"] * 3  # 5, 25, 50

@@ -136,6 +136,7 @@ def test_result_cache_local_folder_tier_and_damaged_entries(tmp_path):
     assert ResultCache(10_000_000, store=store).get("k") is None  # a miss, not a crash
 
 
+@pytest.mark.slow
 def test_sanity_results_are_stored_in_the_shared_tier_bit_for_bit(tmp_path):
     import saliency_core
     from saliency_core import evaluation

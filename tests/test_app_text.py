@@ -10,6 +10,9 @@ from support.browser import REPO_ROOT
 
 from workbench.jobs import compute
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 PAGE = str(REPO_ROOT / "pages" / "text.py")
 TIMEOUT = 180
 

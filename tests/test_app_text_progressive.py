@@ -88,6 +88,7 @@ def close(a: np.ndarray, b: np.ndarray) -> bool:
     return float(np.abs(a - b).max()) <= 1e-5 * max(float(np.abs(b).max()), 1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,params,counts", [
     ("integrated_gradients", {"quadrature": "riemann_trapezoid", "baseline": "pad"}, (9, 17, 33)),
     ("smoothgrad", {"sigma": 0.1, "seed": 3}, (4, 8, 16)),
@@ -105,6 +106,7 @@ def test_text_refiner_equals_attribute_text_at_each_count(loaded, method, params
         done = count
 
 
+@pytest.mark.slow
 def test_text_ladder_ends_at_the_one_shot_result(loaded, levels):
     at = run_app_page(PAGE, RIEMANN, TIMEOUT)
     assert not at.exception and not at.error, [e.value for e in at.error]

@@ -21,6 +21,9 @@ from saliency_core.methods.guided.backprop import fast_path
 from saliency_core.methods.noise import NoiseSource, clear_cache, unit_noise
 from saliency_core.methods.smoothgrad import noisy_copies
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 
 def test_explain_reads_logits_from_the_gradient_pass():
     model = small_cnn()

@@ -17,6 +17,9 @@ from benchmarks.measure import interleaved, measure
 from benchmarks.report import main_table, write_markdown
 from benchmarks.setups import CONFIGS, build_subject, select_configs
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,6 +30,7 @@ def tiny_run():
                          reference_limit=2**30, memory_probe=False, precision=True, budget_s=0)
 
 
+@pytest.mark.slow
 def test_every_row_runs_every_contender(tiny_run):
     rows, _extras, notes = tiny_run
     assert [r["config"] for r in rows] == [c.key for c in CONFIGS] and not notes
@@ -39,6 +43,7 @@ def test_every_row_runs_every_contender(tiny_run):
     assert cams == {"guided_backprop", "gradcam", "guided_gradcam"}
 
 
+@pytest.mark.slow
 def test_contenders_compute_the_same_maps(tiny_run):
     rows, _extras, _notes = tiny_run
     for r in rows:
@@ -46,6 +51,7 @@ def test_contenders_compute_the_same_maps(tiny_run):
         assert r["agreement"] < 1e-4, (r["config"], r["agreement"])
 
 
+@pytest.mark.slow
 def test_extras_are_exact(tiny_run):
     _rows, extras, _notes = tiny_run
     assert {r["what"] for r in extras["refinement"]} == {
@@ -61,6 +67,7 @@ def test_extras_are_exact(tiny_run):
     assert all(r["rel_error"] == 0 for r in strict)
 
 
+@pytest.mark.slow
 def test_report_renders_and_keeps_the_other_device(tmp_path, tiny_run):
     rows, _extras, _notes = tiny_run
     table = main_table(rows)
@@ -143,6 +150,7 @@ def test_method_selection():
         select_configs(["lime"])
 
 
+@pytest.mark.slow
 def test_cli_writes_the_markdown_and_out_files(tmp_path, monkeypatch):
     monkeypatch.setenv("OUT", str(tmp_path / "out"))
     out = tmp_path / "BENCH.md"
@@ -166,6 +174,7 @@ def test_merge_puts_a_gpu_section_into_the_file(tmp_path):
     assert "## CPU: here" in text and "<!-- BEGIN cuda -->\n## GPU: NVIDIA H200" in text
 
 
+@pytest.mark.slow
 def test_memory_probe_runs_in_its_own_process():
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run([sys.executable, "-m", "benchmarks.memory_probe", "tiny-cnn", "16", "8"],

@@ -8,10 +8,12 @@ import io
 import os
 import re
 
+import pytest
 from PIL import Image
 from support.browser import REPO_ROOT
 
 
+@pytest.mark.slow
 def test_the_interop_example_runs_and_shows_every_map(tmp_path):
     page = (REPO_ROOT / "docs" / "interop.md").read_text(encoding="utf-8")
     (code,) = re.findall(r"```python\n(.*?)```", page, re.DOTALL)

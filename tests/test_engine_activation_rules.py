@@ -10,6 +10,9 @@ from torch import nn
 import saliency_core as sc
 from saliency_core.errors import MethodNotApplicableError
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 
 class Clamp(nn.Module):
     """An activation written as a functional clamp, as some model code does."""
@@ -93,6 +96,7 @@ def test_in_place_relu6_as_efficientnet_lite_uses_it():
                                    expected.detach(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_efficientnet_lite_gets_the_guided_rule():
     loaded = sc.load_model("efficientnet-lite0", "cpu")
     x = torch.zeros(1, 3, 64, 64)

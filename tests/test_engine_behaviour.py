@@ -26,6 +26,9 @@ from saliency_core.errors import (
     UnknownMethodError,
 )
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 
 @pytest.fixture(scope="module")
 def tiny_text_model(tmp_path_factory):

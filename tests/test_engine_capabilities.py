@@ -6,12 +6,16 @@ from __future__ import annotations
 import pathlib
 import re
 
+import pytest
 import torch
 from support.engine_models import images, max_rel_diff, small_cnn
 
 import saliency_core as sc
 from saliency_core.methods import REGISTRY, with_capability
 from saliency_core.methods.smoothgrad import noisy_copies
+
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "saliency_core"
 

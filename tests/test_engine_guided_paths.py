@@ -23,6 +23,9 @@ from saliency_core.engine.model_state import model_state
 from saliency_core.methods.guided import graph_rule
 from saliency_core.methods.guided.backprop import _graph_forward, fast_path
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 NO_TOOLCHAIN = shutil.which("c++") is None or shutil.which("ninja") is None
 
 
@@ -87,6 +90,7 @@ def every_path(model, x, target, monkeypatch, method="guided_backprop", **params
     return maps, dict(model_state(model)["guided_paths"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make, size", [(resnet18, 32), (mobilenet_v2, 32),
                                         (lambda: FunctionalCNN(small_cnn()).eval(), 16),
                                         (lambda: small_cnn(inplace=True), 16)])
@@ -112,6 +116,7 @@ def rectifiers_above_layer(model, x, layer):
 
 # A layer with no ReLU after it (one backward pass gives both maps) and one with ReLUs after
 # it (a plain pass to the layer, then the guided pass).
+@pytest.mark.slow
 @pytest.mark.parametrize("make, layer, size, above", [(resnet18, "layer4", 32, 0),
                                                       (mobilenet_v2, "features.18", 32, 0),
                                                       (small_cnn, "features.2", 16, 2)])
@@ -147,6 +152,7 @@ def test_where_the_graph_would_differ_the_previous_paths_stay(native, monkeypatc
     assert torch.equal(first, sc.attribute(clamped, x, "guided_backprop", target=1))
 
 
+@pytest.mark.slow
 def test_a_failing_native_rule_turns_itself_off_and_the_map_is_unchanged(native, monkeypatch):
     model, x = resnet18(), images(2, size=32)
     reference = sc.attribute(model, x, "guided_backprop", target=[1, 3])
@@ -193,6 +199,7 @@ def test_the_backward_pass_calls_no_python(native):
     assert len(called) < 40, len(called)
 
 
+@pytest.mark.slow
 def test_the_native_rule_leaves_the_shared_model_alone_under_concurrent_calls(native):
     model, x = resnet18(), images(1, size=32)
     solo = sc.attribute(model, x, "guided_backprop", target=2)
@@ -235,6 +242,7 @@ torch.save(maps[1], {out!r})
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", [{"SALIENCY_NATIVE_RULES": "0"}, {"PATH": "/nonexistent"}])
 def test_without_the_native_rule_the_python_paths_give_the_map(native, tmp_path, env):
     """Turned off, or with no compiler to build it (a fresh extension cache, nothing on PATH):

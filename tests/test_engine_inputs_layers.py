@@ -8,6 +8,9 @@ from torch import nn
 import saliency_core as sc
 from saliency_core.errors import InputShapeError, LayerError
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 
 def rgb_net(seed=0):
     torch.manual_seed(seed)

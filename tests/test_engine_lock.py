@@ -7,10 +7,14 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import torch
 
 import saliency_core as sc
 from saliency_core.engine.stream import FairLock
+
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
 
 WAIT_S = 60
 
@@ -136,6 +140,7 @@ def _queued(lock: FairLock, n: int) -> bool:
         return len(lock._queue) >= n
 
 
+@pytest.mark.slow
 def test_a_heavy_request_steps_aside_in_the_scheduler_for_another_session():
     """The device queue with the real engine: IG with many steps, its progress calling
     yield_turn as the pages' progress bar does, lets another session's gradient run after its

@@ -7,11 +7,15 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
 import torch
 from torch import nn
 
 import saliency_core as sc
 from saliency_core.engine.model_state import known_owners, model_state
+
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
 
 
 def deep_cnn():

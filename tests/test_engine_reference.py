@@ -29,6 +29,9 @@ def tiny_text_model(tmp_path_factory):
 import saliency_core as sc
 from saliency_core.methods.baselines import image_baseline
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 TOL = 1e-5
 TARGETS = torch.tensor([1, 3])
 

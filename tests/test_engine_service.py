@@ -23,7 +23,10 @@ from saliency_core.errors import CancelledError, UnknownMethodError
 from saliency_core.serve.client import Client, EngineUnavailableError, model_ref
 from workbench.jobs import compute, engine
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("native_guided_rule"),  # runs guided methods (tests/conftest.py)
+]
 
 
 def free_port() -> int:
@@ -237,8 +240,7 @@ def test_progress_arrives_and_stop_reaches_the_replica(client, work):
     assert time.monotonic() - started < 20
 
 
-@pytest.mark.skipif(os.environ.get("SALIENCY_LONG_TESTS") != "1",
-                    reason="waits ~20 s for Serve to restart a replica: `make test-engine` runs it")
+@pytest.mark.long  # waits ~20 s for Serve to restart a replica: `make test-engine` runs it
 def test_a_replica_killed_mid_request_is_retried(client):
     pid = client.health()["pid"]
     result: dict = {}
@@ -308,8 +310,7 @@ def _tables(at) -> list:
     return [e.value.to_dict() for e in at.dataframe]
 
 
-@pytest.mark.skipif(os.environ.get("SALIENCY_LONG_TESTS") != "1",
-                    reason="six page runs, in-process and through the service: `make test-engine`")
+@pytest.mark.long  # six page runs, in-process and through the service: `make test-engine`
 def test_every_page_sends_its_model_work_to_the_service(service, monkeypatch, tmp_path,
                                                         one_thread):
     """Image (a progressive run and the top-k view), Compare (maps and the scoreboard) and

@@ -11,6 +11,9 @@ from torch import nn
 import saliency_core as sc
 from saliency_core import evaluation
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 
 def train_mode_net(seed=0):
     torch.manual_seed(seed)

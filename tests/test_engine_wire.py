@@ -67,6 +67,7 @@ def test_engine_settings_become_serve_options():
         EngineConfig.from_dict({"replicas": 3})
 
 
+@pytest.mark.slow
 def test_the_app_and_the_client_never_import_ray():
     code = ("import sys, workbench.jobs.compute, saliency_core.serve.client, saliency_core.cli as c; "
             "c.build_parser(); print('ray' in sys.modules)")

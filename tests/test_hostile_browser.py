@@ -3,12 +3,12 @@ after each one the page shows the expected message (or the result), no traceback
 content injected from the input, and the server answers its health check.
 
 One server and one page per group keep it quick. ``make test`` runs a representative part
-(QUICK: a case of each kind of check); ``make hostile`` (HOSTILE_FULL=1) runs all of them.
+(QUICK: a case of each kind of check); ``make hostile`` runs all of them (each test's
+``full`` variant, through the ``strength`` fixture of conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 from urllib.parse import quote
 
 import pytest
@@ -31,7 +31,6 @@ def expect(*args, **kwargs):
 
 pytestmark = pytest.mark.browser
 
-FULL = os.environ.get("HOSTILE_FULL") == "1"
 QUICK = {
     "truncated png", "html named png", "bomb over Pillow's limit", "markdown link in the name",
     "multi-page tiff", "gif refused by type",
@@ -45,8 +44,8 @@ INJECTED = ('a[href*="evil.example"], img[src*="evil.example"], '
             f'{MAIN} script, {MAIN} b, {MAIN} img[src="x"]')
 
 
-def picked(cases: list[hc.Case]) -> list[hc.Case]:
-    return cases if FULL else [c for c in cases if c.name in QUICK]
+def picked(cases: list[hc.Case], strength: str) -> list[hc.Case]:
+    return cases if strength == "full" else [c for c in cases if c.name in QUICK]
 
 
 def page_text(page) -> str:
@@ -70,8 +69,8 @@ def check(page, base_url: str, case: hc.Case, ok_marker: str) -> None:
     assert health_ok(base_url), f"server unhealthy after {case.name}"
 
 
-def test_hostile_image_uploads(app_server, page, tmp_path):
-    cases = picked(hc.image_cases())
+def test_hostile_image_uploads(app_server, page, tmp_path, strength):
+    cases = picked(hc.image_cases(), strength)
     hc.write_files(cases, tmp_path)
     open_app(page, app_server, "image?model=shapes-cnn&method=gradient")
     page.locator(SIDEBAR).get_by_text("Upload", exact=True).click()
@@ -84,18 +83,18 @@ def test_hostile_image_uploads(app_server, page, tmp_path):
     expect(page.locator(f'{MAIN} [data-testid="stImage"]')).to_have_count(2)
 
 
-def test_hostile_texts(app_server, page):
+def test_hostile_texts(app_server, page, strength):
     open_app(page, app_server, "text?method=gradient")
     box = page.locator(f'{MAIN} textarea')
-    for case in picked(hc.text_cases()):
+    for case in picked(hc.text_cases(), strength):
         box.fill(case.text)
         box.press("Control+Enter")
         wait_for_app(page)
         check(page, app_server, case, ok_marker="Tokens")
 
 
-def test_hostile_links(app_server, page):
-    for case in picked(hc.link_cases()):
+def test_hostile_links(app_server, page, strength):
+    for case in picked(hc.link_cases(), strength):
         path, _, query = case.path.partition("?")
         pairs = [p.partition("=") for p in query.split("&") if p]
         encoded = "&".join(f"{k}={quote(v, safe='%:/,')}" for k, _, v in pairs)
@@ -104,9 +103,9 @@ def test_hostile_links(app_server, page):
         check(page, app_server, case, ok_marker="Share this view")
 
 
-def test_hostile_model_uploads(app_server, page, tmp_path):
+def test_hostile_model_uploads(app_server, page, tmp_path, strength):
     marker = tmp_path / "unpickled"
-    cases = picked(hc.model_cases(marker))
+    cases = picked(hc.model_cases(marker), strength)
     open_app(page, app_server, "models")
     form = page.locator('[data-testid="stForm"]')
     # The form's defaults (resnet18, 1000 classes) are what the weight cases are made for.

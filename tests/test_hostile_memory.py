@@ -7,13 +7,12 @@ decoded at a reduced size while it is read, and a 23.5-megapixel single-colour P
 hundred kB, the largest the app accepts, in the shape of a decompression bomb).
 Growth past 10 % of the warm level means something is kept per upload (glibc's per-thread
 malloc arenas, capped by workbench/serve.py, once looked like that). ``make test`` runs
-four uploads; ``make hostile`` (HOSTILE_FULL=1) twenty.
+four uploads; ``make hostile`` twenty (the test's ``full`` variant).
 """
 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -30,7 +29,7 @@ from support.browser import (
 
 pytestmark = pytest.mark.browser
 
-UPLOADS = 20 if os.environ.get("HOSTILE_FULL") == "1" else 4
+UPLOADS = {"quick": 4, "full": 20}
 SIDEBAR = '[data-testid="stSidebar"]'
 GROWTH_LIMIT = 0.10
 WARM_UPLOADS_MAX = 8
@@ -69,7 +68,7 @@ def large_upload(i: int) -> tuple[str, str, bytes]:
     return f"flat-{i}.png", "image/png", buffer.getvalue()
 
 
-def test_memory_returns_to_its_level_after_large_uploads(make_run_server, page):
+def test_memory_returns_to_its_level_after_large_uploads(make_run_server, page, strength):
     pid = server_pid(make_run_server)
     open_app(page, make_run_server, "image?method=gradient")
     page.locator(SIDEBAR).get_by_text("Upload", exact=True).click()
@@ -97,7 +96,7 @@ def test_memory_returns_to_its_level_after_large_uploads(make_run_server, page):
         if settled == 2:
             break
     levels = []
-    for i in range(UPLOADS):
+    for i in range(UPLOADS[strength]):
         explain(i)
         levels.append(round(rss_mb(pid)))
     assert health_ok(make_run_server)

@@ -72,6 +72,7 @@ def test_the_same_file_in_two_sessions_gives_two_models(state):
     assert a.name in names_for("alice") and b.name in names_for("bob")
 
 
+@pytest.mark.slow
 def test_resident_uploads_are_capped(state, monkeypatch):
     monkeypatch.setenv(registry.MAX_OWNED_ENV, "3")
     upload(state, "alice", "a1")
@@ -161,6 +162,7 @@ def _upload_in_a_session(state, name) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_models_page_keeps_uploads_to_the_session(state):
     alice = _upload_in_a_session(state, "page-net")
     try:
@@ -176,6 +178,7 @@ def test_models_page_keeps_uploads_to_the_session(state):
         registry.unregister_uploaded("page-net")
 
 
+@pytest.mark.slow
 def test_results_of_replaced_weights_are_never_served_from_the_cache(state):
     """The result cache is keyed by the upload's weights, not its name: after the owner
     replaces their model under the same name, the page computes with the new weights."""

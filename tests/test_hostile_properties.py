@@ -2,16 +2,15 @@
 a result or a SaliencyError, never another exception.
 
 ``make test`` runs a small number of examples per target (profile "quick"); ``make fuzz``
-runs 10,000 per target (HYPOTHESIS_PROFILE=fuzz).
+runs 10,000 per target (``--hypothesis-profile=fuzz``; both profiles are in conftest.py).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import struct
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -21,12 +20,6 @@ from saliency_core.io.images import load_image
 from saliency_core.models.byo import _read_safetensors
 from workbench.hosting.share import ShareStore, is_digest
 from workbench.ui.urlstate import UrlReader
-
-settings.register_profile("quick", max_examples=30, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=10_000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 def _png(w=8, h=6) -> bytes:

@@ -163,6 +163,7 @@ def test_sentiment_model_reads_plain_reviews(sentiment):
     assert bundled.read_card("minilm-sentiment")["metrics"]["held_out_accuracy"] >= 0.85
 
 
+@pytest.mark.slow
 def test_quick_training_writes_loadable_models_and_cards(tmp_path):
     logged = []
     cards = train_all(tmp_path, quick=True, log=logged.append)
@@ -181,6 +182,7 @@ def test_quick_training_writes_loadable_models_and_cards(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_quick_training_is_reproducible(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     train_all(first, quick=True, only=["shapes-cnn"], log=lambda line: None)

@@ -69,6 +69,7 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.slow
 def test_weights_in_the_bucket_reach_a_fresh_local_cache(fresh, tmp_path, monkeypatch):
     with s3_server(prefix="unused") as s3_env:
         bucket_to_fresh_cache(s3_env, fresh, tmp_path, monkeypatch)

@@ -20,7 +20,7 @@ from saliency_core.models.cache import cache_root
 NAME = "timm:test_resnet.r160_in1k"  # a tiny ReLU network timm keeps for tests
 
 
-pytestmark = pytest.mark.usefixtures("temp_cache")  # tests/conftest.py
+pytestmark = pytest.mark.usefixtures("temp_cache", "native_guided_rule")  # tests/conftest.py
 
 
 def reference(arch="test_resnet.r160_in1k", num_classes=1000, seed=0):

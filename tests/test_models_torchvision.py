@@ -97,6 +97,7 @@ def test_checkpoints_are_not_unpickled(tmp_path):
         load_model("resnet18", device="cpu")
 
 
+@pytest.mark.slow
 def test_default_layers_exist_in_every_architecture():
     for arch in torchvision_zoo.ARCHITECTURES.values():
         model = torchvision_zoo.build_architecture(arch.name, 10)

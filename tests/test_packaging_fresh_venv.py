@@ -4,7 +4,7 @@ registry pip is configured for, then `saliency explain` turns a folder of images
 HTML report that opens offline.
 
 Installing PyTorch into a fresh venv (and even resolving its dependencies there) takes minutes,
-so the full run is `make install-check` (SALIENCY_INSTALL_TESTS=1). `make test` runs the part
+so those tests carry the ``install`` marker and run in `make install-check`. `make test` runs the part
 that is quick: the sdist and the wheel built from it as `python -m build` does;
 tests/test_packaging_wheel.py installs and runs that wheel against the shared venv.
 """
@@ -26,9 +26,6 @@ from support.browser import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
-FULL = os.environ.get("SALIENCY_INSTALL_TESTS") == "1"
-
-
 def run(cmd: list[str], timeout: int, **kw) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, **kw)
     assert done.returncode == 0, f"{' '.join(map(str, cmd))}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -45,10 +42,12 @@ def fresh_env(tmp: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> Path:
+def dist(tmp_path_factory, request) -> Path:
     """The sdist and the wheel, built as `python -m build` builds them (the wheel from the sdist)."""
     out = tmp_path_factory.mktemp("dist")
-    isolation = [] if FULL else ["--no-isolation"]  # make test: no build backend download
+    # Isolated (the build backend from the registry) only in a run that installs anyway.
+    installs = any(item.get_closest_marker("install") for item in request.session.items)
+    isolation = [] if installs else ["--no-isolation"]
     run([sys.executable, "-m", "build", *isolation, "--outdir", str(out), str(REPO_ROOT)], timeout=600)
     return out
 
@@ -81,8 +80,8 @@ def _pins() -> dict[str, str]:
     return pins
 
 
-INSTALLS = pytest.mark.skipif(not FULL, reason="a fresh venv resolving or installing PyTorch (minutes): "
-                              "make install-check")
+# A fresh venv resolving or installing PyTorch (minutes): left out unless selected (make install-check).
+INSTALLS = pytest.mark.install
 
 
 @INSTALLS

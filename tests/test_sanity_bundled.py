@@ -10,10 +10,13 @@ from saliency_core.models import bundled
 from saliency_core.training.shapes import generate
 from saliency_core.training.shapes_cnn import images_to_tensor
 
-pytestmark = pytest.mark.skipif(
-    not (bundled.is_present("shapes-cnn") and bundled.is_present("shapes-cnn-random-labels")),
-    reason="bundled shapes models missing; python -m saliency_core train-bundled",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (bundled.is_present("shapes-cnn") and bundled.is_present("shapes-cnn-random-labels")),
+        reason="bundled shapes models missing; python -m saliency_core train-bundled",
+    ),
+    pytest.mark.usefixtures("native_guided_rule"),  # runs guided methods (tests/conftest.py)
+]
 
 # Stated levels for Grad-CAM on 16 held-out shapes images (measured: pointing 0.69, mass in
 # mask 0.34 where the masks cover 15% of the image).
@@ -37,6 +40,7 @@ def test_gradcam_localises_the_shape(shapes_cnn):
     assert mass >= GRADCAM_MASS_OVER_AREA_MIN * area, (mass, area)
 
 
+@pytest.mark.slow
 def test_cascading_randomization_separates_guided_backprop_from_gradient(shapes_cnn):
     """Adebayo et al.'s central finding: guided backprop's map survives randomization of the
     top layers (it fails), the plain gradient's does not (it passes)."""
@@ -59,6 +63,7 @@ def test_data_randomization_changes_the_gradcam_map(shapes_cnn):
     assert res.maps["gradcam"][0].abs.shape == (8, 64, 64)
 
 
+@pytest.mark.slow
 def test_the_shared_bundled_model_is_untouched(shapes_cnn):
     before = {k: v.clone() for k, v in shapes_cnn.model.state_dict().items()}
     x, _ = evaluation.shapes_inputs(shapes_cnn, 2, 1)

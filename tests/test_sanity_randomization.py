@@ -14,6 +14,9 @@ from saliency_core.errors import CancelledError, SaliencyError
 from saliency_core.models.base import LoadedModel
 from saliency_core.training.shapes_cnn import MEAN, STD, ShapesCNN
 
+# Runs guided methods: the native rule settled first (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("native_guided_rule")
+
 
 def _loaded(seed=0, widths=(4, 8, 8, 16)):
     with torch.random.fork_rng(devices=[]):

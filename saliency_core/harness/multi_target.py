@@ -21,10 +21,10 @@ from typing import Unpack
 import torch
 import torch.nn.functional as F
 
-from saliency_core.api import input_errors_explained, prepare
 from saliency_core.engine.layers import capture_output, to_spatial
 from saliency_core.engine.stream import Step, logits_of, model_lock
 from saliency_core.errors import MethodNotApplicableError, ParameterError
+from saliency_core.harness import input_errors_explained, prepare
 from saliency_core.methods import get as method_entry
 from saliency_core.methods import with_capability
 from saliency_core.methods.cam import layer_as_leaf, target_layer

@@ -27,15 +27,15 @@ from typing import Any, Unpack
 
 import torch
 
-from saliency_core.api import (
+from saliency_core.errors import MethodNotApplicableError
+from saliency_core.harness import (
     Explanation,
     check_inputs,
     input_errors_explained,
     prepare,
+    split_params,
     unwrap_model,
 )
-from saliency_core.errors import MethodNotApplicableError
-from saliency_core.harness import split_params
 from saliency_core.methods import get as method_entry
 from saliency_core.methods import with_capability
 from saliency_core.methods.base import Shelf
