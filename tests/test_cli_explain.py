@@ -23,13 +23,13 @@ def registered(tmp_path_factory):
             arr = np.asarray(img.convert("RGB").resize((16, 16)), dtype=np.float32) / 255
             return torch.from_numpy(arr).permute(2, 0, 1)[None].to(device)
 
-        return LoadedModel(name="cli-cnn", kind="image", model=cnn.to(device), labels=labels,
+        return LoadedModel(name="cli-cnn", task="image", model=cnn.to(device), labels=labels,
                            preprocess=preprocess, input_size=(16, 16), source="uploaded")
 
     text_model, tok = make_tiny_text_model(tmp_path_factory.mktemp("tok"))
 
     def text_factory(device):
-        return LoadedModel(name="cli-bert", kind="text", model=text_model.to(device),
+        return LoadedModel(name="cli-bert", task="text", model=text_model.to(device),
                            labels=["negative", "positive"], tokenizer=tok, source="uploaded")
 
     register_uploaded(ModelInfo("cli-cnn", "image", "uploaded", True, None, "test"), image_factory)

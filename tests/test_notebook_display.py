@@ -76,7 +76,7 @@ def test_labels_are_escaped_and_a_plain_module_uses_its_normalization():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                         nn.Flatten(), nn.Linear(4, 2)).eval()
-    hostile = LoadedModel(name="t", kind="image", model=net, labels=["<script>x</script>", "ok & fine"])
+    hostile = LoadedModel(name="t", task="image", model=net, labels=["<script>x</script>", "ok & fine"])
     page = sc.explain(hostile, torch.rand(1, 3, 8, 8), "gradient", target=0)._repr_html_()
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "ok &amp; fine" in page

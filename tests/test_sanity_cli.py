@@ -30,7 +30,7 @@ def _factory(seed):
             x = torch.from_numpy(np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.float32) / 255)
             return ((x.permute(2, 0, 1)[None] - mean_t) / std_t).to(device)
 
-        return LoadedModel(name=NAMES[seed], kind="image", model=net, labels=list("abcdef"),
+        return LoadedModel(name=NAMES[seed], task="image", model=net, labels=list("abcdef"),
                            preprocess=preprocess, normalization=(MEAN, STD), input_size=(32, 32),
                            default_layer="features.block5", source="uploaded")
 

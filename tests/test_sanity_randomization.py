@@ -28,7 +28,7 @@ def _loaded(seed=0, widths=(4, 8, 8, 16)):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.data.uniform_(0.5, 1.5)
-    return LoadedModel(name=f"tiny-shapes-{seed}", kind="image", model=net.eval(),
+    return LoadedModel(name=f"tiny-shapes-{seed}", task="image", model=net.eval(),
                        labels=[str(i) for i in range(6)], normalization=(MEAN, STD),
                        input_size=(32, 32), default_layer="features.block5")
 

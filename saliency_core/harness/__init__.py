@@ -281,7 +281,7 @@ def prepare(model, inputs: torch.Tensor, method: str, params: dict, *, task: str
     if make_baseline is None:
         make_baseline = partial(_image_baseline, normalization=facts["normalization"])
     ctx = Context(forward=forward, module=module, device=device, options=options, stats=Stats(),
-                  kind=task, normalization=facts["normalization"],
+                  task=task, normalization=facts["normalization"],
                   default_layer=facts["default_layer"], make_baseline=make_baseline,
                   want_completeness=want_logits and entry.completeness is not None,
                   # Methods whose first pass runs at the inputs report the logits there, so

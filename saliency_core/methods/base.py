@@ -23,7 +23,7 @@ class Context:
     options: Options = field(default_factory=Options)
     stats: Stats = field(default_factory=Stats)
     meta: dict = field(default_factory=dict)  # per-call facts reported in metadata
-    kind: str = "image"
+    task: str = "image"
     normalization: tuple | None = None
     default_layer: str | None = None
     # explain() reads completeness terms (f(baseline)) from metadata; attribute() does not,

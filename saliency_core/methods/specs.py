@@ -61,34 +61,34 @@ class Param:
     accepts_tensor: bool = False  # code may pass a tensor instead of a named choice
     type_name: str = ""  # the Literal of its choices in saliency_core.params (generated)
 
-    def choices_for(self, kind: str = "image") -> tuple:
-        """The allowed values for a model of this kind.
+    def choices_for(self, task: str = "image") -> tuple:
+        """The allowed values for a model of this task (image or text).
 
         Args:
-            kind: "image" or "text".
+            task: "image" or "text".
 
         Returns:
             ``text_choices`` for text models when they differ, else ``choices``.
         """
-        return self.text_choices if (kind == "text" and self.text_choices) else self.choices
+        return self.text_choices if (task == "text" and self.text_choices) else self.choices
 
-    def default_for(self, kind: str = "image") -> Any:
-        """The default for a model of this kind.
+    def default_for(self, task: str = "image") -> Any:
+        """The default for a model of this task (image or text).
 
         Args:
-            kind: "image" or "text".
+            task: "image" or "text".
 
         Returns:
             ``text_default`` for text models when set, else ``default``.
         """
-        return self.text_default if (kind == "text" and self.text_default is not None) else self.default
+        return self.text_default if (task == "text" and self.text_default is not None) else self.default
 
-    def validate(self, value: Any, kind: str = "image") -> Any:
+    def validate(self, value: Any, task: str = "image") -> Any:
         """The value coerced to this parameter's type and checked against its range or choices.
 
         Args:
             value: What a caller passed (strings such as "true" are accepted for booleans).
-            kind: "image" or "text" (text models may offer other choices).
+            task: "image" or "text" (text models may offer other choices).
 
         Returns:
             The coerced value.
@@ -115,7 +115,7 @@ class Param:
             if not isinstance(value, bool):
                 raise ParameterError(f"{self.name} must be true or false, got {value!r}")
         elif self.type in ("choice", "method"):
-            allowed = self.choices_for(kind)
+            allowed = self.choices_for(task)
             if self.accepts_tensor and not isinstance(value, str):
                 return value  # e.g. a tensor baseline given from code
             if value not in allowed:
@@ -202,23 +202,23 @@ class MethodSpec:
                 return p
         raise KeyError(name)
 
-    def defaults(self, kind: str = "image") -> dict[str, Any]:
+    def defaults(self, task: str = "image") -> dict[str, Any]:
         """Every parameter's default.
 
         Args:
-            kind: "image" or "text".
+            task: "image" or "text".
 
         Returns:
-            Parameter name -> default for a model of this kind.
+            Parameter name -> default for a model of this task (image or text).
         """
-        return {p.name: p.default_for(kind) for p in self.params}
+        return {p.name: p.default_for(task) for p in self.params}
 
-    def validate(self, params: dict[str, Any], kind: str = "image") -> dict[str, Any]:
+    def validate(self, params: dict[str, Any], task: str = "image") -> dict[str, Any]:
         """The parameters with defaults filled in and every value checked.
 
         Args:
             params: Name -> value, as a caller gave them.
-            kind: "image" or "text".
+            task: "image" or "text".
 
         Returns:
             Every parameter of the method, coerced (``Param.validate``).
@@ -236,5 +236,5 @@ class MethodSpec:
             )
         out = {}
         for p in self.params:
-            out[p.name] = p.validate(params.get(p.name, p.default_for(kind)), kind)
+            out[p.name] = p.validate(params.get(p.name, p.default_for(task)), task)
         return out

@@ -266,7 +266,7 @@ def explain_text(visitor: Visitor, loaded, computation: Computation, text: str,
 
 
 def _ladder_here(visitor: Visitor, computation: Computation, request: admission.Request,
-                 levels: list[int], kind: str, make: Callable[[], object],
+                 levels: list[int], task: str, make: Callable[[], object],
                  run_level: Callable[[Any, dict], Any], progress, on_level):
     """The ladder with this session's refiner for the input, kept across reruns: each level
     evaluates only the points the previous ones did not."""
@@ -288,7 +288,7 @@ def _ladder_here(visitor: Visitor, computation: Computation, request: admission.
             if refiner is None:
                 refiner = progressive.kept_refiner(visitor.state, refiner_key, make)
             _relabel(progress, f"{count} of {level.total} {knob}")
-            passes = costs.estimate_passes(method, {**params, knob: count - done}, kind)
+            passes = costs.estimate_passes(method, {**params, knob: count - done}, task)
             result = _step(visitor, request, estimate, level_computation.key,
                            lambda lp=dict(level_computation.params), r=refiner: run_level(r, lp),
                            passes=passes, progress=progress)

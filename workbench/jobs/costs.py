@@ -27,12 +27,12 @@ DEFAULT_RATE_PER_MINUTE = 120
 EMA_WEIGHT = 0.3
 
 
-def estimate_passes(method: str, params: dict, kind: str = "image") -> int:
+def estimate_passes(method: str, params: dict, task: str = "image") -> int:
     """Model passes (forward + input backward per point) a method needs with these settings."""
     entry = method_entry(method)
-    full = {**entry.spec.defaults(kind), **{k: v for k, v in params.items() if v is not None}}
+    full = {**entry.spec.defaults(task), **{k: v for k, v in params.items() if v is not None}}
     if entry.wraps:
-        return entry.passes(full) * estimate_passes(str(full["base"]), {}, kind)
+        return entry.passes(full) * estimate_passes(str(full["base"]), {}, task)
     return entry.passes(full)
 
 

@@ -72,19 +72,19 @@ def layer_paths(model: str, device: str) -> list[str] | None:
 
 
 def restore_method(reader: UrlReader, prefix: str, methods: dict[str, MethodSpec], default: str,
-                   kind: str, layers: list[str] | None) -> str:
+                   task: str, layers: list[str] | None) -> str:
     """The link's method and its parameters into the widgets' state; returns the method."""
     method = reader.choice("method", list(methods), default)
     st.session_state[f"{prefix}.method"] = method
-    restore_params(reader, prefix, methods[method], kind, layers)
+    restore_params(reader, prefix, methods[method], task, layers)
     return method
 
 
-def restore_params(reader: UrlReader, prefix: str, spec: MethodSpec, kind: str,
+def restore_params(reader: UrlReader, prefix: str, spec: MethodSpec, task: str,
                    layers: list[str] | None, url_prefix: str = "p.",
                    base_url_prefix: str = "b.") -> None:
     """One method's parameters from the link (``url_prefix`` where several methods share it)."""
-    restore_method_params(reader, spec, prefix, kind, layers, saliency_core.get_method,
+    restore_method_params(reader, spec, prefix, task, layers, saliency_core.get_method,
                           url_prefix=url_prefix, base_url_prefix=base_url_prefix)
 
 

@@ -94,7 +94,7 @@ class UrlReader:
             return self._reject(key, raw, f"longer than {max_chars} characters", default)
         return raw
 
-    def spec_param(self, key: str, param: Param, kind: str, default=None,
+    def spec_param(self, key: str, param: Param, task: str, default=None,
                    layers: Sequence[str] | None = None):
         """A method hyperparameter, parsed by its spec's type and checked by its validator."""
         default = param.default if default is None else default
@@ -114,7 +114,7 @@ class UrlReader:
                 return self._reject(key, raw, "no such layer in this model", default)
             return raw
         try:
-            return param.validate(raw, kind)
+            return param.validate(raw, task)
         except SaliencyError as exc:
             return self._reject(key, raw, str(exc), default)
 

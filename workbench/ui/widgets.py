@@ -56,7 +56,7 @@ def _layer_label(layers: dict[str, tuple], default_layer: str | None) -> Callabl
     return fmt
 
 
-def _param_widget(param: Param, key: str, kind: str, layers: dict | None,
+def _param_widget(param: Param, key: str, task: str, layers: dict | None,
                   default_layer: str | None):
     label = param.label or param.name
     if param.type == "int":
@@ -74,7 +74,7 @@ def _param_widget(param: Param, key: str, kind: str, layers: dict | None,
         ensure(key, bool(param.default))
         return st.toggle(label, key=key, help=param.help)
     if param.type in ("choice", "method"):
-        choices = param.choices_for(kind)
+        choices = param.choices_for(task)
         default = param.default if param.default in choices else choices[0]
         if param.type == "method":
             return select(label, choices, key, default, help=param.help,
@@ -88,7 +88,7 @@ def _param_widget(param: Param, key: str, kind: str, layers: dict | None,
     raise ValueError(f"no widget for parameter type {param.type!r}")
 
 
-def method_params(spec: MethodSpec, prefix: str, kind: str = "image", layers: dict | None = None,
+def method_params(spec: MethodSpec, prefix: str, task: str = "image", layers: dict | None = None,
                   default_layer: str | None = None, get_spec: Callable | None = None) -> dict:
     """Draw the method's hyperparameter widgets (advanced ones in an expander) and return
     {name: value} ready for the engine. SmoothGrad's base method brings its own widgets."""
@@ -96,7 +96,7 @@ def method_params(spec: MethodSpec, prefix: str, kind: str = "image", layers: di
     basic = [p for p in spec.params if not p.advanced]
     advanced = [p for p in spec.params if p.advanced]
     for param in basic:
-        values[param.name] = _param_widget(param, param_key(prefix, spec.name, param.name), kind,
+        values[param.name] = _param_widget(param, param_key(prefix, spec.name, param.name), task,
                                            layers, default_layer)
     base_spec = None
     if get_spec is not None and any(p.type == "method" for p in spec.params):
@@ -112,7 +112,7 @@ def method_params(spec: MethodSpec, prefix: str, kind: str = "image", layers: di
                 if param.advanced:
                     continue
                 values[param.name] = _param_widget(
-                    param, param_key(prefix, f"{spec.name}.base.{base_name}", param.name), kind,
+                    param, param_key(prefix, f"{spec.name}.base.{base_name}", param.name), task,
                     layers, default_layer)
             advanced += [p for p in base_params if p.advanced]
     if advanced:
@@ -120,11 +120,11 @@ def method_params(spec: MethodSpec, prefix: str, kind: str = "image", layers: di
             for param in advanced:
                 owner = spec.name if param in spec.params else f"{spec.name}.base.{base_spec.name}"
                 values[param.name] = _param_widget(param, param_key(prefix, owner, param.name),
-                                                   kind, layers, default_layer)
+                                                   task, layers, default_layer)
     return values
 
 
-def restore_method_params(reader: UrlReader, spec: MethodSpec, prefix: str, kind: str,
+def restore_method_params(reader: UrlReader, spec: MethodSpec, prefix: str, task: str,
                           layers: Sequence[str] | None, get_spec: Callable,
                           url_prefix: str = "p.", base_url_prefix: str = "b.") -> None:
     """Put a link's p.<name> (and, for SmoothGrad's base method, b.<name>) values into the
@@ -132,7 +132,7 @@ def restore_method_params(reader: UrlReader, spec: MethodSpec, prefix: str, kind
     own = {p.name for p in spec.params}
 
     def put(key: str, param: Param, url_key: str) -> None:
-        value = reader.spec_param(url_key, param, kind, layers=layers)
+        value = reader.spec_param(url_key, param, task, layers=layers)
         # The layer selectbox offers "" for "the model's default layer".
         st.session_state[key] = "" if (param.type == "layer" and value is None) else value
 
