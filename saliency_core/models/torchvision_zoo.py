@@ -28,6 +28,7 @@ from saliency_core.models.cache import (
     torch_checkpoint_dir,
     unreachable_message,
 )
+from saliency_core.models.source import FixedCatalogue
 
 
 @dataclass(frozen=True)
@@ -214,19 +215,11 @@ def fetch(arch: str, progress: bool = True) -> Path:
         ) from exc
 
 
-class TorchvisionSource:
+class TorchvisionSource(FixedCatalogue):
     """torchvision's ImageNet classifiers (models/source.py), fetched into the cache."""
 
     downloads = True
-
-    def builtin_names(self) -> list[str]:
-        return list(ARCHITECTURES)
-
-    def names(self, owner: str | None = None) -> list[str]:
-        return list(ARCHITECTURES)
-
-    def owns(self, name: str) -> bool:
-        return name in ARCHITECTURES
+    catalogue = ARCHITECTURES
 
     def info(self, name: str) -> ModelInfo:
         present = is_present(name) or deployment_source.in_source(lambda: [checkpoint_path(name)])
