@@ -120,7 +120,8 @@ with page.stop_on_error():
     other = page.load(partner, device) if partner != NO_PARTNER else None
 # Checked before Run: an unfit partner would otherwise be found out only after the long
 # parameter test.
-if other is not None and (unfit := evaluation.partner_problem(loaded, other)) is not None:
+unfit = evaluation.partner_problem(loaded, other) if other is not None else None
+if unfit is not None:
     plaintext.warning(f"The data randomization test is skipped: {unfit} Only the parameter "
                       "randomization test runs.")
     other = None
@@ -258,8 +259,8 @@ for m in cascade.methods:
 
 # ---- data randomization -------------------------------------------------------------------
 st.subheader("Data randomization")
-if data is None and result.data_problem:
-    plaintext.warning(result.data_problem)
+if data is None and (result.data_problem or unfit):
+    plaintext.warning(result.data_problem or f"Skipped: {unfit}")
 elif data is None:
     st.info(follow.no_partner_note(model_name, names))
 else:

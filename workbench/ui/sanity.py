@@ -63,9 +63,9 @@ def no_partner_note(model_name: str, names: list[str]) -> str:
     if twin is None:
         return (f"No model trained on shuffled labels is known for {model_name}, so only the "
                 f"parameter randomization test runs. {what} The bundled shapes-cnn has one: "
-                "`saliency train-bundled` makes it (shapes-cnn-random-labels); for another "
-                "model, train its architecture on shuffled labels and bring the weights on "
-                "the Models page.")
+                "`saliency train-bundled` makes it (shapes-cnn-random-labels). Another model's "
+                "architecture has to be trained on shuffled labels; a torchvision "
+                "architecture's weights can then be brought on the Models page.")
     if twin not in names:
         return (f"{model_name}'s twin {twin} is not on this machine. {what} "
                 f"`saliency train-bundled --only {twin}` makes it.")
