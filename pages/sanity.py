@@ -17,6 +17,7 @@ from saliency_core.errors import SaliencyError
 from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine
 from workbench.ui import page, plaintext, progress, session
+from workbench.ui import sanity as follow
 from workbench.ui.display import enlarge
 from workbench.ui.inputs import default_sample, input_picker, restore_input
 from workbench.ui.widgets import ensure, select
@@ -32,7 +33,7 @@ METRIC_LABELS = {
     "ssim": "SSIM (structural similarity)",
     "hog": "HOG-feature similarity",
 }
-NO_PARTNER = "(none)"
+NO_PARTNER = follow.NO_PARTNER
 STRIP_PX = 88  # seven maps (original + six layers of the shapes CNN) fit one row
 MAX_SEED = 2**31 - 1
 
@@ -47,13 +48,6 @@ store = ShareStore()
 first_model = "shapes-cnn" if "shapes-cnn" in names else None
 
 
-def partner_options(model: str) -> tuple[list[str], str]:
-    """The models to compare with, and the default: the model's shuffled-label twin if here."""
-    options = [NO_PARTNER] + [n for n in names if n != model]
-    twin = evaluation.random_labels_partner(model)
-    return options, twin if twin in options else NO_PARTNER
-
-
 if (reader := page.visit(P)) is not None:
     model0 = page.restore_model(reader, P, names, "image", default=first_model)
     restore_input(reader, P, store, default_sample(model0))
@@ -64,15 +58,17 @@ if (reader := page.visit(P)) is not None:
     # The slider moves in steps of 0.05: a link's value is put on that grid.
     threshold0 = reader.number("threshold", evaluation.DEFAULT_THRESHOLD, 0.05, 0.95)
     st.session_state[f"{P}.threshold"] = round(round(threshold0 / 0.05) * 0.05, 2)
-    options0, twin0 = partner_options(model0)
+    options0, twin0 = follow.partner_options(model0, names)
     st.session_state[f"{P}.partner"] = reader.choice("partner", options0, twin0)
     st.session_state[f"{P}.metric"] = reader.choice("metric", list(METRIC_LABELS),
                                                     evaluation.VERDICT_METRIC)
+    follow.settled(P, model0)
     page.restored(reader, P)
 
 with st.sidebar:
     st.header("Model")
     model_name, device = page.model_picker(P, names, "image", default=first_model)
+    follow.follow_model(P, model_name, names)
     st.header("Input")
     current, upload_error = input_picker(P, store, default_sample(model_name))
     st.header("Methods")
@@ -96,11 +92,13 @@ with st.sidebar:
                           key=f"{P}.threshold",
                           help="A method passes when the mean similarity of its maps to the "
                           "original map over the cascade is below this value.")
-    partners, partner_default = partner_options(model_name)
+    partners, partner_default = follow.partner_options(model_name, names)
     partner = select("Model trained on shuffled labels", partners, f"{P}.partner",
                      partner_default,
                      help="For the data randomization test: the same architecture trained on "
                      "randomly permuted labels. The bundled shapes-cnn has one.")
+    if partner == NO_PARTNER and evaluation.random_labels_partner(model_name) not in names:
+        st.caption(follow.no_partner_note(model_name, names))
     run_clicked = st.button("Run the sanity checks", type="primary", key=f"{P}.run",
                             disabled=not chosen, width="stretch")
 
@@ -120,6 +118,13 @@ with page.stop_on_error():
     loaded = page.load(model_name, device)
     x = loaded.preprocess(current.image)
     other = page.load(partner, device) if partner != NO_PARTNER else None
+# Checked before Run: an unfit partner would otherwise be found out only after the long
+# parameter test.
+unfit = evaluation.partner_problem(loaded, other) if other is not None else None
+if unfit is not None:
+    plaintext.warning(f"The data randomization test is skipped: {unfit} Only the parameter "
+                      "randomization test runs.")
+    other = None
 if (here := engine.runs_here_because(loaded)) is not None:
     plaintext.info(here)
 model_view = loaded.unpreprocess(x)
@@ -154,9 +159,10 @@ elif result is None and progress.was_stopped(computation):
 
 stale = False
 if result is not None:
-    st.session_state[f"{P}.result"] = {"key": computation, "result": result}
-elif (last := st.session_state.get(f"{P}.result")) is not None:
-    result, stale = last["result"], True
+    follow.remember(P, computation, result, model_name, model_view, current.label)
+elif (last := follow.previous(P, model_name)) is not None:
+    # Its own input, as the model saw it: the maps below are of that picture, not this one.
+    result, stale, model_view = last["result"], True, last["view"]
 if result is None:
     st.image(enlarge(model_view, 192), caption=f"Input as the model sees it · {current.label}")
     st.info("Press **Run the sanity checks** in the sidebar. On the bundled shapes model four "
@@ -165,7 +171,8 @@ if result is None:
     st.stop()
 if stale:
     st.warning("The settings changed since this result was computed; press **Run the sanity "
-               "checks** to update it. Showing the previous result.")
+               "checks** to update it. Showing the previous result, on "
+               f"{plaintext.plain(last['label'])}.")
 
 cascade: evaluation.RandomizationResult = result.cascade
 data: evaluation.DataRandomizationResult | None = result.data
@@ -252,11 +259,10 @@ for m in cascade.methods:
 
 # ---- data randomization -------------------------------------------------------------------
 st.subheader("Data randomization")
-if data is None:
-    twin = evaluation.random_labels_partner(model_name)
-    hint = f" The twin model {twin} is not on this machine." if twin and twin not in names else ""
-    st.info("Not run: choose a model trained on shuffled labels in the sidebar (the same "
-            "architecture as this model)." + hint)
+if data is None and (result.data_problem or unfit):
+    plaintext.warning(result.data_problem or f"Skipped: {unfit}")
+elif data is None:
+    st.info(follow.no_partner_note(model_name, names))
 else:
     st.caption(f"Maps of {plaintext.plain(data.model_name)} (left) and of "
                f"{plaintext.plain(data.random_model_name)}, trained on "

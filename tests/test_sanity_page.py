@@ -179,3 +179,112 @@ def test_a_stopped_run_is_not_restarted_until_asked(randomizations):
     assert "Stopped before it finished" in texts(at) and not at.dataframe and randomizations == []
     at.button(key="sanity.run").click().run()
     assert at.dataframe and randomizations == ["cascading"]
+
+
+# ---- the model switch: what follows the model, and what is checked before any work ----------
+
+def test_the_shuffled_labels_partner_is_checked_against_the_model():
+    from saliency_core import load_model
+    from saliency_core.evaluation.sanity_inputs import partner_problem
+
+    shapes = load_model("shapes-cnn", "cpu")
+    assert partner_problem(shapes, shapes) is None
+    lite = load_model("efficientnet-lite0", "cpu")
+    problem = partner_problem(lite, shapes)
+    assert problem is not None
+    assert "efficientnet-lite0" in problem and "shapes-cnn" in problem
+    assert "same architecture" in problem
+
+
+def test_switching_the_model_never_shows_the_old_result_under_the_new_labels():
+    at = start(methods=("gradient",))
+    at.button(key="sanity.run").click().run()
+    assert not at.exception and at.dataframe
+    at.selectbox(key="sanity.model").set_value("efficientnet-lite0").run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = shown(texts(at))
+    # shapes-cnn's result read against ImageNet's labels ("goldfish") is not shown at all.
+    assert "Explaining class" not in said and "goldfish" not in said
+    assert not at.dataframe and not at.get("plotly_chart")
+    # The input and the shuffled-labels model follow the model.
+    assert at.selectbox(key="sanity.sample").value == "photo:chelsea"
+    assert at.selectbox(key="sanity.partner").value == "(none)"
+    assert "same architecture trained on shuffled labels" in said and "train-bundled" in said
+    # Back on shapes-cnn: its sample, its twin and its own result (from the cache) return.
+    at.selectbox(key="sanity.model").set_value("shapes-cnn").run()
+    assert at.selectbox(key="sanity.sample").value == "shapes:0"
+    if bundled.is_present("shapes-cnn-random-labels"):
+        assert at.selectbox(key="sanity.partner").value == "shapes-cnn-random-labels"
+    assert at.dataframe and "settings changed" not in texts(at)
+
+
+class _Calls:
+    """The app's engine, noting the named calls a page makes; ``fail`` names one that raises."""
+
+    def __init__(self, fail: str | None = None):
+        from saliency_core.engines import LocalEngine
+
+        self.inner = LocalEngine()
+        self.fail = fail
+        self.names: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def call(self, name, *args, **kwargs):
+        from saliency_core.errors import SaliencyError
+
+        self.names.append(name)
+        if name == self.fail:
+            raise SaliencyError(f"{name} cannot run here")
+        return self.inner.call(name, *args, **kwargs)
+
+
+@pytest.fixture
+def calls():
+    from workbench.jobs import compute, engine
+
+    compute.result_cache().clear()
+    made = _Calls()
+    previous = engine.use(made)
+    yield made
+    engine.use(previous)
+
+
+def test_an_incompatible_partner_is_skipped_before_any_work(calls):
+    at = start(methods=("gradient",))
+    at.selectbox(key="sanity.partner").set_value("efficientnet-lite0").run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = shown(texts(at))
+    assert "data randomization test is skipped" in said and "efficientnet-lite0" in said
+    assert calls.names == []
+    at.button(key="sanity.run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert calls.names == ["parameter_randomization"]
+    assert at.dataframe and "data test" not in at.dataframe[0].value.columns
+    assert "data randomization test is skipped" in shown(texts(at))
+
+
+def test_a_data_test_that_fails_keeps_the_parameter_test_result(calls):
+    from saliency_core import load_model
+    from workbench.jobs import compute
+    from workbench.jobs.visitor import Visitor
+    from workbench.ui.inputs import from_sample
+
+    if not bundled.is_present("shapes-cnn-random-labels"):
+        pytest.skip("the bundled twin is missing")
+    calls.fail = "data_randomization"
+    loaded = load_model("shapes-cnn", "cpu")
+    twin = load_model("shapes-cnn-random-labels", "cpu")
+    pixels = from_sample("shapes:0").pixels
+    x = loaded.preprocess(from_sample("shapes:0").image)
+    digest = compute.pixels_digest(pixels)
+    result = compute.sanity_checks(Visitor.anonymous(), loaded, "cpu", x, digest, ["gradient"],
+                                   "cascading", 0, {}, twin)
+    assert result.cascade is not None and result.data is None
+    assert "data_randomization cannot run here" in result.data_problem
+    # The parameter test's result is kept: asked again without the partner, nothing reruns.
+    calls.names.clear()
+    again = compute.sanity_checks(Visitor.anonymous(), loaded, "cpu", x, digest, ["gradient"],
+                                  "cascading", 0, {}, None)
+    assert calls.names == [] and again.cascade.seed == result.cascade.seed

@@ -65,6 +65,7 @@ from saliency_core.evaluation.sanity_inputs import (
     IMAGE_SEED_BASE,
     RANDOM_LABEL_PAIRS,
     image_methods,
+    partner_problem,
     random_labels_partner,
     shapes_inputs,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "mass_in_mask",
     "model_copy",
     "parameter_randomization",
+    "partner_problem",
     "perturbation_curve",
     "pixel_order",
     "pointing_game",

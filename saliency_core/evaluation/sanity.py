@@ -281,15 +281,21 @@ def data_randomization(model, random_model, inputs: torch.Tensor, methods: Seque
                                    targets.numpy(), float(threshold), sims, maps)
 
 
-def check_same_architecture(model, other) -> None:
-    """The data test compares like with like: the same parameter names and shapes."""
+def architecture_difference(model, other) -> list[str]:
+    """Parameter names that the two models do not share or that differ in shape (sorted;
+    empty for the same architecture)."""
     a, _ = module_and_wrapper(model)
     b, _ = module_and_wrapper(other)
     shapes_a = {k: tuple(v.shape) for k, v in a.state_dict().items()}
     shapes_b = {k: tuple(v.shape) for k, v in b.state_dict().items()}
-    if shapes_a != shapes_b:
-        differ = sorted(set(shapes_a) ^ set(shapes_b)) or sorted(
-            k for k in shapes_a if shapes_a[k] != shapes_b[k])
+    return sorted(set(shapes_a) ^ set(shapes_b)) or sorted(
+        k for k in shapes_a if shapes_a[k] != shapes_b[k])
+
+
+def check_same_architecture(model, other) -> None:
+    """The data test compares like with like: the same parameter names and shapes."""
+    differ = architecture_difference(model, other)
+    if differ:
         raise SaliencyError(
             "the data randomization test needs the same architecture trained on shuffled labels; "
             f"these two models differ (e.g. in {', '.join(differ[:3])})"

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from saliency_core.errors import SaliencyError
+from saliency_core.evaluation.sanity import architecture_difference
 
 # Images for the checks come from seeds far from the bundled models' training and test seeds.
 IMAGE_SEED_BASE = 7000
@@ -17,6 +18,22 @@ RANDOM_LABEL_PAIRS = {"shapes-cnn": "shapes-cnn-random-labels"}
 
 def random_labels_partner(model_name: str) -> str | None:
     return RANDOM_LABEL_PAIRS.get(model_name)
+
+
+def partner_problem(model, partner) -> str | None:
+    """Why ``partner`` cannot serve in ``model``'s data randomization test, or None.
+
+    Comparing parameter names and shapes is cheap next to a single map, so callers check it
+    before starting any work: an unfit pair is never found out after the long parameter test.
+    """
+    differ = architecture_difference(model, partner)
+    if not differ:
+        return None
+    name = getattr(model, "name", type(model).__name__)
+    other = getattr(partner, "name", type(partner).__name__)
+    return (f"{other} is not the same architecture as {name} (they differ in "
+            f"{', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''}), so it cannot stand "
+            f"for {name} trained on shuffled labels.")
 
 
 def shapes_inputs(loaded, samples: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -20,7 +20,9 @@ import torch
 
 from saliency_core.computation import Computation, digest_key, text_digest
 from saliency_core.engines import Engine
+from saliency_core.errors import CancelledError, SaliencyError
 from saliency_core.evaluation.randomization import DEFAULT_MAX_STEPS
+from saliency_core.evaluation.sanity_inputs import partner_problem
 from saliency_core.harness.refine import REFINABLE
 from workbench.hosting import telemetry
 from workbench.jobs import admission, costs, engine, progressive
@@ -385,11 +387,18 @@ def sanity_checks(visitor: Visitor, loaded, device: str, x: torch.Tensor, digest
                   threshold: float = 0.5, progress=None, page: str = "sanity") -> SanityResult:
     """Parameter randomization (``mode``) and, given ``partner`` (the same architecture trained
     on shuffled labels), data randomization of ``methods`` on one image, from the cache when
-    possible; otherwise through the device's queue like every other model request."""
+    possible; otherwise through the device's queue like every other model request.
+
+    The two tests stand alone: a partner of another architecture is refused before any work
+    starts, and a data test that cannot run leaves the parameter test's result standing (in
+    ``data_problem``). The parameter test is cached on its own too, so adding or changing the
+    partner later does not redo it."""
     key = sanity_key(loaded, device, digest, methods, mode, seed, method_params, partner)
     hit = cached(key)
     if hit is not None:
         return hit
+    problem = partner_problem(loaded, partner) if partner is not None else None
+    alone_key = sanity_key(loaded, device, digest, methods, mode, seed, method_params, None)
     runner = engine.for_models(loaded, partner)
     # Each map is many model passes: in this process the engine redraws the bar between them,
     # so Stop is honoured within a map, not only between maps (the service reports its own).
@@ -403,21 +412,34 @@ def sanity_checks(visitor: Visitor, loaded, device: str, x: torch.Tensor, digest
 
     # One map per method for the trained model and for each step (at most DEFAULT_MAX_STEPS).
     method_passes = sum(costs.estimate_passes(m, method_params.get(m, {})) for m in methods)
-    cascade = _explicit(
-        visitor, page, loaded, device, f"sanity-{mode}", ("sanity", key),
-        lambda: runner.call(
-            "parameter_randomization", loaded, x, methods, mode=mode, seed=seed,
-            threshold=threshold, method_params=params, progress=stage(f"{mode} randomization")),
-        passes=method_passes * (DEFAULT_MAX_STEPS + 1), progress=progress)
-    data = None
-    if partner is not None:
+    alone = cached(alone_key)
+    if alone is None:
+        cascade = _explicit(
+            visitor, page, loaded, device, f"sanity-{mode}", ("sanity", alone_key),
+            lambda: runner.call(
+                "parameter_randomization", loaded, x, methods, mode=mode, seed=seed,
+                threshold=threshold, method_params=params,
+                progress=stage(f"{mode} randomization")),
+            passes=method_passes * (DEFAULT_MAX_STEPS + 1), progress=progress)
+        alone = SanityResult(cascade)
+        result_cache().put(alone_key, alone)
+    if partner is None:
+        return alone
+    if problem is not None:
+        return SanityResult(alone.cascade, None, problem)
+    cascade = alone.cascade
+    try:
         data = _explicit(
             visitor, page, loaded, device, "sanity-data", ("sanity-data", key),
             lambda: runner.call(
-                "data_randomization", loaded, partner, x, methods, target=cascade.targets.tolist(),
-                threshold=threshold, method_params=params,
+                "data_randomization", loaded, partner, x, methods,
+                target=cascade.targets.tolist(), threshold=threshold, method_params=params,
                 progress=stage(f"data randomization against {partner.name}")),
             passes=2 * method_passes, progress=progress)
+    except (CancelledError, admission.OverBudget):
+        raise  # Stop and the budget's question are the page's to answer, not a test's failure
+    except SaliencyError as exc:
+        return SanityResult(cascade, None, f"The data randomization test could not run: {exc}")
     result = SanityResult(cascade, data)
     result_cache().put(key, result)
     return result

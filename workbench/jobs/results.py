@@ -88,6 +88,9 @@ class SanityResult:
 
     cascade: Any
     data: Any | None = None
+    # Why the data randomization test did not run though a partner was given. A result with a
+    # problem is never cached (the next Run tries again), so it is not stored either.
+    data_problem: str | None = None
 
     @property
     def nbytes(self) -> int:
