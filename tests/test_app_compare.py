@@ -196,3 +196,24 @@ def test_no_second_model_of_the_same_kind_is_said():
     shapes = get_model("shapes-cnn", "cpu")
     assert same_domain_partner(shapes, ["shapes-cnn", "efficientnet-lite0",
                                         "shapes-cnn-watermark"], "cpu") == "shapes-cnn-watermark"
+
+
+def test_colour_bar_is_labelled_with_the_range_the_map_was_drawn_with():
+    import numpy as np
+
+    from workbench.ui import compare_view, display
+
+    rng = np.random.default_rng(0)
+    attribution = rng.normal(size=(3, 16, 16)).astype(np.float32)
+    image = np.zeros((16, 16, 3), np.uint8)
+    signed = display.DisplayOptions("RdBu_r", 0.5, 99.0, "signed", "signed_sum")
+    rendered = display.render_map(attribution, image, signed)
+    bar = compare_view.colour_bar_html(rendered, signed, shared=False)
+    c = compare_view.number(rendered.clip_value)
+    assert f"<span>≤ −{c}</span><span>0</span><span>≥ {c}</span>" in bar
+    assert "99th percentile" in bar
+    # On a shared scale the bar's ends are the shared value, and it says so.
+    magnitude = display.DisplayOptions("inferno", 0.5, 99.0, "absolute", "max_abs")
+    rendered = display.render_map(attribution, image, magnitude, scale=2.5)
+    bar = compare_view.colour_bar_html(rendered, magnitude, shared=True)
+    assert "<span>0</span><span>≥ 2.5</span>" in bar and "shared by all maps" in bar
