@@ -3,13 +3,16 @@ time each took and a faithfulness scoreboard."""
 
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
 from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine
-from workbench.ui import display, page, plaintext, progress, session
+from workbench.jobs.models import same_domain_partner, trained_on
+from workbench.ui import compare_view, display, page, plaintext, progress, session
 from workbench.ui.inputs import (
     default_sample,
     domain_notice,
@@ -61,14 +64,41 @@ with st.sidebar:
     two = st.toggle("Compare with a second model", key=f"{P}.two",
                     disabled=len(names) < 2)
     others = [n for n in names if n != model_name]
-    model2 = select("Second model", others, f"{P}.model2", others[0]) if two and others else None
 
 with page.stop_on_error():
-    models = {model_name: page.load(model_name, device)}
+    loaded = page.load(model_name, device)
+
+
+def second_model_picker() -> str | None:
+    """The second model, by default one trained on the same data as the first (a shapes CNN
+    beside an ImageNet model would only say that it knows shapes). The default follows the
+    first model until the visitor picks another; with no such model, none is picked."""
+    key, auto_key = f"{P}.model2", f"{P}.model2.auto"
+    auto = st.session_state.get(auto_key)
+    if auto is None or auto[0] != model_name:
+        partner = same_domain_partner(loaded, names, device)
+        if auto is not None and st.session_state.get(key) == auto[1]:
+            st.session_state[key] = partner or ""
+        auto = st.session_state[auto_key] = (model_name, partner)
+    partner = auto[1]
+    options = others if partner else ["", *others]
+    chosen = select("Second model", options, key, partner or "",
+                    format_func=lambda n: n or "(none picked)")
+    if not partner:
+        data = trained_on(loaded.card)
+        st.caption(f"No other model here was trained on the same data as {model_name}"
+                   + (f" ({data})" if data else "") + ": pick one to compare across data.")
+    return chosen or None
+
+
+with st.sidebar:
+    model2 = second_model_picker() if two and others else None
+
+with page.stop_on_error():
+    models = {model_name: loaded}
     if model2:
         models[model2] = page.load(model2, device)
     layers = page.layers(model_name, device)
-loaded = models[model_name]
 
 with st.sidebar:
     st.header("Methods")
@@ -79,9 +109,11 @@ with st.sidebar:
     params_by_method = {}
     if chosen:
         st.subheader("Method settings")
-        tabs = st.tabs([METHODS[n].label for n in chosen])
-        for tab, name in zip(tabs, chosen):
-            with tab:
+        # One expander per method, not tabs: a sidebar cuts five tab labels short.
+        for name in chosen:
+            with st.expander(METHODS[name].label):
+                if not METHODS[name].params:
+                    st.caption("No settings.")
                 params_by_method[name] = method_params(METHODS[name], P, "image", layers,
                                                        loaded.default_layer,
                                                        saliency_core.get_method)
@@ -208,8 +240,10 @@ for mname, mloaded in models.items():
                 result = mruns[name][1]
                 rendered = display.render_map(result.attribution, view, options, scale=shared)
                 st.image(display.screen_png(rendered.overlay), width="stretch")
+                st.markdown(compare_view.colour_bar_html(rendered, options, shared is not None),
+                            unsafe_allow_html=True)
                 st.caption(f"**{METHODS[name].label}** · {result.metadata.get('time_s', 0):.2f} s"
-                           f" · {result.metadata.get('passes', 0)} passes")
+                           f" · {compare_view.passes(int(result.metadata.get('passes', 0)))}")
 
 if score and runs.get(model_name):
     st.subheader("Scoreboard")
@@ -217,7 +251,7 @@ if score and runs.get(model_name):
                "(area under the curve, lower is better). Insertion: as they are added back to a "
                "blurred image (higher is better). With a known object mask (shapes samples), "
                "pointing game and the share of positive attribution inside the mask (higher is "
-               "better). Rank 1 is best overall.")
+               "better).")
     for mname, mloaded in models.items():
         if not runs.get(mname):
             continue
@@ -241,7 +275,13 @@ if score and runs.get(model_name):
             continue
         if len(models) > 1:
             st.markdown(f"**{plaintext.plain(mname)}**")
-        st.dataframe(display.scoreboard_rows(board.rows), hide_index=True, width="stretch")
+        st.caption(compare_view.ranking_rule(board.rows))
+        st.dataframe(compare_view.scoreboard_table(board.rows), hide_index=True, width="stretch",
+                     column_config={"column ranks": st.column_config.TextColumn(
+                         help=compare_view.column_ranks_help(board.rows))})
+        st.plotly_chart(compare_view.curves_figure(
+            board.rows, html.escape(plaintext.visible(mloaded.labels[first.target]))),
+            width="stretch", key=f"{P}.curves.{mname}")
 
 settings = {"model": model_name, "model2": model2, "device": device, "input": current.source,
             "methods": ",".join(chosen), "target": target, "scale": scale_mode, "score": score,

@@ -130,3 +130,90 @@ def test_scoreboard_matches_the_library(engine_calls):
     expected = {r["method"]: r["deletion_auc"] for r in rows}
     for _, row in board.iterrows():
         assert row["deletion AUC ↓"] == pytest.approx(expected[row["method"]], abs=1e-3)
+
+
+def test_one_pass_is_written_in_the_singular(engine_calls):
+    at = run_page({"model": "shapes-cnn", "methods": "gradient", "score": "false"})
+    (caption,) = cell_captions(at)
+    assert caption.endswith("· 1 pass"), caption
+
+
+def test_method_settings_show_each_full_method_name(engine_calls):
+    """Tabs cut long names ("Integrated Gradient›") in the sidebar; each method's settings
+    are under its whole name."""
+    at = run_page({**FAST, "score": "false"})
+    labels = [e.label for e in at.sidebar.expander]
+    assert {"Vanilla gradient", "Integrated Gradients", "Grad-CAM"} <= set(labels), labels
+    assert not at.sidebar.tabs
+
+
+def test_scoreboard_draws_each_methods_deletion_and_insertion_curves(engine_calls):
+    import json
+
+    at = run_page(FAST)
+    (chart,) = at.get("plotly_chart")
+    traces = json.loads(chart.proto.spec)["data"]
+    by_name: dict[str, list] = {}
+    for trace in traces:
+        by_name.setdefault(trace["name"], []).append(trace)
+    assert set(by_name) == {"Vanilla gradient", "Integrated Gradients", "Grad-CAM"}
+    # One line per method in each panel (deletion, then insertion), over the same fractions.
+    assert all(len(lines) == 2 for lines in by_name.values())
+    xs = {tuple(t["x"]) for t in traces}
+    assert len(xs) == 1 and next(iter(xs))[0] == 0.0 and next(iter(xs))[-1] == 1.0
+
+
+def test_ranking_rule_is_stated_next_to_the_table(engine_calls):
+    at = run_page(FAST)
+    board = at.dataframe[0].value
+    rule = " ".join(c.value for c in at.caption)
+    assert "mean of" in rule and "lower deletion AUC" in rule and "higher insertion AUC" in rule
+    assert "pointing" in rule  # the shapes samples have masks: localisation counts
+    assert "mean rank" in board and (board["mean rank"].diff().dropna() >= 0).all()
+
+
+def test_second_model_defaults_to_one_trained_on_the_same_data(engine_calls):
+    """An ImageNet model is compared with another ImageNet model, not with shapes-cnn (which
+    would at once warn that it only knows shapes)."""
+    at = run_page({"model": "efficientnet-lite0", "methods": "gradcam", "score": "false"})
+    at.toggle(key="compare.two").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    second = at.selectbox(key="compare.model2").value
+    assert second.startswith("efficientnet-lite"), second
+    assert not at.warning, [w.value for w in at.warning]
+    # Switching the first model to a shapes CNN moves the untouched default along.
+    at.selectbox(key="compare.model").set_value("shapes-cnn").run()
+    assert at.selectbox(key="compare.model2").value == "shapes-cnn-watermark"
+
+
+def test_no_second_model_of_the_same_kind_is_said():
+    from workbench.jobs.models import get_model, same_domain_partner
+
+    first = get_model("efficientnet-lite0", "cpu")
+    assert same_domain_partner(first, ["efficientnet-lite0", "shapes-cnn"], "cpu") is None
+    assert same_domain_partner(first, ["shapes-cnn", "efficientnet-lite1"], "cpu") == \
+        "efficientnet-lite1"
+    shapes = get_model("shapes-cnn", "cpu")
+    assert same_domain_partner(shapes, ["shapes-cnn", "efficientnet-lite0",
+                                        "shapes-cnn-watermark"], "cpu") == "shapes-cnn-watermark"
+
+
+def test_colour_bar_is_labelled_with_the_range_the_map_was_drawn_with():
+    import numpy as np
+
+    from workbench.ui import compare_view, display
+
+    rng = np.random.default_rng(0)
+    attribution = rng.normal(size=(3, 16, 16)).astype(np.float32)
+    image = np.zeros((16, 16, 3), np.uint8)
+    signed = display.DisplayOptions("RdBu_r", 0.5, 99.0, "signed", "signed_sum")
+    rendered = display.render_map(attribution, image, signed)
+    bar = compare_view.colour_bar_html(rendered, signed, shared=False)
+    c = compare_view.number(rendered.clip_value)
+    assert f"<span>≤ −{c}</span><span>0</span><span>≥ {c}</span>" in bar
+    assert "99th percentile" in bar
+    # On a shared scale the bar's ends are the shared value, and it says so.
+    magnitude = display.DisplayOptions("inferno", 0.5, 99.0, "absolute", "max_abs")
+    rendered = display.render_map(attribution, image, magnitude, scale=2.5)
+    bar = compare_view.colour_bar_html(rendered, magnitude, shared=True)
+    assert "<span>0</span><span>≥ 2.5</span>" in bar and "shared by all maps" in bar

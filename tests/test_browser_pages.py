@@ -54,3 +54,27 @@ def test_compare_page_shows_a_grid_with_times_and_scoreboard(app_server, page):
     assert_no_exception(page)
     page.set_viewport_size({"width": 1366, "height": 1150})
     keep_for_readme(screenshot(page, "compare.png", full_page=False), "compare.png")
+
+
+def test_compare_maps_carry_their_scale_and_the_ranking_rule_is_stated(app_server, page):
+    from playwright.sync_api import expect
+
+    # The shapes CNN keeps this short; its samples have masks, so localisation is ranked too.
+    open_app(page, app_server, "compare?model=shapes-cnn&methods=gradient,gradcam&score=true")
+    bars = page.locator('[data-testid="stMain"] .map-scale')
+    expect(bars).to_have_count(2)
+    for i in range(2):
+        bar = bars.nth(i)
+        expect(bar.locator(".map-scale-bar")).to_be_visible()
+        high = float(bar.get_attribute("data-high"))
+        assert high > 0
+        # The range is written out, as drawn: from 0 up to the clip value.
+        expect(bar).to_contain_text("0")
+        expect(bar).to_contain_text(f"{high:.3g}")
+    rule = page.get_by_text("The overall rank orders the methods by the mean of their ranks")
+    expect(rule).to_be_visible()
+    expect(rule).to_contain_text("lower deletion AUC")
+    expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
+    assert_no_exception(page)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    screenshot(page, "compare-scale-and-ranking.png", full_page=False)

@@ -8,7 +8,8 @@ import weakref
 import torch
 
 import saliency_core.models as sc_models
-from saliency_core.models import registry
+from saliency_core.errors import SaliencyError
+from saliency_core.models import bundled, registry
 from workbench.hosting import telemetry
 from workbench.jobs import engine
 from workbench.jobs.modelpool import ModelPool, configured_max_bytes
@@ -172,3 +173,52 @@ def fetch(name: str, on_progress=None, poll_s: float = 0.25) -> None:
             f"Could not fetch {name}: {first}. Without network access, fetch on a connected "
             f"machine (python -m saliency_core fetch {name}) and copy the models_cache folder."
         ) from exc
+
+
+def trained_on(card: dict) -> str | None:
+    """What a model learned from, as its card says: "procedural shapes" for the bundled shape
+    CNNs, else the card's data set ("ImageNet-1k"); None when the card does not say."""
+    if "generator" in card.get("data", {}):
+        return "procedural shapes"
+    return card.get("trained_on")
+
+
+def _card_at_hand(name: str, device: str) -> dict | None:
+    """A model's card when it costs no load: already loaded here, or a bundled JSON card."""
+    if is_loaded(name, device):
+        return get_model(name, device).card
+    if registry.source_of(name) is bundled.SOURCE:
+        try:
+            return bundled.read_card(name)
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def same_domain_partner(first, names: list[str], device: str) -> str | None:
+    """The model that ``first`` is compared with by default: another of ``names`` of its task
+    trained on the same data (ImageNet with ImageNet, shapes with shapes), preferred models
+    first; None when there is none, or when ``first``'s card does not say what it learned.
+
+    Models whose card is at hand are looked at before any is loaded, so a load only happens
+    for a model that is then the answer or that nothing cheaper ruled out."""
+    domain = trained_on(first.card)
+    if domain is None:
+        return None
+    rank = {name: i for i, name in enumerate(PREFERRED_IMAGE + PREFERRED_TEXT)}
+    others = sorted((n for n in names if n != first.name), key=lambda n: rank.get(n, len(rank)))
+    unknown = []
+    for name in others:
+        card = _card_at_hand(name, device)
+        if card is None:
+            unknown.append(name)
+        elif card.get("task", first.task) == first.task and trained_on(card) == domain:
+            return name
+    for name in unknown:
+        try:
+            loaded = get_model(name, device)
+        except SaliencyError:
+            continue
+        if loaded.task == first.task and trained_on(loaded.card) == domain:
+            return name
+    return None
