@@ -79,12 +79,37 @@ if message:
     getattr(st, message[0])(message[1])
 
 st.subheader("Bring your own model")
-st.caption("Upload fine-tuned weights for one of the zoo architectures as a .safetensors file "
-           "(`safetensors.torch.save_file(model.state_dict(), 'model.safetensors')`). Only plain "
-           "tensors are read; nothing in the file is executed. The model is yours alone: it "
-           "appears on the image pages of this browser session only, and is dropped when the "
-           f"session ends. A session may keep {registry.MAX_PER_OWNER} uploaded models, the "
-           f"server {registry.max_owned()} in all.")
+weights_mb = uploads.weights_limit_mb()
+sizes = {i.name: i.size_bytes for i in infos if i.source == "zoo"}
+
+
+def _arch_row(arch: str) -> str:
+    full = sizes.get(arch) or torchvision_zoo.size_bytes(arch)
+    fits = ("yes" if full <= weights_mb * 2**20 else
+            "in half precision" if full / 2 <= weights_mb * 2**20 else "no")
+    return (f"| `{arch}` | {torchvision_zoo.ARCHITECTURES[arch].description} | "
+            f"{_size(full)} | {_size(full // 2)} | {fits} |")
+
+
+st.markdown(
+    "Fine-tuned your own copy of one of these torchvision architectures? Bring its weights and "
+    "explain it here, with any number of classes. Sizes are for 1,000 classes.\n\n"
+    "| architecture | | float32 file | float16 file | fits the limit |\n|---|---|---|---|---|\n"
+    + "\n".join(_arch_row(arch) for arch in torchvision_zoo.ARCHITECTURES))
+st.markdown(
+    "- **Format**: the model's state dict as one `.safetensors` file: "
+    "`safetensors.torch.save_file(model.state_dict(), 'model.safetensors')`. Tensors may be "
+    "float32, float16 or bfloat16; half precision is converted to float32 when loaded. Only "
+    "plain tensors are read: pickled checkpoints (`.pt`, `.pth`, `.bin`, `.ckpt`) are not "
+    "accepted, and nothing in a file is executed.\n"
+    f"- **Size**: weights up to {weights_mb} MB per file (set by the server); class names "
+    f"(optional: one per line, or JSON) up to {uploads.LABELS_MB} MB.\n"
+    "- **Where they stay**: in this browser session only, in the server's memory. The model "
+    "appears on the image pages for you alone and is dropped when the session ends. A session "
+    f"may keep {registry.MAX_PER_OWNER} uploaded models, the server {registry.max_owned()} in "
+    "all.\n"
+    "- **Not yet**: timm and Hugging Face image models cannot be brought yet; only the "
+    "torchvision architectures above.")
 with st.form(f"{P}.byo"):
     c1, c2 = st.columns(2)
     with c1:
@@ -94,17 +119,23 @@ with st.form(f"{P}.byo"):
         name = st.text_input("Name (optional)", key=f"{P}.name",
                              placeholder="e.g. my-resnet-xrays")
     with c2:
+        # Streamlit's server takes any file up to its cap and the browser checks the
+        # per-uploader limit: the weights use the whole cap, the labels are re-checked below.
         weights = st.file_uploader("Weights (.safetensors)", type=["safetensors"],
-                                   key=f"{P}.weights")
+                                   key=f"{P}.weights", max_upload_size=weights_mb)
         labels_file = st.file_uploader("Class names (optional: one per line, or JSON)",
-                                       type=["txt", "json"], key=f"{P}.labels")
+                                       type=["txt", "json"], key=f"{P}.labels",
+                                       max_upload_size=uploads.LABELS_MB)
     submitted = st.form_submit_button("Load model", type="primary", key=f"{P}.load")
 if submitted:
     if weights is None:
         st.error("Choose a .safetensors weights file first.")
     else:
         try:
-            labels = sc_models.parse_labels(labels_file.getvalue()) if labels_file else None
+            labels = None
+            if labels_file:
+                uploads.check_size(labels_file.getvalue(), uploads.LABELS_MB, "labels file")
+                labels = sc_models.parse_labels(labels_file.getvalue())
             with st.spinner("Checking and loading the weights..."):
                 loaded = sc_models.load_uploaded_weights(
                     arch, weights.getvalue(), int(num_classes), labels, name=name or None,

@@ -13,6 +13,7 @@ from PIL import Image
 
 from saliency_core.errors import SaliencyError
 from saliency_core.io.images import load_image
+from workbench.hosting import uploads
 from workbench.hosting.share import ShareLinkError, ShareStore
 from workbench.ui.plaintext import visible
 
@@ -98,6 +99,7 @@ def from_sample(source: str) -> InputImage:
 
 def from_upload(data: bytes, store: ShareStore) -> InputImage:
     """Validate an uploaded file, keep it for share links, and return the decoded image."""
+    uploads.check_size(data, uploads.image_limit_mb(), "image file")
     image, notices = load_image(data)  # raises a SaliencyError before anything is stored
     digest = store.put(data)
     source = f"upload:{digest}"
@@ -184,8 +186,9 @@ def input_picker(prefix: str, store: ShareStore, default: str) -> tuple[InputIma
         sample = select("Sample", sample_sources(), f"{prefix}.sample", default,
                         format_func=sample_label)
         return try_source(sample, store)
+    # Images have their own limit, well below the weights' (the server's cap).
     uploaded = st.file_uploader("Image file (PNG, JPEG, WebP, BMP, TIFF)", type=UPLOAD_TYPES,
-                                key=f"{prefix}.file")
+                                key=f"{prefix}.file", max_upload_size=uploads.image_limit_mb())
     if uploaded is not None:
         st.session_state[f"{prefix}.had_file"] = True
         try:
