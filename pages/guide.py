@@ -32,6 +32,20 @@ for spec in saliency_core.methods():
     })
 st.dataframe(rows, hide_index=True, width="stretch")
 
+st.header("Why the Image page opens with Grad-CAM")
+st.markdown("""
+A first map should be readable and honest. On the default model (EfficientNet-Lite0) and photo
+(Chelsea the cat) we compared every method side by side. The pixel methods (vanilla gradient,
+gradient × input, SmoothGrad, Integrated Gradients) give grainy maps at the photo's full
+resolution, and Integrated Gradients at its default steps shows a large completeness gap there:
+its path integral needs far more steps on this network. Grad-CAM gives a smooth map over the
+cat's eyes, nose and face from **one model pass**, it is class-discriminative (pick another class
+and other regions light up), and it **passes the randomization sanity checks** (below), so it
+reads well without misleading. Its limit is resolution: the map has the layer's grid, upsampled.
+For pixel-level detail switch to SmoothGrad or Integrated Gradients; the CAM variants (Grad-CAM++,
+HiResCAM, LayerCAM, XGrad-CAM) look much the same here.
+""")
+
 st.header("What each method computes")
 METHOD_NOTES = {
     "gradient": """
@@ -67,8 +81,10 @@ saturation, since it sums the gradient over the whole path.
 
 **Failure modes.** Everything depends on the baseline: pixels equal to the baseline get zero
 attribution (a black baseline cannot credit black pixels). Too few steps leave a completeness gap;
-raise steps until the gap is a few percent (Gauss-Legendre converges fastest). Like gradient ×
-input, maps carry the input's edges and can look plausible for a randomized model.
+on ReLU-type networks the path is only piecewise smooth, so no rule is fastest everywhere and
+some images need hundreds of steps. Under a large gap the Image page's *Find the steps that
+close the gap* measures, on your image, the count that closes it. Like gradient × input, maps
+carry the input's edges and can look plausible for a randomized model.
 """,
     "smoothgrad": """
 **Computes** the average of a base method over *samples* noisy copies of the input, with noise

@@ -71,8 +71,10 @@ def test_default_view_explains_a_photo_with_a_real_imagenet_model(engine_calls):
     at = run_app_page(PAGE, None, TIMEOUT)
     assert at.query_params["model"] == "efficientnet-lite0"
     assert at.query_params["input"] == "photo:chelsea"
-    assert engine_calls == ["integrated_gradients"] * 2  # a 7-step preview, then 50 steps
-    assert not [w.value for w in at.warning if "Completeness" not in w.value]
+    # Grad-CAM is the first view (issue 26): one pass, and nothing to warn about.
+    assert at.query_params["method"] == "gradcam"
+    assert engine_calls == ["gradcam"]
+    assert not at.warning and not at.error
     assert set(at.dataframe[0].value["class"][:3]) <= CATS
     assert at.metric[0].value in CATS
 
@@ -99,7 +101,7 @@ def test_a_shapes_model_on_a_photo_says_it_only_knows_shapes(engine_calls):
 
 
 def test_shapes_view_shows_prediction_three_panels_and_link(engine_calls):
-    at = run_page()
+    at = run_page({"method": "integrated_gradients"})
     # Gauss-Legendre nodes do not nest: a 7-step preview, then the 50 steps asked for.
     assert engine_calls == ["integrated_gradients"] * 2
     assert run_details(at)["passes"] == 50
@@ -138,7 +140,7 @@ def test_display_options_rerender_without_running_the_model(engine_calls):
 
 
 def test_method_parameters_rerun_the_model_and_results_are_cached(engine_calls):
-    at = run_page()
+    at = run_page({"method": "integrated_gradients"})
     n = len(engine_calls)
     at.slider(key="image.m.integrated_gradients.steps").set_value(16).run()
     assert len(engine_calls) > n and set(engine_calls) == {"integrated_gradients"}
@@ -209,7 +211,7 @@ def test_malformed_link_gives_messages_and_sane_defaults(engine_calls):
                      "does not have"):
         assert fragment in texts, fragment
     assert at.selectbox(key="image.model").value == "efficientnet-lite0"
-    assert at.selectbox(key="image.method").value == "integrated_gradients"
+    assert at.selectbox(key="image.method").value == "gradcam"
     assert at.radio(key="image.mode").value == "Sample"
     assert len(image_urls(at)) == 2  # the page still works
 
@@ -299,6 +301,7 @@ def test_stopped_computation_is_not_restarted_until_asked(engine_calls):
                                     "integrated_gradients", params, "predicted").key
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.query_params["model"] = "shapes-cnn"
+    at.query_params["method"] = "integrated_gradients"
     at.session_state[STOPPED_KEY] = key
     at.run()
     assert not at.exception

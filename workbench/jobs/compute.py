@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from saliency_core import get_method
 from saliency_core.computation import Computation, digest_key, text_digest
 from saliency_core.engines import Engine
 from saliency_core.errors import CancelledError, SaliencyError
 from saliency_core.evaluation.randomization import DEFAULT_MAX_STEPS
 from saliency_core.evaluation.sanity_inputs import partner_problem
-from saliency_core.harness.refine import REFINABLE
+from saliency_core.harness.refine import REFINABLE, reusable_counts
 from workbench.hosting import telemetry
 from workbench.jobs import admission, costs, engine, progressive
 from workbench.jobs.progressive import Level
@@ -277,8 +278,7 @@ def _ladder_here(visitor: Visitor, computation: Computation, request: admission.
     # The whole ladder costs what its last level costs alone: the budget and the rate limit
     # judge that once; each level then waits its turn in the device's queue.
     estimate = admission.admit(visitor, request)
-    refiner_key = (computation.model, computation.device, computation.input_digest,
-                   params.get("max_length"), method, str(computation.target))
+    refiner_key = _refiner_key(computation)
     refiner = None
     result = None
     done = 0
@@ -300,6 +300,61 @@ def _ladder_here(visitor: Visitor, computation: Computation, request: admission.
         if on_level is not None and not level.final:
             on_level(result, level)
     return result
+
+
+def _refiner_key(computation: Computation) -> tuple:
+    """What a kept refiner is for: the ladder and the step search share one per input."""
+    return (computation.model, computation.device, computation.input_digest,
+            computation.params.get("max_length"), computation.method, str(computation.target))
+
+
+def gap_search(visitor: Visitor, loaded, computation: Computation, x: torch.Tensor,
+               threshold: float = progressive.LARGE_GAP, progress=None,
+               page: str = "image") -> list[tuple[int, float]]:
+    """(steps, completeness gap) measured at the counts of ``progressive.gap_search_counts``
+    above the computation's, until the gap is at most ``threshold`` or the method's limit is
+    reached. A button starts it (its explicit confirmation); each count is queued as its own
+    request, cached under its own settings (choosing that count afterwards costs no pass),
+    and on a nesting rule this session's refiner evaluates only the new points."""
+    method, params = computation.method, dict(computation.params)
+    most = next(int(p.max) for p in get_method(method).params if p.name == "steps")
+    counts = progressive.gap_search_counts(method, params, most)
+    runner = engine.for_models(loaded)
+    make_refiner = getattr(runner, "refiner", None)
+    nested = bool(counts) and int(params["steps"]) in reusable_counts(
+        method, {**params, "steps": counts[0]})
+    refiner = None
+    measured: list[tuple[int, float]] = []
+    done = int(params["steps"]) if nested else 0
+    for count in counts:
+        level = computation.with_params(steps=count)
+        result = cached(level.key)
+        if result is None:
+            if nested and make_refiner is not None:
+                if refiner is None:
+                    refiner = progressive.kept_refiner(
+                        visitor.state, _refiner_key(computation),
+                        lambda: make_refiner(loaded, x, method, target=computation.target))
+                work = (lambda r=refiner, lp=dict(level.params):
+                        image_result(r.explain(**lp, progress=progress)))
+                passes = costs.estimate_passes(method, {**params, "steps": count - done})
+            else:
+                work = (lambda lp=dict(level.params):
+                        image_result(runner.explain(loaded, x, method, target=computation.target,
+                                                    progress=progress, **lp)))
+                passes = costs.estimate_passes(method, {**params, "steps": count})
+            _relabel(progress, f"{count} steps")
+            result = _explicit(visitor, page, loaded, computation.device, method, level.key,
+                               work, passes, progress)
+            result_cache().put(level.key, result)
+        done = count
+        gap = progressive.completeness_gap(result.metadata)
+        if gap is None:
+            break
+        measured.append((count, gap))
+        if gap <= threshold:
+            break
+    return measured
 
 
 def _ladder_on_the_service(visitor: Visitor, runner: Engine, loaded, computation: Computation,

@@ -39,6 +39,8 @@ FIRST_FRACTION = 8
 MIN_FIRST = {"steps": 4, "samples": 2}
 # Below this many evaluations the full run is quick enough to show at once.
 MIN_PROGRESSIVE = 16
+# Above this completeness gap the page warns; the step search looks for a count below it.
+LARGE_GAP = 0.05
 REFINERS_PER_SESSION = 4
 _REFINERS = "_progressive_refiners"
 _BEST = "_progressive_best"
@@ -120,3 +122,22 @@ def completeness_gap(meta: dict) -> float | None:
     except (KeyError, IndexError, TypeError, ValueError):
         return None
     return abs(total - change) / max(abs(change), 1e-12)
+
+
+def gap_search_counts(method: str, params: dict, most: int, task: str = "image") -> list[int]:
+    """The step counts a search for a closed completeness gap measures, above the requested
+    one: doubling, on the grid the previous count nests in when the rule nests (so a Refiner
+    evaluates only the new points), up to ``most`` (the method's limit)."""
+    if REFINABLE.get(method) != "steps":
+        return []
+    counts: list[int] = []
+    count = int(params.get("steps", 0))
+    while count * 2 - 1 <= most:
+        # Doubling the intervals of a grid that includes its end point is 2n - 1 points.
+        nested = [n for n in (count * 2, count * 2 - 1) if n <= most
+                  and count in reusable_counts(method, {**params, "steps": n}, task)]
+        count = nested[0] if nested else count * 2
+        if count > most:
+            break
+        counts.append(count)
+    return counts

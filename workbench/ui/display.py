@@ -13,6 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from saliency_core import render
+from workbench.jobs.progressive import LARGE_GAP
 from workbench.ui.urlstate import UrlReader
 from workbench.ui.widgets import ensure, select
 
@@ -283,8 +284,16 @@ def prediction_table(probabilities: np.ndarray, labels: list[str], k: int = 5) -
     )
 
 
-def completeness_reading(meta: dict, subject: str = "the image") -> tuple[str, str] | None:
-    """(severity, sentence) explaining IG's completeness check in plain words, or None."""
+def completeness_reading(meta: dict, subject: str = "the image",
+                         measured: list[tuple[int, float]] | None = None,
+                         most_steps: int | None = None,
+                         can_search: bool = False) -> tuple[str, str] | None:
+    """(severity, sentence) explaining IG's completeness check in plain words, or None.
+
+    Advice names only what this run did not already do, and only numbers that were measured:
+    ``measured`` is what ``workbench.jobs.compute.gap_search`` found above this run's steps
+    ((steps, gap) pairs); ``most_steps`` the method's limit, where raising them is no advice;
+    ``can_search`` says the page offers the button that measures it."""
     try:
         total = float(meta["sum_attribution"][0])
         f_x = float(meta["f_x"][0])
@@ -304,11 +313,31 @@ def completeness_reading(meta: dict, subject: str = "the image") -> tuple[str, s
     if relative <= 0.01:
         return "success", facts + " The path integral is accurate: the map accounts for the " \
                                   "whole change in the score."
-    if relative <= 0.05:
-        return "info", facts + " Close enough for viewing; more steps would tighten it."
-    return "warning", facts + (" That is a large gap: the integral is poorly approximated, so "
-                               "the map may misstate how much each pixel matters. Raise the "
-                               "number of steps (or use the Gauss-Legendre rule).")
+    steps = (meta.get("params") or {}).get("steps")
+    at_most = most_steps is not None and steps is not None and int(steps) >= most_steps
+    if relative <= LARGE_GAP:
+        return "info", facts + " Close enough for viewing" + (
+            "." if at_most else "; more steps would tighten it.")
+    sentence = facts + (" That is a large gap: the integral is poorly approximated, so the map "
+                        "may misstate how much each pixel matters.")
+    closing = next(((n, g) for n, g in measured or [] if g <= LARGE_GAP), None)
+    if closing is not None:
+        sentence += (f" Measured on {subject}: {closing[0]} steps bring the gap down to "
+                     f"{closing[1]:.1%}; set Steps to {closing[0]} (that result is ready).")
+    elif measured:
+        last, last_gap = measured[-1]
+        sentence += (f" Measured on {subject}: even {last} steps leave a gap of {last_gap:.1%}, "
+                     "so more steps will not close it here; another baseline changes the path "
+                     "(the Guide compares them).")
+    elif at_most:
+        sentence += (f" Steps are already at their limit of {most_steps}; another baseline "
+                     "changes the path (the Guide compares them).")
+    elif can_search:
+        sentence += (f" *Find the steps that close the gap* measures, on {subject}, how many "
+                     f"steps bring it under {LARGE_GAP:.0%}.")
+    else:
+        sentence += " Raise the number of steps" + (f" above {steps}." if steps else ".")
+    return "warning", sentence
 
 
 def scoreboard_rows(rows: list[dict]) -> list[dict]:

@@ -148,6 +148,40 @@ def domain_notice(loaded, source: str) -> str | None:
     return None
 
 
+# Below a quarter of the model's side, upsampling spreads each pixel over more than 4 x 4 of
+# the model's: what the model sees is blur the picture never held.
+TINY_FRACTION = 4
+# Two levels out of 255 cover JPEG noise on a flat colour; anything above is a real picture.
+UNIFORM_LEVELS = 2
+
+
+def degenerate_notice(pixels: np.ndarray, model_side: tuple[int, int]) -> str | None:
+    """A sentence saying what a map can and cannot mean when the picture holds (almost)
+    nothing for the model to see: far smaller than the model's input, or one colour. None for
+    an ordinary picture. The page still explains it: the notice keeps the map honest."""
+    height, width = pixels.shape[:2]
+    side_h, side_w = model_side
+    channels = pixels.reshape(-1, pixels.shape[-1] if pixels.ndim == 3 else 1)
+    uniform = int(np.ptp(channels, axis=0).max()) <= UNIFORM_LEVELS
+    if min(height, width) * TINY_FRACTION < min(side_h, side_w):
+        what = "pixel" if height * width == 1 else "pixels"
+        seen = (f"This picture is {width} x {height} {what}, and the model sees {side_w} x "
+                f"{side_h}: it was blown up {max(side_w / width, side_h / height):.0f} times. ")
+        if uniform:
+            return seen + ("The prediction is a guess on an upsampled picture of one colour, and "
+                           "the map shows the upsampling's interpolation and how the model "
+                           "responds to position (padding, its layer grid), not evidence in "
+                           "the picture.")
+        return seen + ("The prediction is a guess on an upsampled picture, and the map shows "
+                       "interpolation between those few pixels, not evidence in the picture.")
+    if uniform:
+        return ("Every pixel of this picture has (nearly) one colour: there is nothing in it to "
+                "point at. The prediction is the model's guess on a blank picture, and the map "
+                "shows how the model responds to position (padding, its layer grid), not "
+                "evidence in the picture.")
+    return None
+
+
 def try_source(source: str, store: ShareStore) -> tuple[InputImage | None, str | None]:
     try:
         return from_source(source, store), None
