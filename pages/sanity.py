@@ -158,7 +158,7 @@ if result is not None:
 elif (last := st.session_state.get(f"{P}.result")) is not None:
     result, stale = last["result"], True
 if result is None:
-    st.image(enlarge(model_view, 192), caption=f"Input as the model sees it · {current.label}")
+    st.image(enlarge(model_view, 192), caption=f"Input as the model sees it · {plaintext.plain(current.label)}")
     st.info("Press **Run the sanity checks** in the sidebar. On the bundled shapes model four "
             "methods take a few seconds; large models take longer (see *Faster settings*).")
     share()
