@@ -31,11 +31,28 @@ PAGES = [
     ("pages/guide.py", "Guide", ":material/menu_book:",
      "What each method computes, when it fails, and how to choose baselines and layers."),
 ]
+START = ("New here? Start on the Image page: a sample photo and a model are ready there, and "
+         "its first map appears by itself.")
+with st.container(key="home-start"):
+    st.markdown(f"**{START}**")
+    st.page_link("pages/image.py", label="Open the Image page", icon=":material/arrow_forward:")
+
+# A card is one link: its page link's click area is stretched over the whole card, so the
+# blurb and the empty space around it open the page too (within this session, as any
+# st.page_link does; a plain <a> around the card would reload the app and lose the session).
+st.html("<style>"
+        "div[class*='st-key-home-card-']{position:relative;transition:border-color .15s}"
+        # Streamlit positions each element's box; the link's area must reach the card's.
+        "div[class*='st-key-home-card-'] [data-testid='stElementContainer']{position:static}"
+        "div[class*='st-key-home-card-']:hover{border-color:#ff4b4b}"
+        "div[class*='st-key-home-card-'] [data-testid='stPageLink'] a::after"
+        "{content:'';position:absolute;inset:0;z-index:1}"
+        "</style>")
 here = Path(__file__).resolve().parent.parent
 shown = [p for p in PAGES if (here / p[0]).exists()]
 for row in range(0, len(shown), 3):
     for col, (path, title, icon, blurb) in zip(st.columns(3), shown[row:row + 3]):
-        with col, st.container(border=True):
+        with col, st.container(border=True, key=f"home-card-{Path(path).stem}"):
             st.page_link(path, label=title, icon=icon)
             st.caption(blurb)
 

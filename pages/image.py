@@ -121,13 +121,13 @@ preview_area.empty()
 @st.fragment
 def result_view(result, note) -> None:
     options = display.display_options(P, with_aggregation=spec.family == "input")
-    if result is not None:
-        show_result(result, note, options)
-    # ---- the URL always describes this view ----------------------------------------------
+    # ---- the URL always describes this view; sharing it is the result's first line -------
     settings = {"model": model_name, "device": device, "input": current.source, "method": method,
                 "target": target, **url_method_params(spec, params), **options.as_url()}
     encoded = session.publish(P, settings)
     session.share_box(encoded, uploaded=current.source.startswith("upload:"))
+    if result is not None:
+        show_result(result, note, options)
 
 
 def completeness_box(result) -> None:
@@ -164,7 +164,10 @@ def show_result(result, note, options) -> None:
     rendered = display.render_map(result.attribution, model_view, options)
     if note:
         st.caption(note)
-    c1, c2, c3 = st.columns(3)
+    # The pictures fill their columns up to the heatmap's size, so the three line up.
+    st.html(f"<style>.st-key-{P}-panels [data-testid='stImage'] img"
+            f"{{max-width:{display.DISPLAY_PX}px}}</style>")
+    c1, c2, c3 = st.container(key=f"{P}-panels").columns(3)
     # The overlay first, inline: after a display change the new picture is on its way before
     # anything else of the view is built, with no media file for the browser to fetch.
     with c3:
@@ -178,13 +181,10 @@ def show_result(result, note, options) -> None:
         figure = session.kept(
             f"{P}.heatmap_kept", result,
             (computation.key, options.cmap, options.sign, options.clip, options.agg),
-            lambda: display.heatmap_figure(rendered, options.cmap, image=model_view,
-                                           sign=options.sign, clip=options.clip))
+            lambda: display.heatmap_figure(rendered, options.cmap))
         st.plotly_chart(figure, key=f"{P}.heatmap", config={"displayModeBar": False})
         st.caption(f"Heatmap · hover for values · colour scale clipped at "
-                   f"{rendered.clip_value:.3g} · the menu and sliders in the figure change it "
-                   "at once in your browser (the widgets above set the overlay, the export "
-                   "and the link)")
+                   f"{rendered.clip_value:.3g}")
 
     completeness_box(result)
     st.subheader("Prediction")

@@ -164,7 +164,7 @@ elif (last := follow.previous(P, model_name)) is not None:
     # Its own input, as the model saw it: the maps below are of that picture, not this one.
     result, stale, model_view = last["result"], True, last["view"]
 if result is None:
-    st.image(enlarge(model_view, 192), caption=f"Input as the model sees it · {current.label}")
+    st.image(enlarge(model_view, 192), caption=f"Input as the model sees it · {plaintext.plain(current.label)}")
     st.info("Press **Run the sanity checks** in the sidebar. On the bundled shapes model four "
             "methods take a few seconds; large models take longer (see *Faster settings*).")
     share()

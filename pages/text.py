@@ -109,6 +109,8 @@ else:
         plaintext.error(exc)
 preview_area.empty()
 
+# The link to this view, as the result's first line.
+session.share_box(session.publish(P, settings))
 if result is not None:
     if note:
         st.caption(note)
@@ -156,5 +158,3 @@ if result is not None:
     with st.expander("Run details"):
         st.json(result.metadata)
 
-encoded = session.publish(P, settings)
-session.share_box(encoded)

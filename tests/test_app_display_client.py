@@ -1,11 +1,11 @@
-"""Display changes in the browser: the Image page's heatmap figure carries a colormap menu, an
-opacity slider and a clipping slider that Plotly applies on its own, and every choice paints the
-colours the server-side PNGs (render.colorize / normalize) paint for the same setting; in
-chromium a menu choice redraws the figure with no script run."""
+"""Display options on the Image page: one set of controls (the row above the pictures), named
+for people, and an interactive heatmap that paints the colours the server-side PNGs
+(render.colorize / normalize) paint for the same setting and carries no controls of its own."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -65,43 +65,25 @@ def a_map(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("sign,cmap", [("absolute", "inferno"), ("signed", "RdBu_r"),
-                                       ("positive", "viridis")])
-def test_every_in_figure_choice_paints_what_the_server_would(sign, cmap):
+                                       ("positive", "viridis"), ("signed", "PiYG")])
+def test_the_heatmap_paints_what_the_server_would(sign, cmap):
     attribution, image = a_map()
     options = display.DisplayOptions(cmap, 0.5, 99.0, sign, "max_abs")
     rendered = display.render_map(attribution, image, options)
-    fig = json.loads(display.heatmap_figure(rendered, cmap, image=image, sign=sign,
-                                            clip=99.0).to_json())
-    assert [t["type"] for t in fig["data"]] == ["image", "heatmap"]
+    fig = json.loads(display.heatmap_figure(rendered, cmap).to_json())
+    assert [t["type"] for t in fig["data"]] == ["heatmap"]
     heat = decoded(display.heat_trace(fig))
-    lo = -1.0 if sign == "signed" else 0.0
     expected = render.colorize(rendered.scaled, cmap, signed=sign == "signed").reshape(-1, 3)
     got = figure_colours(heat, heat["zmin"], heat["zmax"], heat["colorscale"])
     assert (got == expected).all(axis=1).mean() > 0.99  # pixels on a band's edge may round
+    # The one set of controls is the row of widgets: none inside the figure.
+    assert not fig["layout"].get("updatemenus") and not fig["layout"].get("sliders")
 
-    (menu,) = fig["layout"]["updatemenus"]
-    assert [b["label"] for b in menu["buttons"]] == list(display.colormaps_for(sign))
-    assert menu["buttons"][menu["active"]]["label"] == cmap
-    for button in menu["buttons"]:
-        other = button["label"]
-        assert button["args"][1] == [1]  # the heatmap, not the input under it
-        scale = button["args"][0]["colorscale"][0]
-        want = render.colorize(rendered.scaled, other, signed=sign == "signed").reshape(-1, 3)
-        assert (figure_colours(heat, heat["zmin"], heat["zmax"], scale) == want).all(axis=1).mean() > 0.99
 
-    opacity, clip = fig["layout"]["sliders"]
-    assert [s["args"][0]["opacity"][0] for s in opacity["steps"]][-1] == 1.0
-    assert opacity["active"] == len(opacity["steps"]) - 1  # the heatmap as it was: opaque
-    assert clip["steps"][clip["active"]]["label"] == "99"
-    for step in clip["steps"]:
-        q = float(step["label"])
-        zmin, zmax = step["args"][0]["zmin"][0], step["args"][0]["zmax"][0]
-        assert zmin == pytest.approx(lo * zmax)
-        served = display.render_map(attribution, image,
-                                    display.DisplayOptions(cmap, 0.5, q, sign, "max_abs"))
-        want = render.colorize(served.scaled, cmap, signed=sign == "signed").reshape(-1, 3)
-        got = figure_colours(heat, zmin, zmax, heat["colorscale"])
-        assert (got == want).all(axis=1).mean() > 0.99, q
+def test_every_colormap_has_a_name_for_people():
+    for cmap in (*render.SEQUENTIAL_CMAPS, *render.DIVERGING_CMAPS):
+        name = display.cmap_name(cmap)
+        assert name != cmap and "_" not in name, cmap
 
 
 def test_clip_values_agree_with_clip_value():
@@ -113,43 +95,53 @@ def test_clip_values_agree_with_clip_value():
     assert render.clip_values(np.zeros((4, 4)), "absolute", (99.0,)).tolist() == [0.0]
 
 
-def test_the_image_page_sends_the_controls(monkeypatch, tmp_path):
+def test_the_image_page_sends_a_heatmap_without_controls(monkeypatch, tmp_path):
     monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path / "share"))
     compute.result_cache.clear()
     at = run_app_page(PAGE, {"model": "shapes-cnn", "method": "gradient"}, 180)
     (chart,) = at.get("plotly_chart")
     spec = json.loads(chart.proto.spec)
-    assert [t["type"] for t in spec["data"]] == ["image", "heatmap"]
-    assert spec["data"][0]["source"].startswith("data:image/png;base64,")
-    assert len(spec["layout"]["sliders"]) == 2 and spec["layout"]["updatemenus"]
+    assert [t["type"] for t in spec["data"]] == ["heatmap"]
+    assert not spec["layout"].get("sliders") and not spec["layout"].get("updatemenus")
+    compute.result_cache.clear()
+
+
+def test_an_old_link_with_a_sequential_map_for_signed_values_still_opens(monkeypatch, tmp_path):
+    """Links from before the names changed carry matplotlib's names, as links still do."""
+    monkeypatch.setenv("SALIENCY_SHARE_DIR", str(tmp_path / "share"))
+    compute.result_cache.clear()
+    at = run_app_page(PAGE, {"model": "shapes-cnn", "method": "gradient", "sign": "signed",
+                             "cmap": "coolwarm", "alpha": "0.3", "clip": "97"}, 180)
+    assert at.selectbox(key="image.view.cmap").value == "coolwarm"
+    assert at.selectbox(key="image.view.cmap").format_func("coolwarm") == \
+        display.cmap_name("coolwarm")
+    assert at.query_params["cmap"] == "coolwarm" and at.query_params["clip"] == "97"
     compute.result_cache.clear()
 
 
 @pytest.mark.browser
-def test_a_menu_choice_redraws_in_the_browser_without_a_script_run(app_server, page):
+def test_one_set_of_display_controls_with_readable_colormap_names(app_server, page):
     from playwright.sync_api import expect
 
     open_app(page, app_server, "image?model=shapes-cnn&method=gradient")
-    figure = page.locator('[data-testid="stMain"] .js-plotly-plot')
-    expect(figure).to_have_count(1, timeout=APP_RUN_TIMEOUT_MS)
+    main = page.locator('[data-testid="stMain"]')
+    expect(main.locator(".js-plotly-plot")).to_have_count(1, timeout=APP_RUN_TIMEOUT_MS)
     wait_for_app(page)
-    overlay = page.locator('[data-testid="stMain"] [data-testid="stImage"] img').nth(1)
-    overlay_before = overlay.get_attribute("src")
-    # Every message from the server after this point would be a rerun.
-    page.evaluate("""() => { window.__scriptRuns = 0;
-        new MutationObserver(() => {
-          const app = document.querySelector('[data-testid="stApp"]');
-          if (app && app.getAttribute('data-test-script-state') === 'running') window.__scriptRuns++;
-        }).observe(document.querySelector('[data-testid="stApp"]'), {attributes: true});
-    }""")
-    figure.locator(".updatemenu-header-group").click()
-    figure.locator(".updatemenu-item-text", has_text="viridis").click()
-    page.wait_for_function("""() => {
-        const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
-        const scale = gd.data[1].colorscale;
-        return scale[0][1] === 'rgb(68,1,84)';   // viridis' first colour
-    }""", timeout=10_000)
-    page.wait_for_timeout(500)
-    assert page.evaluate("window.__scriptRuns") == 0
-    assert overlay.get_attribute("src") == overlay_before
+    # One colormap choice, one opacity, one clip: none repeated inside the figure.
+    assert main.get_by_role("combobox", name=re.compile("colormap", re.IGNORECASE)).count() == 1
+    assert main.get_by_role("slider").count() == 2
+    assert main.get_by_text(re.compile("opacity", re.IGNORECASE)).count() == 1
+    assert main.get_by_text(re.compile("clip at", re.IGNORECASE)).count() == 1
+    assert main.locator(".js-plotly-plot .updatemenu-container, .js-plotly-plot .slider-container"
+                        ).count() == 0
+    colormap = main.get_by_role("combobox", name=re.compile("colormap", re.IGNORECASE))
+    expect(colormap).to_have_value("Inferno (black, red, yellow)")
+
+    main.get_by_role("combobox", name="Sign").click()
+    page.get_by_role("option", name="Signed (for and against)").click()
+    wait_for_app(page)
+    expect(colormap).to_have_value("Blue, white, red")
+    expect(main.get_by_text("Signed values need a two-sided colormap, so Inferno")).to_be_visible()
+    assert "RdBu" not in main.inner_text()
+    assert "cmap=RdBu_r" in page.url  # links keep the stable names old links have
     assert_no_exception(page)

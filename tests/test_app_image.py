@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from support.apptest import count_engine_runs, run_app_page, shown
+from support.apptest import count_engine_runs, run_app_page, share_link, shown
 from support.browser import REPO_ROOT
 
 import saliency_core
@@ -48,6 +48,10 @@ def run_page(query: dict | None = None) -> AppTest:
 
 def image_urls(at: AppTest) -> list[str]:
     return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [shown(img.caption) for element in at.get("image") for img in element.proto.imgs]
 
 
 def heatmap_spec(at: AppTest) -> dict:
@@ -114,7 +118,7 @@ def test_shapes_view_shows_prediction_three_panels_and_link(engine_calls):
         "Overlay (PNG)", "Raw attribution (.npz)", "Record (JSON)"}
     assert at.query_params["model"] == "shapes-cnn"
     assert at.query_params["method"] == "integrated_gradients"
-    link = at.code[0].value
+    link = share_link(at)
     assert "input=shapes%3A0" in link and "p.steps=50" in link
 
 
@@ -228,12 +232,17 @@ def test_upload_renders_and_is_shared_by_hash(engine_calls, tmp_path):
     at = run_page()
     at.radio(key="image.mode").set_value("Upload").run()
     assert any("Upload an image" in i.value for i in at.info)
-    at.file_uploader(key="image.file").upload("noise.png", picture, "image/png").run()
+    at.file_uploader(key="image.file").upload("my *noise*.png", picture, "image/png").run()
     assert not at.exception and not at.error
     source = at.query_params["input"]
     assert source.startswith("upload:")
     digest = source.split(":", 1)[1]
     assert (tmp_path / "share" / f"{digest}.bin").read_bytes() == picture
+    # Captioned by its file name, as typed (no Markdown), while the link names the hash.
+    assert "Input as the model sees it · my *noise*.png (uploaded)" in image_captions(at)
+    assert "noise" not in share_link(at)
+    at.slider(key="image.view.alpha").set_value(0.8).run()  # a rerun keeps the name
+    assert "Input as the model sees it · my *noise*.png (uploaded)" in image_captions(at)
 
     # Removing the file goes back to asking for one.
     at.file_uploader(key="image.file").set_value(None).run()
@@ -244,6 +253,7 @@ def test_upload_renders_and_is_shared_by_hash(engine_calls, tmp_path):
     assert again.radio(key="image.mode").value == "Upload"
     assert [w.value for w in again.warning if "only knows procedural shapes" not in w.value] == []
     assert len(image_urls(again)) == 2
+    assert f"Input as the model sees it · Uploaded image {digest[:10]}" in image_captions(again)
 
 
 def bomb_png() -> bytes:

@@ -16,6 +16,7 @@ from support.browser import (
     assert_no_exception,
     open_app,
     screenshot,
+    share_link,
     wait_for_app,
 )
 
@@ -72,10 +73,6 @@ def panels(page) -> tuple[str, str]:
     return images.nth(0).get_attribute("src"), images.nth(1).get_attribute("src")
 
 
-def share_link(page) -> str:
-    return page.locator('[data-testid="stCode"] code').first.text_content().strip()
-
-
 def test_upload_shows_three_panels_and_opacity_slider_updates_overlay(app_server, page):
     from playwright.sync_api import expect
 
@@ -84,7 +81,10 @@ def test_upload_shows_three_panels_and_opacity_slider_updates_overlay(app_server
     upload(page, "my-cat.jpg", photo_jpeg(), "image/jpeg")
     assert_no_exception(page)
     _input_src, overlay_before = panels(page)
-    expect(page.get_by_text("Input as the model sees it · Uploaded image")).to_be_visible()
+    # The file's own name (shown as plain text), never the hash the link names it by.
+    expect(page.get_by_text(re.compile(r"Input as the model sees it · my-cat\.\u200b?jpg "
+                                       r"\(uploaded\)"))).to_be_visible()
+    assert "upload%3A" in share_link(page) and "my-cat" not in share_link(page)
     expect(page.locator('[data-testid="stMetricValue"]')).to_have_text(
         re.compile("tabby|tiger cat|Egyptian cat"))
     assert "model=efficientnet-lite0" in page.url
@@ -106,6 +106,25 @@ def test_upload_shows_three_panels_and_opacity_slider_updates_overlay(app_server
     # The run's own timing line is unchanged: the result came from the cache, not a new run.
     assert page.get_by_text("model passes").inner_text() == timing
     assert "alpha=0.7" in page.url
+    assert_no_exception(page)
+
+
+def test_share_button_is_visible_at_the_top_and_copies_the_link(app_server, page):
+    from playwright.sync_api import expect
+
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_server)
+    open_app(page, app_server, "image?model=shapes-cnn&method=gradient&clip=98")
+    panels(page)
+    button = page.get_by_role("button", name="Share this view")
+    # Visible with no hover, above the pictures, and the only way to share (no code box).
+    expect(button).to_be_visible()
+    assert button.bounding_box()["y"] < page.locator(MAIN_IMAGES).first.bounding_box()["y"]
+    assert page.locator('[data-testid="stCode"]').count() == 0
+    button.click()
+    expect(page.get_by_role("status").filter(has_text="Link copied")).to_be_visible()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == share_link(page) and copied.endswith(page.url.partition("?")[2])
+    assert "clip=98" in copied and "method=gradient" in copied
     assert_no_exception(page)
 
 

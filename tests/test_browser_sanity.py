@@ -9,6 +9,7 @@ from support.browser import (
     assert_no_exception,
     open_app,
     screenshot,
+    share_link,
     wait_for_app,
 )
 
@@ -25,7 +26,7 @@ def test_stop_ends_a_long_sanity_run_and_the_link_names_the_settings(app_server,
 
     open_app(page, app_server, LONG)
     assert_no_exception(page)
-    link = page.locator('[data-testid="stCode"] code').first.text_content().strip()
+    link = share_link(page)
     assert "methods=integrated_gradients%2Csmoothgrad" in link and "seed=5" in link
     page.get_by_role("button", name="Run the sanity checks").click()
     stop = page.get_by_role("button", name="Stop")

@@ -104,3 +104,14 @@ def count_engine_runs(record):
     from workbench.jobs import engine
 
     return engine_in_place(CountingEngine(engine.local(), record))
+
+
+def share_link(at: AppTest) -> str:
+    """The link the page's "Share this view" button copies."""
+    import html
+
+    for element in at.get("html"):
+        found = re.search(r'class="sw-share-link" data-link="([^"]*)"', element.proto.body)
+        if found:
+            return html.unescape(found.group(1))
+    raise AssertionError("no share button on the page")

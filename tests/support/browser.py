@@ -184,3 +184,12 @@ def replace_upload(page, scope, name: str, mime: str, data: bytes) -> None:
         0, timeout=60_000)
     wait_for_app(page, settle_ms=400)
 
+
+
+SHARE_BUTTON = "button.sw-share-link"
+
+
+def share_link(page) -> str:
+    """The link the page's "Share this view" button copies (the current one: the button is
+    drawn again whenever the view changes)."""
+    return page.locator(SHARE_BUTTON).last.get_attribute("data-link")

@@ -21,7 +21,23 @@ SIGN_LABELS = {
     "absolute": "Magnitude (|value|)",
     "positive": "Positive only (evidence for)",
     "negative": "Negative only (evidence against)",
-    "signed": "Signed (red for, blue against)",
+    "signed": "Signed (for and against)",
+}
+# What people call the colormaps; the matplotlib names stay the values (widgets, links, exports).
+CMAP_NAMES = {
+    "inferno": "Inferno (black, red, yellow)",
+    "magma": "Magma (black, purple, cream)",
+    "viridis": "Viridis (purple, green, yellow)",
+    "plasma": "Plasma (blue, pink, yellow)",
+    "hot": "Hot (black, red, yellow, white)",
+    "gray": "Grey (black to white)",
+    "jet": "Jet (rainbow)",
+    "turbo": "Turbo (smoother rainbow)",
+    "RdBu_r": "Blue, white, red",
+    "bwr": "Blue, white, red (bright)",
+    "coolwarm": "Cool to warm (soft blue, grey, red)",
+    "seismic": "Seismic (deep blue, white, deep red)",
+    "PiYG": "Pink, white, green",
 }
 AGG_LABELS = {
     "max_abs": "Max |value| over channels",
@@ -32,6 +48,7 @@ AGG_LABELS = {
 }
 DEFAULTS = {"cmap": "inferno", "alpha": 0.5, "clip": 99.0, "sign": "absolute", "agg": "max_abs"}
 DISPLAY_PX = 320  # panels are drawn at least this wide, so 64-pixel inputs stay visible
+COLORBAR_PX = 44  # below the heatmap: its colour bar and tick labels
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,10 @@ def colormaps_for(sign: str) -> tuple[str, ...]:
     return render.DIVERGING_CMAPS if sign == "signed" else render.SEQUENTIAL_CMAPS
 
 
+def cmap_name(cmap: str) -> str:
+    return CMAP_NAMES.get(cmap, cmap)
+
+
 def restore_display(reader: UrlReader, prefix: str) -> None:
     sign = reader.choice("sign", render.SIGN_MODES, DEFAULTS["sign"])
     cmap_default = render.DEFAULT_DIVERGING if sign == "signed" else DEFAULTS["cmap"]
@@ -64,14 +85,25 @@ def restore_display(reader: UrlReader, prefix: str) -> None:
 def display_options(prefix: str, with_aggregation: bool = True) -> DisplayOptions:
     """Widgets for how maps look, in one row. Changing any of them re-renders the stored
     result; it never runs the model again."""
-    c_sign, c_cmap, c_alpha, c_clip, c_agg = st.columns([1.3, 1, 1, 1, 1.3])
+    c_sign, c_cmap, c_alpha, c_clip, c_agg = st.columns([1.2, 1.5, 0.9, 0.9, 1.3])
     with c_sign:
         sign = select("Sign", list(SIGN_LABELS), f"{prefix}.view.sign", DEFAULTS["sign"],
                       format_func=SIGN_LABELS.get,
                       help="Which part of the signed attribution to show.")
     with c_cmap:
-        cmap = select("Colormap", colormaps_for(sign), f"{prefix}.view.cmap",
-                      render.DEFAULT_DIVERGING if sign == "signed" else DEFAULTS["cmap"])
+        key = f"{prefix}.view.cmap"
+        before = st.session_state.get(key)
+        signed = sign == "signed"
+        cmap = select("Two-sided colormap" if signed else "Colormap", colormaps_for(sign), key,
+                      render.DEFAULT_DIVERGING if signed else DEFAULTS["cmap"],
+                      format_func=cmap_name,
+                      help="Signed values need a two-sided colormap, whose middle colour is "
+                      "zero; magnitudes use one-sided maps, dark for small values.")
+        if before is not None and before != cmap:
+            # The sign changed under a colormap that cannot show it: say what replaced it.
+            need = ("Signed values need a two-sided colormap" if signed
+                    else "Magnitudes use a one-sided colormap")
+            st.caption(f"{need}, so {cmap_name(before)} became {cmap_name(cmap)}.")
     with c_alpha:
         ensure(f"{prefix}.view.alpha", DEFAULTS["alpha"])
         alpha = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=f"{prefix}.view.alpha")
@@ -179,89 +211,36 @@ def lut_colorscale(cmap: str) -> list:
     return scale
 
 
-# The in-figure sliders' steps: few enough that their labels fit under a third of the page.
-CLIP_STEPS = (50.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.5, 100.0)
-OPACITY_STEPS = np.round(np.arange(0.0, 1.0 + 1e-9, 0.1), 1)
-
-
-def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX,
-                   image: np.ndarray | None = None, sign: str = "absolute",
-                   clip: float = DEFAULTS["clip"]) -> go.Figure:
-    """Interactive heatmap; hovering a pixel shows its raw attribution.
-
-    With ``image`` the figure also carries controls that the browser applies on its own, with
-    no round trip to the server: a colormap menu, the heatmap's opacity over the input and the
-    clipping percentile. The values are the map relative to its clip value, unclipped, so a
-    new clipping percentile is only a new colour range; the colours are those of the PNG
-    panels (``lut_colorscale``). Sign, aggregation and a shared scale change the values and
-    stay with the widgets above."""
+def heatmap_figure(rendered: RenderedMap, cmap: str, height: int = DISPLAY_PX) -> go.Figure:
+    """Interactive heatmap; hovering a pixel shows its raw attribution. Its colours are those
+    of the PNG panels (``lut_colorscale``); how it looks is set by the page's one row of
+    display widgets, so the figure carries no controls of its own."""
     signed = rendered.signed
-    if image is not None and rendered.clip_value > 0:
-        relative = render.kept_part(rendered.raw, sign) / rendered.clip_value
-    else:
-        relative = rendered.scaled
     # float32 halves what goes to the browser (plotly sends numpy arrays as typed binary).
     heat = go.Heatmap(
-        z=relative.astype(np.float32), customdata=rendered.raw.astype(np.float32),
+        z=rendered.scaled.astype(np.float32), customdata=rendered.raw.astype(np.float32),
         colorscale=lut_colorscale(cmap), zmin=-1.0 if signed else 0.0, zmax=1.0,
         hovertemplate="x=%{x}, y=%{y}<br>attribution=%{customdata:.4g}<br>"
                       "relative to the clip value=%{z:.3f}<extra></extra>",
-        colorbar={"thickness": 12, "len": 0.9},
+        # Under the map, not beside it: the map keeps the column's full width.
+        colorbar={"orientation": "h", "thickness": 10, "len": 1.0, "x": 0.0, "xanchor": "left",
+                  "y": 0.0, "yanchor": "top", "ypad": 6, "xpad": 0,
+                  "tickvals": [-1.0, -0.5, 0.0, 0.5, 1.0] if signed else [0.0, 0.5, 1.0]},
     )
-    if image is None or image.shape[:2] != rendered.raw.shape:
-        fig = go.Figure(heat)
-    else:
-        fig = go.Figure([go.Image(source=data_uri(screen_png(image)), hoverinfo="skip"), heat])
-        _client_controls(fig, rendered, cmap, sign, clip)
-        height += 160
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, visible=False)
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 36 if image is not None else 0,
-                                             "b": 0})
+    fig = go.Figure(heat)
+    # A square of at most ``height`` pixels in the top-left corner, as the pictures beside it
+    # (drawn at most DISPLAY_PX wide): their edges line up at any column width.
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, visible=False,
+                     constrain="domain", constraintoward="top")
+    fig.update_xaxes(visible=False, constrain="domain", constraintoward="left")
+    fig.update_layout(height=height + COLORBAR_PX,
+                      margin={"l": 0, "r": 0, "t": 0, "b": COLORBAR_PX})
     return fig
 
 
 def heat_trace(spec: dict) -> dict:
-    """The heatmap trace of a figure's JSON spec (the input image may come first)."""
+    """The heatmap trace of a figure's JSON spec."""
     return next(t for t in spec["data"] if t.get("type") == "heatmap")
-
-
-def data_uri(png_bytes: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes).decode()
-
-
-def _client_controls(fig: go.Figure, rendered: RenderedMap, cmap: str, sign: str,
-                     clip: float) -> None:
-    """Plotly's own menus and sliders (restyle on the heatmap, trace 1): the browser redraws."""
-    cmaps = colormaps_for(sign)
-    steps = np.array(sorted({*CLIP_STEPS, float(clip)}))
-    ratios = np.ones(len(steps))
-    if rendered.clip_value > 0:
-        # A percentile with no spread left (zero) keeps a usable colour range.
-        ratios = np.maximum(render.clip_values(rendered.raw, sign, steps) / rendered.clip_value,
-                            1e-6)
-    lo = -1.0 if rendered.signed else 0.0
-    fig.update_layout(
-        updatemenus=[{
-            "type": "dropdown", "x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
-            "pad": {"t": 0, "b": 4}, "showactive": True,
-            "active": cmaps.index(cmap) if cmap in cmaps else 0,
-            "buttons": [{"label": c, "method": "restyle",
-                         "args": [{"colorscale": [lut_colorscale(c)]}, [1]]} for c in cmaps],
-        }],
-        sliders=[
-            {"currentvalue": {"prefix": "Opacity over the input: "}, "active": len(OPACITY_STEPS) - 1,
-             "pad": {"t": 10}, "len": 1.0, "x": 0.0, "y": 0.0, "yanchor": "top",
-             "steps": [{"label": f"{a:g}", "method": "restyle",
-                        "args": [{"opacity": [float(a)]}, [1]]} for a in OPACITY_STEPS]},
-            {"currentvalue": {"prefix": "Clip at percentile: "}, "pad": {"t": 80},
-             "active": int(np.argmin(np.abs(steps - clip))),
-             "len": 1.0, "x": 0.0, "y": 0.0, "yanchor": "top",
-             "steps": [{"label": f"{q:g}", "method": "restyle",
-                        "args": [{"zmin": [lo * float(r)], "zmax": [float(r)]}, [1]]}
-                       for q, r in zip(steps, ratios)]},
-        ],
-    )
 
 
 def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 5) -> list[dict]:

@@ -97,22 +97,31 @@ def from_sample(source: str) -> InputImage:
     raise ShareLinkError(f"There is no sample called {source!r}.")
 
 
-def from_upload(data: bytes, store: ShareStore) -> InputImage:
+def upload_label(file_name: str | None, source: str) -> str:
+    """How an upload is named on screen: its file name as the uploader gave it (raw text, for
+    the caller to show with plaintext), or, opened from a link without one, its hash."""
+    if file_name:
+        return f"{visible(file_name, 120)} (uploaded)"
+    return sample_label(source)
+
+
+def from_upload(data: bytes, store: ShareStore, file_name: str | None = None) -> InputImage:
     """Validate an uploaded file, keep it for share links, and return the decoded image."""
     uploads.check_size(data, uploads.image_limit_mb(), "image file")
     image, notices = load_image(data)  # raises a SaliencyError before anything is stored
     digest = store.put(data)
     source = f"upload:{digest}"
-    return InputImage(image, source, sample_label(source), None, notices)
+    return InputImage(image, source, upload_label(file_name, source), None, notices)
 
 
-def from_source(source: str, store: ShareStore) -> InputImage:
-    """Rebuild an input from a link's source string; a clear SaliencyError when impossible."""
+def from_source(source: str, store: ShareStore, file_name: str | None = None) -> InputImage:
+    """Rebuild an input from a link's source string; a clear SaliencyError when impossible.
+    Links carry only the hash: ``file_name`` is what this session knows the upload as."""
     kind, _, name = source.partition(":")
     if kind == "upload":
         data = store.get(name)
         image, notices = load_image(data)
-        return InputImage(image, source, sample_label(source), None, notices)
+        return InputImage(image, source, upload_label(file_name, source), None, notices)
     if kind in ("photo", "shapes", "shapes-wm"):
         return from_sample(source)
     raise ShareLinkError(
@@ -182,9 +191,10 @@ def degenerate_notice(pixels: np.ndarray, model_side: tuple[int, int]) -> str | 
     return None
 
 
-def try_source(source: str, store: ShareStore) -> tuple[InputImage | None, str | None]:
+def try_source(source: str, store: ShareStore,
+               file_name: str | None = None) -> tuple[InputImage | None, str | None]:
     try:
-        return from_source(source, store), None
+        return from_source(source, store, file_name), None
     except SaliencyError as exc:
         return None, str(exc)
 
@@ -226,15 +236,18 @@ def input_picker(prefix: str, store: ShareStore, default: str) -> tuple[InputIma
     if uploaded is not None:
         st.session_state[f"{prefix}.had_file"] = True
         try:
-            current = from_upload(uploaded.getvalue(), store)
+            current = from_upload(uploaded.getvalue(), store, uploaded.name)
         except SaliencyError as exc:
             return None, f"{visible(uploaded.name, 120)}: {exc}"
         st.session_state[f"{prefix}.upload_source"] = current.source
+        # The name stays in this session only: a link names the upload by its hash.
+        st.session_state[f"{prefix}.upload_name"] = (current.source, uploaded.name)
         return current, None
     if st.session_state.pop(f"{prefix}.had_file", False):
         # The user removed the file: forget it rather than keep showing it.
         st.session_state[f"{prefix}.upload_source"] = None
     previous = st.session_state.get(f"{prefix}.upload_source")
     if previous:
-        return try_source(previous, store)
+        named_source, file_name = st.session_state.get(f"{prefix}.upload_name", (None, None))
+        return try_source(previous, store, file_name if named_source == previous else None)
     return None, None

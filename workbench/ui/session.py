@@ -4,6 +4,7 @@ visitor the jobs layer is told about (ids and this session's store)."""
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -72,16 +73,77 @@ def publish(prefix: str, settings: Mapping[str, Any]) -> dict[str, str]:
     return encoded
 
 
+SHARE_BUTTON = "Share this view"
+# Streamlit has no clipboard call for Python, and its code box shows its copy button only on
+# hover: the button is ours. The link travels in a data attribute (html-escaped: a text page's
+# link holds the typed text) and is copied by the browser; where the clipboard is refused (a
+# plain-http address other than localhost), the link appears selected for Ctrl+C instead.
+_SHARE_SCRIPT = """<script>
+if (!window.__swShareBound) {
+  // One listener on the document, once: Streamlit may redraw the button at any time.
+  window.__swShareBound = true;
+  document.addEventListener("click", async (event) => {
+    const b = event.target.closest && event.target.closest("button.sw-share-link");
+    if (!b) return;
+    // The note lives outside Streamlit's elements, which may be redrawn under it.
+    const note = document.createElement("div");
+    note.className = "sw-share-copied";
+    note.setAttribute("role", "status");
+    const box = b.getBoundingClientRect();
+    note.style.cssText = "position:fixed;z-index:1000;padding:.3rem .7rem;border-radius:.5rem;"
+      + "background:#1f2937;color:#fff;font:inherit;font-size:.875rem;"
+      + `left:${box.left}px;top:${box.bottom + 6}px`;
+    try {
+      await navigator.clipboard.writeText(b.dataset.link);
+      note.textContent = "Link copied";
+    } catch (e) {
+      const fallback = b.parentElement.querySelector("input.sw-share-fallback");
+      fallback.value = b.dataset.link; fallback.hidden = false;
+      fallback.focus(); fallback.select();
+      note.textContent = "Press Ctrl+C to copy the link";
+    }
+    document.body.appendChild(note);
+    setTimeout(() => note.remove(), 2500);
+  });
+}
+</script>"""
+# The icon font Streamlit's own icons use (st.html drops inline SVG).
+_LINK_ICON = '<span class="sw-share-icon" aria-hidden="true" translate="no">link</span>'
+_SHARE_STYLE = """<style>
+.sw-share-row{display:flex;align-items:center;gap:.75rem;flex-wrap:wrap;font-family:inherit}
+button.sw-share-link{display:inline-flex;align-items:center;gap:.4rem;padding:.35rem .8rem;
+  border:1px solid rgba(49,51,63,.25);border-radius:.5rem;background:transparent;
+  color:inherit;font:inherit;cursor:pointer}
+button.sw-share-link:hover{border-color:#ff4b4b;color:#ff4b4b}
+.sw-share-icon{font-family:"Material Symbols Rounded";font-size:1.25rem;line-height:1;
+  font-weight:normal;font-style:normal;letter-spacing:normal;text-transform:none;
+  white-space:nowrap;direction:ltr;-webkit-font-smoothing:antialiased}
+.sw-share-note{font-size:.875rem;opacity:.65}
+input.sw-share-fallback{flex:1 1 100%;font:inherit;font-size:.8rem;padding:.25rem}
+</style>"""
+
+
+def share_link(encoded: Mapping[str, str]) -> str:
+    """The address that opens this exact view."""
+    return f"{st.context.url or ''}?{urlencode(encoded)}"
+
+
 def share_box(encoded: Mapping[str, str], uploaded: bool = False) -> None:
-    """The link to this exact view, in a box with a copy button."""
-    base = st.context.url or ""
-    link = f"{base}?{urlencode(encoded)}"
-    with st.expander("Share this view", icon=":material/link:"):
-        st.caption("Copy the link (button at the box's top right); whoever opens it on this "
-                   "server sees the same input, model, method, settings and display."
-                   + (" The uploaded image is kept on the server under its content hash."
-                      if uploaded else ""))
-        st.code(link, language=None, wrap_lines=True)
+    """One visible button that copies the link to this exact view."""
+    link = html.escape(share_link(encoded), quote=True)
+    note = ("Whoever opens the link on this server sees the same input, model, method, "
+            "settings and display."
+            + (" The uploaded image is kept on the server under its content hash."
+               if uploaded else ""))
+    st.html(
+        f'{_SHARE_STYLE}<div class="sw-share-row">'
+        f'<button type="button" class="sw-share-link" data-link="{link}" '
+        f'title="Copy a link to this view">'
+        f'{_LINK_ICON}<span class="sw-share-label">{SHARE_BUTTON}</span>'
+        f'</button><span class="sw-share-note">{html.escape(note)}</span>'
+        f'<input class="sw-share-fallback" readonly hidden aria-label="Link to this view">'
+        f'</div>{_SHARE_SCRIPT}',
+        unsafe_allow_javascript=True)
 
 
 def target_widget(prefix: str, labels: list[str]) -> str | int:
