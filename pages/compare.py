@@ -148,6 +148,8 @@ with c_score:
                       help="Deletion and insertion curves (and, for shapes with known masks, "
                       "localisation) for each map; costs extra model passes.")
 
+# The share button heads the result; it is filled in last, once every setting is known.
+share_area = st.container()
 digest = compute.pixels_digest(current.pixels)
 visitor = session.visitor()
 runs: dict[str, dict] = {}  # model -> {method: (key, result)}
@@ -290,4 +292,5 @@ for name in chosen:
     settings.update(url_method_params(METHODS[name], params_by_method[name], f"{name}.",
                                       f"{name}.b.", get_spec=saliency_core.get_method))
 encoded = session.publish(P, settings)
-session.share_box(encoded, uploaded=current.source.startswith("upload:"))
+with share_area:
+    session.share_box(encoded, uploaded=current.source.startswith("upload:"))

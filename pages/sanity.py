@@ -133,6 +133,10 @@ digest = compute.pixels_digest(current.pixels)
 computation = compute.sanity_key(loaded, device, digest, chosen, mode, seed, params, other)
 
 
+# The share button heads the result, as on the other pages.
+share_area = st.container()
+
+
 def share() -> None:
     """The URL describes this view; whoever opens the link sees the same result while it is
     cached (on every replica where the shared tier is configured), else the same settings,
@@ -141,7 +145,9 @@ def share() -> None:
                 "methods": ",".join(chosen), "fast": fast, "test": mode, "seed": seed,
                 "threshold": threshold, "partner": partner,
                 "metric": st.session_state.get(f"{P}.metric", evaluation.VERDICT_METRIC)}
-    session.share_box(session.publish(P, settings), uploaded=current.source.startswith("upload:"))
+    with share_area:
+        session.share_box(session.publish(P, settings),
+                          uploaded=current.source.startswith("upload:"))
 
 
 result = compute.cached(computation)

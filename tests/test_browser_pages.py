@@ -78,3 +78,20 @@ def test_compare_maps_carry_their_scale_and_the_ranking_rule_is_stated(app_serve
     assert_no_exception(page)
     page.set_viewport_size({"width": 1400, "height": 1000})
     screenshot(page, "compare-scale-and-ranking.png", full_page=False)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("view", ["compare?model=shapes-cnn&methods=gradient&input=shapes:3",
+                                  "sanity?model=shapes-cnn&input=shapes:3"])
+def test_share_button_heads_the_result_on_compare_and_sanity(app_server, page, view):
+    """As on the Image and Text pages, sharing is one visible button above the pictures, not a
+    box at the bottom of the page."""
+    from playwright.sync_api import expect
+
+    open_app(page, app_server, view)
+    first_picture = page.locator('[data-testid="stMain"] [data-testid="stImage"] img').first
+    expect(first_picture).to_be_visible()
+    button = page.get_by_role("button", name="Share this view")
+    expect(button).to_be_visible()
+    assert button.bounding_box()["y"] < first_picture.bounding_box()["y"]
+    assert_no_exception(page)

@@ -85,7 +85,8 @@ def restore_display(reader: UrlReader, prefix: str) -> None:
 def display_options(prefix: str, with_aggregation: bool = True) -> DisplayOptions:
     """Widgets for how maps look, in one row. Changing any of them re-renders the stored
     result; it never runs the model again."""
-    c_sign, c_cmap, c_alpha, c_clip, c_agg = st.columns([1.2, 1.5, 0.9, 0.9, 1.3])
+    # Wide enough for the longest sign and aggregation names at a 1366 px window.
+    c_sign, c_cmap, c_alpha, c_clip, c_agg = st.columns([1.45, 1.45, 0.75, 0.75, 1.5])
     with c_sign:
         sign = select("Sign", list(SIGN_LABELS), f"{prefix}.view.sign", DEFAULTS["sign"],
                       format_func=SIGN_LABELS.get,
