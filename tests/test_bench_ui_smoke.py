@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 
 ACTIONS = {"first page view (Home)", "Image page opened: first overlay",
            "Image page opened: final map", "display-only change (opacity widget)",
-           "display-only change (in-figure colormap, browser only)"}
+           "display-only change (colormap menu)"}
 
 
 def test_smoke_run_times_every_action(tmp_path, app_server):
@@ -34,4 +34,4 @@ def test_smoke_run_times_every_action(tmp_path, app_server):
     assert rows["Image page opened: final map"]["median_ms"] >= \
         rows["Image page opened: first overlay"]["median_ms"]
     assert "| display-only change (opacity widget) |" in done.stdout
-    assert "| display-only change (in-figure colormap, browser only) |" in done.stdout
+    assert "| display-only change (colormap menu) |" in done.stdout
