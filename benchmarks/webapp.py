@@ -43,20 +43,21 @@ OVERLAY_JS = """([prefix, old]) => {
   }
   return false;
 }"""
-# Compare: at least n maps drawn, each with its "... passes" caption.
+# Compare: at least n maps drawn, each with its "... 1 pass" / "... 50 passes" caption.
 GRID_JS = """([n]) => {
   const imgs = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')];
   const done = imgs.filter(i => i.complete && i.naturalWidth > 0);
   const captions = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stCaptionContainer"]')]
-    .filter(c => c.innerText.includes(' passes'));
+    .filter(c => /\\d+ pass(es)?\\b/.test(c.innerText));
   return captions.length >= n && done.length >= n;
 }"""
 # The script run (and any rerun it asked for) is over when both hold.
 SCRIPT_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 STATUS_WIDGET = '[data-testid="stStatusWidget"]'
 SIDEBAR = '[data-testid="stSidebar"]'
-# Methods not yet computed for a fresh input, each a few model passes.
-QUICK_METHODS = ["Vanilla gradient", "Grad-CAM", "Gradient × input", "Guided Backprop", "HiResCAM"]
+# Methods not yet computed for a fresh input, each a few model passes; none of them the Image
+# page's default (Grad-CAM), which is already on screen and would draw nothing new.
+QUICK_METHODS = ["Vanilla gradient", "Grad-CAM++", "Gradient × input", "Guided Backprop", "HiResCAM"]
 
 
 def free_port() -> int:
