@@ -106,7 +106,7 @@ def test_allowed_user_signs_in_uses_the_app_and_signs_out(auth_server, page):
     wait_for_app(page)
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
     upload(page, "signed-in.png", shapes_png())
-    page.get_by_text("Input as the model sees it · Uploaded image").wait_for()
+    page.get_by_text("Input as the model sees it · signed-in.png (uploaded)").wait_for()
     assert_no_exception(page)
 
     page.locator('button:has-text("Sign out")').click()

@@ -9,6 +9,7 @@ One server and one page per group keep it quick. ``make test`` runs a representa
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -21,6 +22,8 @@ from support.browser import (
     replace_upload,
     wait_for_app,
 )
+
+from workbench.ui import session as session_ui
 
 
 def expect(*args, **kwargs):
@@ -42,6 +45,15 @@ MAIN = '[data-testid="stMain"]'
 SIDEBAR = '[data-testid="stSidebar"]'
 INJECTED = ('a[href*="evil.example"], img[src*="evil.example"], '
             f'{MAIN} script, {MAIN} b, {MAIN} img[src="x"]')
+# The app's own script: the share button's copy handler (workbench/ui/session.py). Only a script
+# whose text is exactly that one is ours; anything else matching INJECTED came from input.
+OWN_SCRIPT = re.search(r"<script>(.*)</script>", session_ui._SHARE_SCRIPT, re.DOTALL).group(1)
+INJECTED_COUNT_JS = """([selector, own]) => [...document.querySelectorAll(selector)]
+  .filter(e => !(e.tagName === 'SCRIPT' && e.textContent === own)).length"""
+
+
+def injected(page) -> int:
+    return page.evaluate(INJECTED_COUNT_JS, [INJECTED, OWN_SCRIPT])
 
 
 def picked(cases: list[hc.Case], strength: str) -> list[hc.Case]:
@@ -60,7 +72,7 @@ def check(page, base_url: str, case: hc.Case, ok_marker: str) -> None:
     text = page_text(page)
     assert_no_exception(page)
     assert "Traceback" not in text, case.name
-    assert page.locator(INJECTED).count() == 0, f"{case.name}: injected markup on the page"
+    assert injected(page) == 0, f"{case.name}: injected markup on the page"
     for phrase in case.absent:
         # Shown as text is fine; what must not exist is a link or image built from it.
         assert page.locator(f'[href*="{phrase}"], [src*="{phrase}"]').count() == 0, case.name
