@@ -24,6 +24,7 @@ from saliency_core.methods import get as _get_method
 from saliency_core.methods import specs as _specs
 from saliency_core.methods.specs import MethodSpec, Param
 from saliency_core.text.classifier import TextAttribution, TextRefiner, attribute_text
+from saliency_core.text.generation import GenerationAttribution, attribute_generation
 
 if TYPE_CHECKING:
     from saliency_core.models.base import LoadedModel, ModelInfo
@@ -103,6 +104,7 @@ def load_model(name: str, device: str | torch.device | None = None) -> LoadedMod
 
 __all__ = [
     "Explanation",
+    "GenerationAttribution",
     "MethodSpec",
     "Param",
     "Refiner",
@@ -111,6 +113,7 @@ __all__ = [
     "TextAttribution",
     "TextRefiner",
     "attribute",
+    "attribute_generation",
     "attribute_targets",
     "attribute_text",
     "available_models",

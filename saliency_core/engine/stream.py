@@ -187,24 +187,30 @@ class GradientStream:
             raise SaliencyError("a gradient pass needs a score function (GradientStream.score)")
         return self.score(logits, targets)
 
-    def chunk_size(self, total: int, make_chunk: Callable, step: Step = INPUT_GRADIENT) -> int:
+    def chunk_size(self, total: int, make_chunk: Callable, step: Step = INPUT_GRADIENT,
+                   weight: float = 1.0) -> int:
         """Points per pass: the caller's batch_size, else as many as the memory budget allows,
         spread evenly over the passes that need. A forward-only pass keeps no autograd state,
-        so only the device's chunk limit bounds it."""
+        so only the device's chunk limit bounds it. ``weight``: how many times the measured
+        autograd state of one point a point of this step holds at its peak (a backward
+        batched over several targets holds one gradient per target)."""
         if self.options.batch_size:
             return self.options.batch_size
         if not step.needs_graph:
             return balanced_chunk(total, MAX_CHUNK.get(self.device.type, 64))
-        return balanced_chunk(total, self._chunk_for(self._bytes_per_point(make_chunk)))
+        per_point = int(self._bytes_per_point(make_chunk) * max(1.0, weight))
+        return balanced_chunk(total, self._chunk_for(per_point))
 
     def run(self, total: int, make_chunk: Callable, consume: Callable,
-            step: Step = INPUT_GRADIENT, chunk: int | None = None, report: bool = True) -> None:
+            step: Step = INPUT_GRADIENT, chunk: int | None = None, report: bool = True,
+            weight: float = 1.0) -> None:
         """``consume(start, stop, *values)`` for every chunk in order. ``chunk`` fixes the
-        chunk size (else chunk_size decides); ``report=False`` keeps an auxiliary pass (f(x),
-        a baseline's score) out of the caller's progress, though Stop still ends it."""
+        chunk size (else chunk_size decides, ``weight`` as there); ``report=False`` keeps an
+        auxiliary pass (f(x), a baseline's score) out of the caller's progress, though Stop
+        still ends it."""
         if total <= 0:
             return
-        chunk = chunk or self.chunk_size(total, make_chunk, step)
+        chunk = chunk or self.chunk_size(total, make_chunk, step, weight)
         start = 0
         progress = self.options.progress if report else None
         if progress is not None:
