@@ -15,6 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from saliency_core.cli.generation import (
+    add_generation_flags,
+    check_flags,
+    run_generation,
+)
 from saliency_core.errors import SaliencyError, TargetError
 from saliency_core.methods import REGISTRY
 from saliency_core.methods import get as method_entry
@@ -127,7 +132,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "explain", help="explain images or sentences; one result per input and an HTML report",
         description="Explain images (INPUT: files, folders or quoted globs such as 'photos/*.jpg') "
-        "or sentences (text models: INPUT is the text, or @file.txt with one sentence per line). "
+        "or sentences (text models: INPUT is the text, or @file.txt with one sentence per line), "
+        "or prompts of a language model (--generate N or --continuation TEXT). "
         "--out FOLDER writes per input <name>.json, <name>.npz and an overlay per method, plus "
         "report.html; --out FILE.png|.npz|.json|.html writes one result for one input and method.")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
@@ -152,6 +158,7 @@ def register(subparsers) -> None:
     p.add_argument("--cmap", default="inferno", help="matplotlib colormap for the overlay")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     add_method_flags(p)
+    add_generation_flags(p)
     p.set_defaults(func=run_explain)
 
 
@@ -230,13 +237,18 @@ def run_explain(args) -> int:
     if args.top_k < 1:
         raise SaliencyError("--top-k must be at least 1")
     loaded = load_model(args.model, device=args.device)
-    items = text_items(args.inputs, args.model) if loaded.task == "text" else image_items(args.inputs)
+    language_model = loaded.task == "text-generation"
+    check_flags(args, language_model)
+    textual = loaded.task in ("text", "text-generation")
+    items = text_items(args.inputs, args.model) if textual else image_items(args.inputs)
     if mode == "file":
         check_one_result(args.out, len(items), len(methods))
     params = {m: method_params(args, m, methods) for m in methods}
     for p in params.values():
         if args.batch_size:
             p["batch_size"] = args.batch_size
+    if language_model:
+        return run_generation(args, loaded, items, methods, params, mode)
     target = parse_target(args.target, loaded.labels, args.rather_than)
 
     from tqdm import tqdm

@@ -18,7 +18,7 @@ import numpy as np
 
 from saliency_core import render
 from saliency_core.render.grid import figure_of_cells
-from saliency_core.show.report import figure_html, top_table_html
+from saliency_core.show.report import data_uri, figure_html, top_table_html
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -157,7 +157,8 @@ def generation_html(ga: GenerationAttribution) -> str:
                     f"{float(ga.probabilities[g]):.3f}</small></td><td>{spans}</td></tr>")
     return ('<div class="saliency-generation">'
             f"<div>{html.escape(_generation_head(ga))}</div>"
-            f"{figure_html(generation_png(ga), _generation_head(ga))}"
+            f'<div><img alt="{html.escape(_generation_head(ga), quote=True)}" '
+            f'style="width:auto;max-width:100%" src="{data_uri(generation_png(ga))}"></div>'
             f'<table class="generation-rows">{"".join(rows)}</table></div>')
 
 
