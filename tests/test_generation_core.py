@@ -63,7 +63,7 @@ def test_integrated_gradients_agrees_with_captum_with_the_same_baseline_and_step
     model, tokenizer = gpt2
     ga = sc.attribute_generation(model, tokenizer, PROMPT, "integrated_gradients",
                                  continuation=" sat on the rug", steps=12, baseline="pad")
-    assert "no pad token" in ga.metadata["notes"][0]  # GPT-2's end-of-text token stands in
+    assert any("no pad token" in n for n in ga.metadata["notes"])  # GPT-2's end-of-text stands in
     ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
     expected = captum_matrix(model, tokenizer, PROMPT, ga.generated_ids, LayerIntegratedGradients,
                              baselines=torch.full_like(ids, tokenizer.eos_token_id), n_steps=12)

@@ -155,8 +155,8 @@ def generation_html(ga: GenerationAttribution) -> str:
         spans = render.token_html(ga.source_tokens[:seen], ga.matrix[g, :seen], ga.special_mask[:seen])
         rows.append(f"<tr><td><b>{html.escape(repr(token))}</b><br><small>p = "
                     f"{float(ga.probabilities[g]):.3f}</small></td><td>{spans}</td></tr>")
+    # The heatmap's title says what is explained; no line above it repeating that.
     return ('<div class="saliency-generation">'
-            f"<div>{html.escape(_generation_head(ga))}</div>"
             f'<div><img alt="{html.escape(_generation_head(ga), quote=True)}" '
             f'style="width:auto;max-width:100%" src="{data_uri(generation_png(ga))}"></div>'
             f'<table class="generation-rows">{"".join(rows)}</table></div>')

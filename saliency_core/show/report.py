@@ -73,10 +73,12 @@ def figure_html(png: bytes, caption: str) -> str:
 
 
 def top_table_html(top: Sequence[tuple[str, float]], target: str | None) -> str:
-    """The top classes as a table of (label, probability), with the class explained above it."""
+    """The top classes as a table of (label, probability), with the class explained above it
+    (no table where there are no classes: a language model's result)."""
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{p:.1%}</td></tr>" for label, p in top)
     explained = f"<p>explained: <b>{html.escape(target)}</b></p>" if target else ""
-    return f"<div>{explained}<table><tr><th>class</th><th>probability</th></tr>{rows}</table></div>"
+    table = f"<table><tr><th>class</th><th>probability</th></tr>{rows}</table>" if top else ""
+    return f"<div>{explained}{table}</div>"
 
 
 def _section(item: InputOutcome) -> str:

@@ -540,6 +540,8 @@ def _one_method(name: str, p: dict, seq: _Sequence, xs: torch.Tensor, moving: to
     """Runs gradient, gradient x input or Integrated Gradients at each of ``xs``; returns
     what a completeness check needs (IG's baselines)."""
     if name == "integrated_gradients":
+        notes.append("Integrated Gradients moves the prompt's tokens along its path (as Captum's "
+                     "LLMGradientAttribution): generated tokens get no attribution of their own")
         base = torch.stack([_baseline(p["baseline"], seq, x, moving, tokenizer, notes) for x in xs])
         _path(seq, base, xs, p["steps"], p["quadrature"], lambda j: xs[j] - base[j], done)
         return {"baselines": base}
