@@ -36,15 +36,15 @@ def gpt2(tmp_path_factory):
 
 def test_generate_writes_matrices_and_a_report(gpt2, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["explain", "--model", gpt2, "--generate", "4", "--method",
-                 "gradient_x_input,integrated_gradients", "--steps", "8", "--no-progress",
+    code = main(["explain", "--model", gpt2, "--generate", "3", "--method",
+                 "gradient_x_input,integrated_gradients", "--steps", "4", "--no-progress",
                  "the cat sat on", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     doc = json.loads((out / "s1.integrated_gradients.json").read_text())
-    assert len(doc["generated_tokens"]) == 4 and doc["params"]["steps"] == 8
+    assert len(doc["generated_tokens"]) == 3 and doc["params"]["steps"] == 4
     assert doc["target"] == {"score": "log_prob", "rather_than": None}
     with np.load(out / "s1.gradient_x_input.npz", allow_pickle=False) as npz:
-        assert npz["matrix"].shape == (4, doc["prompt_length"] + 4)
+        assert npz["matrix"].shape == (3, doc["prompt_length"] + 3)
     assert (out / "s1.gradient_x_input.png").read_bytes()[1:4] == b"PNG"
     report = (out / "report.html").read_text()
     assert report.count('class="saliency-generation"') == 2 and "data:image/png;base64," in report

@@ -171,6 +171,13 @@ def test_stop_and_progress_go_through_the_stream(gpt2):
     sc.attribute_generation(model, tokenizer, PROMPT, "integrated_gradients", max_new_tokens=3,
                             steps=8, batch_size=3, progress=lambda done, total: seen.append((done, total)))
     assert seen[0] == (0, 8) and seen[-1] == (8, 8) and len(seen) == 4  # chunks of 3, 3, 2
+    # A memory budget of one byte: one point per chunk, the same numbers.
+    whole = sc.attribute_generation(model, tokenizer, PROMPT, "integrated_gradients",
+                                    max_new_tokens=3, steps=4)
+    pieces = sc.attribute_generation(model, tokenizer, PROMPT, "integrated_gradients",
+                                     max_new_tokens=3, steps=4, memory_budget=1)
+    assert pieces.metadata["chunk_size"] == 1 < whole.metadata["chunk_size"]
+    np.testing.assert_allclose(pieces.matrix, whole.matrix, rtol=1e-4, atol=1e-7)
     stop = threading.Event()
     stop.set()
     with pytest.raises(CancelledError):

@@ -97,6 +97,12 @@ class Options:
         return bool(c())
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a device or host running out of memory (what the stream retries
+    with a smaller chunk; a caller's own fallback must let it through)."""
+    return _is_oom(exc)
+
+
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True

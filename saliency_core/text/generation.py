@@ -43,6 +43,7 @@ from saliency_core.engine.stream import (
     Options,
     Stats,
     Step,
+    is_out_of_memory,
     module_device,
 )
 from saliency_core.engine.stream import model_lock as _model_lock
@@ -448,7 +449,9 @@ class _Sequence:
                 (grads,) = torch.autograd.grad(h, points, grad_outputs=seeds, is_grads_batched=True,
                                                retain_graph=True)
                 self.batched.append(True)
-            except (RuntimeError, NotImplementedError):
+            except (RuntimeError, NotImplementedError) as exc:
+                if is_out_of_memory(exc):
+                    raise  # the stream retries with fewer points
                 # vmap has no batching rule for one of the model's operators: one backward per
                 # token on the kept graph (the forward is still shared).
                 grads = torch.stack([torch.autograd.grad(h, points, grad_outputs=seeds[k],
@@ -463,7 +466,9 @@ class _Sequence:
         try:
             (grads,) = torch.autograd.grad(scores, points, grad_outputs=seeds, is_grads_batched=True)
             self.batched.append(True)
-        except (RuntimeError, NotImplementedError):
+        except (RuntimeError, NotImplementedError) as exc:
+            if is_out_of_memory(exc):
+                raise
             grads = torch.stack([torch.autograd.grad(scores[:, k].sum(), points, retain_graph=True)[0]
                                  for k in range(g)])
             self.batched.append(False)
