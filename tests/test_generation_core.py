@@ -134,6 +134,11 @@ def test_chat_messages_mark_template_tokens():
     content = [t for t, s in zip(prompt, ga.special_mask) if not s]
     assert "".join(content).replace(" ", "") == "thedogsatthecat"
     assert "<|endoftext|>" in marked and "assistant" in "".join(marked)
+    # An unknown-token stands for what the user wrote: explained, not marked.
+    tokenizer.add_special_tokens({"unk_token": "<unk>"})
+    model.resize_token_embeddings(len(tokenizer))
+    unk = sc.attribute_generation(model, tokenizer, "the <unk> cat", "gradient", max_new_tokens=1)
+    assert "<unk>" in unk.source_tokens and not unk.special_mask.any()
     for g in range(2):  # special tokens take no part in a row's scale
         row = ga.normalized(g)
         assert np.abs(row[ga.visible(g)]).max() == pytest.approx(1.0)

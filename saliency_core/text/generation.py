@@ -252,7 +252,15 @@ def _cap(value: int | None, env: str, default: int, what: str) -> int:
 
 
 def _special_ids(tokenizer) -> set[int]:
-    return {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
+    """The ids marked special. An unknown-token stands for something the user wrote, so it is
+    explained like any other token (as by the text classifiers), unless the tokenizer uses the
+    same id to begin, end or pad a text (GPT-2's <|endoftext|> is all four)."""
+    ids = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
+    unk = getattr(tokenizer, "unk_token_id", None)
+    structural = {getattr(tokenizer, f"{n}_token_id", None) for n in ("bos", "eos", "pad")}
+    if unk is not None and unk not in structural:
+        ids.discard(int(unk))
+    return ids
 
 
 def _encode(tokenizer, prompt) -> tuple[list[int], list[bool], str]:
