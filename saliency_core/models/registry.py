@@ -20,6 +20,7 @@ from saliency_core.errors import ModelUnavailableError
 from saliency_core.models import (
     bundled,
     efficientnet_lite,
+    hf_image,
     hf_text,
     timm_zoo,
     torchvision_zoo,
@@ -42,6 +43,7 @@ SOURCES: list[ModelSource] = [
     efficientnet_lite.SOURCE,
     torchvision_zoo.SOURCE,
     hf_text.SOURCE,
+    hf_image.SOURCE,
     timm_zoo.SOURCE,
     uploaded.SOURCE,
 ]
