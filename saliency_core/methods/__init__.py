@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from saliency_core.errors import UnknownMethodError
 from saliency_core.methods import (
+    attention,
     cam,
     gradient,
     integrated_gradients,
@@ -39,6 +40,9 @@ class Method:
     wraps: bool = False  # runs around the method named by its "base" parameter
     times_input: bool = False  # the attribution includes the input (x · ∂f/∂x...)
     needs_layer: bool = False  # reads an image layer's activations: not for text
+    # Reads attention probabilities (vision transformers only); attention.attention_problem
+    # says why a model cannot run it.
+    needs_attention: bool = False
     # (ctx, attribution, score) -> metadata entries that check an axiom (IG: completeness).
     completeness: Callable | None = None
     # Refinement: the count parameter and (ctx, x, targets, p, [base, base_p,] shelf) ->
@@ -96,6 +100,8 @@ _METHODS = (
     _cam(cam.HIRESCAM, cam.hirescam_formula),
     _cam(layercam.LAYERCAM, layercam.layercam_formula),
     _cam(xgradcam.XGRADCAM, xgradcam.xgradcam_formula),
+    Method(attention.ATTENTION_ROLLOUT, attention.attention_rollout, needs_attention=True),
+    Method(attention.ATTENTION_RELEVANCE, attention.attention_relevance, needs_attention=True),
     Method(guided_gradcam.GUIDED_GRADCAM, guided_gradcam.guided_gradcam, needs_layer=True,
            passes=guided_gradcam.passes, smoothable=True),
 )
