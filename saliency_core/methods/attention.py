@@ -75,8 +75,9 @@ class _Tap:
                 ]
             elif self.kind == "timm":
                 stack.enter_context(_unfused_timm(self.model))
-                drops: list[nn.Module] = [
-                    m.attn_drop for m in _timm_attention_modules(self.model)
+                drops = [
+                    m.get_submodule("attn_drop")
+                    for m in _timm_attention_modules(self.model)
                 ]
                 hooks = [d.register_forward_hook(_whole_output(found)) for d in drops]
             else:
