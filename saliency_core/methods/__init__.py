@@ -139,4 +139,19 @@ def with_capability(capability: str) -> list[str]:
     return [m.name for m in REGISTRY.values() if getattr(m, capability)]
 
 
-__all__ = ["REGISTRY", "Method", "get", "specs", "with_capability"]
+def problem_with(name: str, module) -> str | None:
+    """Why method ``name`` cannot run on ``module`` (an nn.Module), or None when it can: what
+    the pages ask before offering a method. Only what a method reads decides (attention
+    probabilities for the attention methods); every other method runs on any image model."""
+    if get(name).needs_attention:
+        return attention.attention_problem(module)
+    return None
+
+
+def applicable_to(module) -> list[str]:
+    """The methods that can run on ``module``, in registry order."""
+    return [name for name in REGISTRY if problem_with(name, module) is None]
+
+
+__all__ = ["REGISTRY", "Method", "applicable_to", "get", "problem_with", "specs",
+           "with_capability"]
