@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check
+.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -38,6 +38,7 @@ help:
 	@echo "make test-engine | make bench-serve   the engine service's tests with its long ones; its benchmark"
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
 	@echo "make bench-generation [GENERATION_ARGS=--quick]   language models: ours vs Captum vs the floor"
+	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
 	@echo "make hostile (the full hostile-input tests) | make fuzz (Hypothesis, 10k examples) | make audit"
 	@echo "make install-check   a fresh venv installs the wheel and the checkout, then saliency explain"
 	@echo "Test tiers are pytest markers (pytest.ini): slow, browser, gpu; long, install and full run"
@@ -125,6 +126,11 @@ bench-batching: $(DEV_STAMP)
 # floor (benchmarks/generation.py); GENERATION_ARGS="--quick" for the small CPU setting.
 bench-generation: $(DEV_STAMP)
 	$(PY) -m benchmarks.generation --device $(DEVICE) $(GENERATION_ARGS)
+# Which method runs on which model family (tiny random-weight models, offline): rewrites
+# docs/coverage.md, then the long test that builds every family.
+coverage: $(DEV_STAMP)
+	$(PY) -m benchmarks.coverage
+	$(PY) -m pytest -q -m long tests/test_bench_coverage.py $(PYTEST_ARGS)
 
 # The browser load test (benchmarks/load.py): concurrent chromium sessions against the hosted
 # configuration (sign-in off), without and then with a heavy-link session; a table with p50/p95

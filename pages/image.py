@@ -6,6 +6,7 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
+from saliency_core.methods import applicable_to
 from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine, progressive
 from workbench.ui import display, export, page, plaintext, progress, session, topk
@@ -54,7 +55,10 @@ with page.stop_on_error():
 
 with st.sidebar:
     st.header("Method")
-    spec = page.method_picker(P, METHODS, DEFAULT_METHOD)
+    # Only what runs on this model: the attention methods need a vision transformer.
+    usable = set(applicable_to(loaded.model))
+    spec = page.method_picker(P, {n: s for n, s in METHODS.items() if n in usable},
+                              DEFAULT_METHOD)
     method = spec.name
     params = method_params(spec, P, "image", layers, loaded.default_layer, saliency_core.get_method)
     target = session.target_widget(P, loaded.labels)
