@@ -256,7 +256,8 @@ def explain_dataset(  # type: ignore[misc]  # progress counts images here, not p
     for start in range(0, total, max(1, chunk)):
         if _cancelled(cancel):
             complete = False
-            break
+            if cache is None:
+                break  # with a cache, the images it holds are still collected below
         batch: list[torch.Tensor] = []
         batch_index: list[int] = []
         keys: list[str] = []
@@ -286,40 +287,24 @@ def explain_dataset(  # type: ignore[misc]  # progress counts images here, not p
             batch.append(x)
             batch_index.append(i)
             keys.append(key)
-        if batch:
-            x = torch.cat(batch).to(device)
-
-            inner = _chunk_progress(progress, start, len(batch), total)
-
+        if batch and complete:
             try:
-                e = explain_fn(model, x, method, target, progress=inner, cancel=cancel, **params)
+                computed = _explain_batch(model, torch.cat(batch).to(device), method, target,
+                                          params, explain_fn, map_size, deletion, cancel,
+                                          _chunk_progress(progress, start, len(batch), total))
             except CancelledError:
                 complete = False
-                break
-            maps = compact_maps(e.attribution, map_size)
-            probs = e.probabilities.detach().float().cpu().numpy()
-            aucs = np.full(len(batch), np.nan)
-            if deletion:
-                from saliency_core.evaluation.faithfulness import (
-                    deletion as deletion_curve,
-                )
-
-                try:
-                    curve = deletion_curve(getattr(model, "model", model), x, e.attribution,
-                                           e.target.to(x.device), steps=DELETION_STEPS,
-                                           cancel=cancel)
-                except CancelledError:
-                    complete = False
-                    break
-                aucs = np.asarray(curve.auc, dtype=np.float64)
-            for j, i in enumerate(batch_index):
-                done_maps.append(maps[j])
-                done_probs.append(probs[j])
-                done_auc.append(float(aucs[j]))
-                indices.append(i)
-                if cache is not None:
-                    cache[keys[j]] = (maps[j], probs[j], float(aucs[j]))
-        if progress is not None:
+                computed = None
+            if computed is not None:
+                for j, i in enumerate(batch_index):
+                    entry = (computed[0][j], computed[1][j], float(computed[2][j]))
+                    done_maps.append(entry[0])
+                    done_probs.append(entry[1])
+                    done_auc.append(entry[2])
+                    indices.append(i)
+                    if cache is not None:
+                        cache[keys[j]] = entry
+        if progress is not None and complete:
             progress(min(total, start + max(1, chunk)), total)
     order = np.argsort(indices, kind="stable")
     indices = [indices[k] for k in order]
@@ -346,6 +331,23 @@ def explain_dataset(  # type: ignore[misc]  # progress counts images here, not p
         images=found,
         indices=indices,
     )
+
+
+def _explain_batch(model, x: torch.Tensor, method: str, target, params: dict, explain_fn,
+                   map_size: int, deletion: bool, cancel, progress) -> tuple:
+    """One chunk through the engine -> (maps [n, s, s], probabilities [n, K], deletion AUC [n]
+    or NaN); CancelledError when Stop came in the middle."""
+    e = explain_fn(model, x, method, target, progress=progress, cancel=cancel, **params)
+    maps = compact_maps(e.attribution, map_size)
+    probs = e.probabilities.detach().float().cpu().numpy()
+    aucs = np.full(len(x), np.nan)
+    if deletion:
+        from saliency_core.evaluation.faithfulness import deletion as deletion_curve
+
+        curve = deletion_curve(getattr(model, "model", model), x, e.attribution,
+                               e.target.to(x.device), steps=DELETION_STEPS, cancel=cancel)
+        aucs = np.asarray(curve.auc, dtype=np.float64)
+    return maps, probs, aucs
 
 
 def _chunk_progress(progress, start: int, n: int, total: int) -> Callable[[int, int], None]:
