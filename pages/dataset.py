@@ -134,7 +134,6 @@ with st.sidebar:
                            help="Also deletes each image's most important pixels first and "
                                 "records how fast the probability falls (16 forward steps per "
                                 "image; lower is more faithful).")
-    st.button("Run", key=f"{P}.run", type="primary", on_click=request_run, width="stretch")
 
 page.show_problems(P)
 if upload_error:
@@ -148,16 +147,17 @@ if images is None:
     plaintext.error(open_error)
     st.stop()
 if model_name.startswith("shapes-") and not source.startswith("sample:shapes"):
-    st.warning(f"{model_name} only knows procedural shapes; its maps of other pictures say "
-               "little. Pick an ImageNet model for photographs.")
+    st.info(f"{model_name} was trained on procedural shapes only: for photographs, pick an "
+            "ImageNet model.")
 
 key = datasets.run_key(loaded, device, source, method, params, target, deletion)
 state = st.session_state.get(f"{P}.result")
 result = None
 status = st.container()
 with status:
-    st.caption(f"{plaintext.plain(source_label(source))}: {len(images)} images"
-               + (f", {len(images.errors)} files left out" if images.errors else ""))
+    st.caption(f"{plaintext.plain(source_label(source))} · {len(images)} images"
+               + (f", {len(images.errors)} file{'s' * (len(images.errors) > 1)} left out"
+                  if images.errors else ""))
     if progress.was_stopped(key):
         st.warning("Stopped: the images explained before Stop are shown.")
         st.button("Run again", key=f"{P}.rerun", on_click=request_run, type="primary")
@@ -183,6 +183,11 @@ with status:
     else:
         st.info(f"Press Run to explain the {len(images)} images with {spec.label} on "
                 f"{model_name}.")
+    if not st.session_state.get(f"{P}.requested") and not progress.was_stopped(key):
+        st.button("Run", key=f"{P}.run", type="primary", on_click=request_run,
+                  disabled=state is not None and state[0] == key and state[1].complete,
+                  help="Explain every image with these settings (maps already computed with "
+                       "them are reused).")
 
 # ---- the URL always describes this view ------------------------------------------------------
 settings = {"model": model_name, "device": device, "data": source, "method": method,
@@ -191,7 +196,9 @@ settings = {"model": model_name, "device": device, "data": source, "method": met
             "sort": st.session_state.get(f"{P}.sort", "confidence"),
             "run": int(result is not None)}
 encoded = session.publish(P, settings)
-session.share_box(encoded, uploaded=source.startswith("upload:"))
+session.share_box(encoded)
+if source.startswith("upload:"):
+    st.caption("The uploaded dataset is kept on the server under its content hash for the link.")
 if result is None or not len(result):
     if result is not None:
         st.warning("No image was explained." + (" See the files left out below." if result.errors else ""))
@@ -247,7 +254,9 @@ def thumbnails(rows: list[int], columns: int = COLUMNS, links: bool = True) -> N
 accuracy = table["correct"].dropna()
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Images explained", f"{len(result)}" + ("" if result.complete else " (stopped)"))
-m2.metric("Accuracy", f"{accuracy.mean():.1%}" if len(accuracy) else "no labels")
+m2.metric("Accuracy", f"{accuracy.mean():.1%}" if len(accuracy) else "no labels",
+          help="Predicted class name equal to the true label (from the sub-folders or "
+               "labels.csv), over the images that have one.")
 m3.metric("Files left out", len(result.errors))
 m4.metric("Method", spec.label)
 if result.errors:
@@ -352,10 +361,13 @@ with gallery_tab:
     ensure(f"{P}.page", 1)
     if st.session_state[f"{P}.page"] > pages_count:
         st.session_state[f"{P}.page"] = 1
-    number = st.number_input(f"Page (of {pages_count})", 1, pages_count, key=f"{P}.page") \
-        if pages_count > 1 else 1
-    st.caption(f"{len(rows)} of {len(table)} images · click a picture to open it on the Image "
-               "page with these settings")
+    p1, p2 = st.columns([1, 4], vertical_alignment="bottom")
+    with p1:
+        number = st.number_input(f"Page (of {pages_count})", 1, pages_count, key=f"{P}.page") \
+            if pages_count > 1 else 1
+    with p2:
+        st.caption(f"{len(rows)} of {len(table)} images · click a picture to open it on the "
+                   "Image page with these settings")
     thumbnails([int(i) for i in rows.index[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]])
 
 with table_tab:

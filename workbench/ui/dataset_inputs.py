@@ -26,8 +26,8 @@ from workbench.ui.inputs import PHOTOS, _photo
 
 FOLDERS_ENV = "SALIENCY_DATASET_FOLDERS"
 SAMPLES = {
-    SHAPES_WATERMARK: "Shapes, a watermark planted on half of the squares (240 images)",
-    "photos": "The photo samples (5 photographs)",
+    SHAPES_WATERMARK: "Shapes with a watermark planted on half of the squares",
+    "photos": "The photo samples",
 }
 DEFAULT_SOURCE = f"sample:{SHAPES_WATERMARK}"
 UPLOAD_TYPES = ["zip", "png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "csv"]
