@@ -102,3 +102,28 @@ def corner_share(maps: np.ndarray, which: str = "all") -> np.ndarray:
     """
     _n, h, w = np.shape(maps)
     return _region_share(maps, corner_mask(h, w, which=which))
+
+
+#: One corner square holds 1/16 of an even map's mass; four times that is a map drawn there.
+CORNER_FLAGGED = 0.25
+#: The frame holds 44 % of an even map's mass; 70 % is a map that avoids the middle.
+BORDER_FLAGGED = 0.7
+CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+
+def hottest_corner_share(maps: np.ndarray) -> np.ndarray:
+    """The largest share of each map's mass in any one corner square (0.0625 when even)."""
+    return np.max([corner_share(maps, which) for which in CORNERS], axis=0)
+
+
+def looks_at_the_edges(maps: np.ndarray) -> np.ndarray:
+    """bool [N]: maps whose mass sits in one corner or on the frame, where watermarks, logos
+    and frame artefacts live (the shortcut flag of the Dataset page and the CLI report).
+
+    Example:
+        >>> import numpy as np
+        >>> m = np.ones((2, 8, 8)); m[1, :2, :2] = 40
+        >>> looks_at_the_edges(m).tolist()
+        [False, True]
+    """
+    return (hottest_corner_share(maps) >= CORNER_FLAGGED) | (border_share(maps) >= BORDER_FLAGGED)

@@ -18,9 +18,6 @@ from saliency_core.evaluation import MapClusters, cluster_maps
 THUMB_PX = 112
 MAX_GROUPS = 12
 MEMBERS_SHOWN = 4
-# A flat map puts a quarter of its mass in the four corner squares and 44 % on the frame.
-CORNERS_FLAGGED = 0.4
-BORDER_FLAGGED = 0.7
 SORTS = {
     "confidence": "Confidence",
     "concentration": "Concentration of the map",
@@ -33,7 +30,8 @@ MEASURE_HELP = {
     "concentration": "Gini coefficient of the map: 0 when spread evenly, near 1 when a few "
                      "pixels hold it all.",
     "corners": "Share of the map's mass in the four corner squares (a quarter of the side "
-               "each); 25 % for an even map. Watermarks and logos live there.",
+               "each); 25 % for an even map. Watermarks and logos live there; a cluster is "
+               "marked when one corner holds a quarter of its mass (four times an even share).",
     "border": "Share of the map's mass on the outer frame (an eighth of the side wide); 44 % "
               "for an even map.",
 }
@@ -100,14 +98,11 @@ class Strategy:
     corners: float
     border: float
     concentration: float
+    flagged: bool
 
     @property
     def name(self) -> str:
         return f"{self.group} · {self.index + 1}"
-
-    @property
-    def flagged(self) -> bool:
-        return self.corners >= CORNERS_FLAGGED or self.border >= BORDER_FLAGGED
 
 
 def group_of(result: DatasetExplanation, by: str) -> list[str]:
@@ -140,7 +135,7 @@ def strategies(result: DatasetExplanation, by: str, seed: int = 0,
             found.append(Strategy(
                 group, k, members, (float(np.mean(known)) if known else None),
                 float(map_measures.corner_share(mean)[0]), float(map_measures.border_share(mean)[0]),
-                float(map_measures.gini(mean)[0])))
+                float(map_measures.gini(mean)[0]), bool(map_measures.looks_at_the_edges(mean)[0])))
     return found, clusters
 
 
