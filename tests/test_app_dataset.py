@@ -39,7 +39,7 @@ def cluster_lines(at) -> list[str]:
     return [shown(m.value) for m in at.markdown if m.value.startswith("**Cluster")]
 
 
-@pytest.mark.slow
+@pytest.mark.long  # 240 images through the page: `make test-dataset`
 def test_the_sample_runs_and_the_shortcut_class_comes_first(runs):
     at = run_app_page(PAGE, timeout=TIMEOUT)
     assert any("Press Run to explain the 240 images" in i.value for i in at.info)
@@ -62,7 +62,7 @@ def test_the_sample_runs_and_the_shortcut_class_comes_first(runs):
     assert len(runs) == 8  # filters never run the model
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_shared_link_restores_the_view_from_the_map_cache(runs):
     query = {"data": "sample:shapes-watermark", "model": "shapes-cnn", "method": "gradient",
              "group": "true", "sort": "corners", "run": "1"}

@@ -14,7 +14,8 @@ from support.browser import assert_no_exception, open_app, screenshot, wait_for_
 
 from saliency_core.datasets.samples import shapes_watermark
 
-pytestmark = pytest.mark.browser
+# Minutes of chromium on a busy machine: `make test-dataset` runs them (the long tier).
+pytestmark = [pytest.mark.browser, pytest.mark.long]
 SHOTS = Path("/work/shots/dataset")
 
 

@@ -11,7 +11,7 @@ from saliency_core.cli import main
 from saliency_core.datasets.samples import shapes_watermark
 
 
-@pytest.mark.slow
+@pytest.mark.long  # `make test-dataset`
 def test_clusters_are_added_to_the_report(tmp_path, capsys):
     folder = shapes_watermark(90).write_folder(tmp_path / "data")
     out = tmp_path / "out"

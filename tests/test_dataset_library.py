@@ -182,6 +182,7 @@ def test_cluster_maps_keeps_one_blob_whole_and_takes_a_given_count():
     assert cluster_maps(blob[:2]).labels.tolist() == [0, 0]
 
 
+@pytest.mark.long  # scikit-learn's t-SNE: its import and first run take seconds
 def test_embedding_has_two_coordinates_per_map():
     emb = embed_maps(_two_groups())
     assert emb.shape == (42, 2) and np.isfinite(emb).all()

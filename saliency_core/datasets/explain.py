@@ -232,8 +232,8 @@ def explain_dataset(  # type: ignore[misc]  # progress counts images here, not p
         >>> ds = sc.explain_dataset(loaded, pics, "gradient", map_size=16)
         >>> ds.maps.shape, bool((ds.maps >= 0).all()), len(ds.errors)
         ((3, 16, 16), True, 1)
-        >>> list(ds.table.columns)[:5]
-        ['file', 'predicted', 'true', 'confidence', 'correct']
+        >>> " ".join(ds.table.columns[:5])
+        'file predicted true confidence correct'
     """
     if map_size < 1:
         raise SaliencyError(f"map_size must be at least 1; got {map_size}")

@@ -124,7 +124,7 @@ def cluster_maps(maps: np.ndarray, n_clusters: int | None = None, seed: int = 0,
         >>> right = np.zeros((12, 8, 8)); right[:, :, -2:] = 1
         >>> maps = np.concatenate([left, right]) + rng.uniform(0, 0.2, (32, 8, 8))
         >>> c = cluster_maps(maps)
-        >>> c.n_clusters, list(c.sizes())
+        >>> c.n_clusters, c.sizes().tolist()
         (2, [20, 12])
     """
     features = prepare_maps(maps)
