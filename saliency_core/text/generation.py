@@ -55,14 +55,17 @@ from saliency_core.errors import (
     TargetError,
 )
 from saliency_core.harness import split_params, unwrap_model
+from saliency_core.methods import REGISTRY
 from saliency_core.methods import get as method_entry
 from saliency_core.methods.integrated_gradients import quadrature_rule
 from saliency_core.methods.noise import NoiseSource
 from saliency_core.params import MethodParams
 from saliency_core.targets import NextToken, TokenObjective, resolve_next_token
 
-#: The methods that explain generated tokens (SmoothGrad around any of the other three).
-GENERATION_METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad")
+#: The methods that explain generated tokens: those whose spec applies to text (gradient,
+#: gradient x input, Integrated Gradients, and SmoothGrad around one of them). What each does
+#: is read from its capabilities (multiplies by the input, integrates a path, wraps another).
+GENERATION_METHODS = tuple(name for name, m in REGISTRY.items() if m.spec.text)
 #: Integrated Gradients' baselines for a language model, in embedding space.
 GENERATION_BASELINES = ("pad", "unk", "zeros")
 
@@ -464,7 +467,8 @@ class _Sequence:
         eye = torch.eye(g, dtype=scores.dtype, device=scores.device)
         seeds = eye[:, None, :].expand(g, scores.shape[0], g)
         try:
-            (grads,) = torch.autograd.grad(scores, points, grad_outputs=seeds, is_grads_batched=True)
+            (grads,) = torch.autograd.grad(scores, points, grad_outputs=seeds, is_grads_batched=True,
+                                           retain_graph=True)  # kept for the fallback below
             self.batched.append(True)
         except (RuntimeError, NotImplementedError) as exc:
             if is_out_of_memory(exc):
@@ -579,15 +583,18 @@ def _at_points(seq: _Sequence, xs: torch.Tensor, times_input: bool,
 
 def _one_method(name: str, p: dict, seq: _Sequence, xs: torch.Tensor, moving: torch.Tensor,
                 tokenizer, notes: list[str], done: Callable[[int, torch.Tensor], None]) -> dict:
-    """Runs gradient, gradient x input or Integrated Gradients at each of ``xs``; returns
-    what a completeness check needs (IG's baselines)."""
-    if name == "integrated_gradients":
+    """Runs a method that does not wrap another at each of ``xs``: a path method (one with a
+    completeness check: Integrated Gradients) along its path, the others at the points,
+    times the input when the method says so. Returns what a completeness check needs (the
+    path's baselines)."""
+    entry = method_entry(name)
+    if entry.completeness is not None:
         notes.append("Integrated Gradients moves the prompt's tokens along its path (as Captum's "
                      "LLMGradientAttribution): generated tokens get no attribution of their own")
         base = torch.stack([_baseline(p["baseline"], seq, x, moving, tokenizer, notes) for x in xs])
         _path(seq, base, xs, p["steps"], p["quadrature"], lambda j: xs[j] - base[j], done)
         return {"baselines": base}
-    _at_points(seq, xs, name == "gradient_x_input", done)
+    _at_points(seq, xs, entry.times_input, done)
     return {}
 
 
@@ -598,9 +605,10 @@ def _check_method(method: str, params: dict) -> None:
                                        f"{', '.join(GENERATION_METHODS)}")
     if entry.wraps:
         base = params.get("base", entry.spec.param("base").default)
-        if base not in GENERATION_METHODS or base == method:
-            raise MethodNotApplicableError(f"SmoothGrad over a language model wraps one of "
-                                           f"{', '.join(GENERATION_METHODS[:3])}; got {base!r}")
+        inner = [n for n in GENERATION_METHODS if not method_entry(n).wraps]
+        if base not in inner:
+            raise MethodNotApplicableError(f"{method} over a language model wraps one of "
+                                           f"{', '.join(inner)}; got {base!r}")
     if params.get("baseline_samples", 1) not in (1, None):
         raise ParameterError("a language model's baselines are not random: baseline_samples is 1")
     baseline = params.get("baseline")
