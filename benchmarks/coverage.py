@@ -158,6 +158,7 @@ FAMILIES = [
             image_size=64,
             width_coefficient=0.25,
             depth_coefficient=0.25,
+            hidden_dim=320,  # round_filters(1280) at this width: the head's BatchNorm size
         ),
     ),
     Family(
@@ -283,8 +284,8 @@ def run_family(family: Family, methods: list[str]) -> Row:
     x = torch.rand(1, 3, *family.size, generator=torch.Generator().manual_seed(1))
     try:
         layer = default_layer(model, x)
-    except SaliencyError as exc:
-        layer = f"none ({exc})"
+    except (SaliencyError, RuntimeError) as exc:
+        layer = f"none ({str(exc).splitlines()[0][:120]})"
     cells = {}
     for method in methods:
         started = time.perf_counter()

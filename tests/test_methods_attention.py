@@ -145,3 +145,14 @@ def test_registered_like_every_method():
     spec = get("attention_relevance").spec
     assert spec.family == "cam" and spec.reference.startswith("Chefer")
     assert sc.get_method("attention_rollout").label == "Attention rollout"
+
+
+def test_pages_are_offered_what_runs_on_the_model():
+    from saliency_core.methods import applicable_to
+
+    vit_methods = applicable_to(hf_vit())
+    assert {"attention_rollout", "attention_relevance", "gradcam"} <= set(vit_methods)
+    # GELU blocks: the ReLU-rule methods would refuse when run, so they are not offered.
+    assert "guided_backprop" not in vit_methods and "guided_gradcam" not in vit_methods
+    cnn_methods = applicable_to(sc.load_model("shapes-cnn", "cpu").model)
+    assert "guided_backprop" in cnn_methods and "attention_rollout" not in cnn_methods

@@ -139,12 +139,27 @@ def with_capability(capability: str) -> list[str]:
     return [m.name for m in REGISTRY.values() if getattr(m, capability)]
 
 
+# Activation modules no ReLU rule covers: a model built with them is refused by the guided
+# methods when they run (methods/guided/relu_rules.py), so the pages need not offer them.
+_SMOOTH_ACTIVATIONS = ("GELU", "SiLU", "Swish", "Mish", "ELU", "Hardswish", "Softplus",
+                       "Tanh", "Sigmoid")
+
+
 def problem_with(name: str, module) -> str | None:
-    """Why method ``name`` cannot run on ``module`` (an nn.Module), or None when it can: what
-    the pages ask before offering a method. Only what a method reads decides (attention
-    probabilities for the attention methods); every other method runs on any image model."""
-    if get(name).needs_attention:
+    """Why method ``name`` cannot run on ``module`` (an nn.Module), or None when it can (as far
+    as the model's structure tells; the methods still check when they run): what the pages
+    ask before offering a method. Attention methods need readable attention; the ReLU-rule
+    methods (spec ``needs_relu``) need a model without smooth activation modules."""
+    entry = get(name)
+    if entry.needs_attention:
         return attention.attention_problem(module)
+    if entry.spec.needs_relu:
+        smooth = sorted({type(m).__name__ for m in module.modules()
+                         if type(m).__name__.endswith(_SMOOTH_ACTIVATIONS)
+                         or "GELU" in type(m).__name__})
+        if smooth:
+            return (f"{entry.spec.label} changes the backward pass of ReLU-type activations; "
+                    f"this model uses {', '.join(smooth)}")
     return None
 
 
