@@ -120,3 +120,29 @@ def test_server_folders_come_from_the_allowlist_only(tmp_path, monkeypatch):
     assert dataset_inputs.open_source("folder:allowed", store).labels == ["cats"]
     with pytest.raises(DatasetError, match="not on this server's list"):
         dataset_inputs.open_source("folder:etc", store)
+
+
+def test_stop_keeps_the_images_done_in_the_map_cache():
+    """Stop interrupts the page's run; the rerun that follows shows every image whose chunk
+    finished, read from the cache without running the model."""
+    import threading
+
+    import saliency_core as sc
+    from saliency_core.datasets.samples import shapes_watermark
+
+    datasets.map_cache.clear()
+    loaded = sc.load_model("shapes-cnn", device="cpu")
+    images = shapes_watermark(40).image_set()
+    stop = threading.Event()
+
+    def progress(done, _total):
+        if done >= 16:
+            stop.set()
+
+    partial = sc.explain_dataset(loaded, images, "gradient", chunk=16, progress=progress,
+                                 cancel=stop, cache=datasets.map_cache())
+    kept = datasets.collected(loaded, images, "gradient", {})
+    assert not partial.complete and not kept.complete
+    assert len(partial) == len(kept) == 16 and kept.names == images.names[:16]
+    np.testing.assert_array_equal(kept.maps, partial.maps)
+    datasets.map_cache.clear()
