@@ -132,6 +132,7 @@ def test_models_without_readable_attention_get_a_clear_message():
         attn_implementation="eager").eval()  # fmt: skip
     with pytest.raises(MethodNotApplicableError, match="windows"):
         sc.attribute(swin, torch.rand(1, 3, 32, 32), "attention_rollout")
+    assert "class token" in attention_problem(swin)  # so the pages do not offer it
     cnn = sc.load_model("shapes-cnn", "cpu")
     assert "Grad-CAM" in attention_problem(cnn.model)
     with pytest.raises(MethodNotApplicableError, match="no attention layers"):
