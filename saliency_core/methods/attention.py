@@ -284,6 +284,8 @@ def _run(ctx: Context, x, targets, params, with_gradients: bool):
     if x.dim() != 4:
         raise SaliencyError("attention methods need image inputs [N, C, H, W]")
     tap = tap_of(ctx.module)
+    if not model_geometry(tap.model).prefix_tokens:
+        raise MethodNotApplicableError(NO_CLASS_TOKEN)
     if with_gradients and not tap.has_gradients:
         raise MethodNotApplicableError(
             "this model's attention (nn.MultiheadAttention, as in torchvision's ViT) hands out "
