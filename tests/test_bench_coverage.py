@@ -33,12 +33,12 @@ def test_a_representative_subset_of_the_table_builds():
     # Rollout runs where attention over one set of tokens can be read, and says why elsewhere.
     ran = {row.family.name for row in rows if row.cells["attention_rollout"].ok}
     assert ran == {"hf-vit", "hf-deit", "timm-vit", "torchvision-vit"}
-    assert "windows" in by_name["hf-swin"].cells["attention_rollout"].note
+    assert "class token" in by_name["hf-swin"].cells["attention_rollout"].note
     table = coverage.markdown(rows)
     assert (
         "| hf-deit | Hugging Face | 64×96 | `deit.layers.1.layernorm_before` |" in table
     )
-    assert "[1]" in table and "windows" in table
+    assert "[1]" in table and "class token" in table
 
 
 @pytest.mark.long

@@ -130,8 +130,9 @@ def test_models_without_readable_attention_get_a_clear_message():
         transformers.SwinConfig(embed_dim=16, depths=[1, 1], num_heads=[2, 2], image_size=32,
                                 patch_size=4, window_size=4, num_labels=3),
         attn_implementation="eager").eval()  # fmt: skip
-    with pytest.raises(MethodNotApplicableError, match="windows"):
+    with pytest.raises(MethodNotApplicableError, match="no class token"):
         sc.attribute(swin, torch.rand(1, 3, 32, 32), "attention_rollout")
+    assert "class token" in attention_problem(swin)  # so the pages do not offer it
     cnn = sc.load_model("shapes-cnn", "cpu")
     assert "Grad-CAM" in attention_problem(cnn.model)
     with pytest.raises(MethodNotApplicableError, match="no attention layers"):

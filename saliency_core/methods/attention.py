@@ -52,6 +52,11 @@ ATTENTION_RELEVANCE = MethodSpec(
 )  # fmt: skip
 
 
+NO_CLASS_TOKEN = (
+    "this model has no class token to read the map from (it pools its patches, as Swin, LeViT "
+    "and PVT do): attention rollout and relevance read the class token's row; use Grad-CAM"
+)
+
 # ----------------------------------------------------------------------------- reading attention
 
 
@@ -200,6 +205,8 @@ def attention_problem(model: nn.Module) -> str | None:
         tap_of(model)
     except SaliencyError as exc:
         return str(exc)
+    if not model_geometry(model).prefix_tokens:
+        return NO_CLASS_TOKEN
     return None
 
 
@@ -260,10 +267,7 @@ def class_row_map(ctx: Context, joint: torch.Tensor, x: torch.Tensor) -> torch.T
     geometry = model_geometry(ctx.module) if ctx.module is not None else None
     prefix = geometry.prefix_tokens if geometry is not None else None
     if not prefix:
-        raise MethodNotApplicableError(
-            "this model has no class token to read the map from (it pools its patches): "
-            "attention rollout and relevance read the class token's row; use Grad-CAM"
-        )
+        raise MethodNotApplicableError(NO_CLASS_TOKEN)
     patches = joint[:, 0, prefix:]
     grid = grid_shape(patches.shape[1], tuple(x.shape[-2:]))
     if grid is None:
@@ -280,6 +284,8 @@ def _run(ctx: Context, x, targets, params, with_gradients: bool):
     if x.dim() != 4:
         raise SaliencyError("attention methods need image inputs [N, C, H, W]")
     tap = tap_of(ctx.module)
+    if not model_geometry(tap.model).prefix_tokens:
+        raise MethodNotApplicableError(NO_CLASS_TOKEN)
     if with_gradients and not tap.has_gradients:
         raise MethodNotApplicableError(
             "this model's attention (nn.MultiheadAttention, as in torchvision's ViT) hands out "
