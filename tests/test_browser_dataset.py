@@ -37,7 +37,7 @@ def test_fresh_session_runs_the_sample_and_sees_the_shortcut(app_server, page):
     from playwright.sync_api import expect
 
     open_app(page, app_server)
-    page.get_by_role("link", name="Dataset").click()
+    page.get_by_test_id("stTopNav").get_by_role("link", name="Dataset").click()
     wait_for_app(page)
     expect(page.get_by_text("Press Run to explain the 240 images")).to_be_visible()
     keep(screenshot(page, "dataset-fresh.png", full_page=False))
@@ -46,6 +46,9 @@ def test_fresh_session_runs_the_sample_and_sees_the_shortcut(app_server, page):
     expect(gallery.first).to_be_visible()
     assert_no_exception(page)
     keep(screenshot(page, "dataset-gallery.png"))
+    # A picture is a link to the Image page with the same model, method and settings.
+    href = page.locator('[data-testid="stMain"] [data-testid="stImage"] a').first.get_attribute("href")
+    assert href and "image?" in href and "input=upload%3A" in href and "method=gradcam" in href
     page.get_by_role("tab", name="Strategies").click()
     expect(page.get_by_role("heading", name="square: 30 images").first).to_be_visible()
     expect(page.get_by_text("looks at the corners or border").first).to_be_visible()
@@ -68,6 +71,12 @@ def test_fresh_session_runs_the_sample_and_sees_the_shortcut(app_server, page):
     expect(page.get_by_role("heading", name="Embedding of the maps")).to_be_visible()
     assert "model=shapes-cnn&" in page.url
     keep(screenshot(page, "dataset-clean-model.png"))
+    assert_no_exception(page)
+
+    open_app(page, app_server, href[href.index("image?"):])
+    expect(page.get_by_text("Input as the model sees it")).to_be_visible(timeout=120_000)
+    assert "model=shapes-cnn-watermark" in page.url and "method=gradcam" in page.url
+    keep(screenshot(page, "dataset-opened-on-image-page.png", full_page=False))
     assert_no_exception(page)
 
 
