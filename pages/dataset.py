@@ -286,15 +286,17 @@ with strategies_tab:
     ordered = sorted(groups, key=lambda g: -max(s.corners for s in found if s.group == g))
     for group in ordered:
         members = [s for s in found if s.group == group]
-        st.subheader(f"{plaintext.plain(group, 60)}: {sum(len(s.members) for s in members)} "
-                     f"images, {len(members)} cluster{'s' * (len(members) > 1)}")
+        size = sum(len(s.members) for s in members)
+        st.subheader(f"{plaintext.plain(group, 60)}: {size} image{'s' * (size > 1)}, "
+                     f"{len(members)} cluster{'s' * (len(members) > 1)}")
         for s in members:
             cells = st.columns(1 + view.MEMBERS_SHOWN)
             acc = "" if s.accuracy is None else f" · accuracy {s.accuracy:.0%}"
             flag = " · :orange[looks at the corners or border]" if s.flagged else ""
             with cells[0]:
                 st.image(view.average_map_picture(result.maps[s.members]), width="stretch")
-                st.markdown(f"**Cluster {s.index + 1}**: {len(s.members)} images{acc} · corners "
+                st.markdown(f"**Cluster {s.index + 1}**: {len(s.members)} "
+                            f"image{'s' * (len(s.members) > 1)}{acc} · corners "
                             f"{s.corners:.0%} · border {s.border:.0%}{flag}")
             shown = [int(i) for i in s.members[:view.MEMBERS_SHOWN]]
             for cell, i in zip(cells[1:], shown, strict=False):
