@@ -159,6 +159,7 @@ with status:
                + (f", {len(images.errors)} file{'s' * (len(images.errors) > 1)} left out"
                   if images.errors else ""))
     if progress.was_stopped(key):
+        st.session_state[f"{P}.requested"] = False  # a new setting after Stop waits for Run
         st.warning("Stopped: the images explained before Stop are shown.")
         st.button("Run again", key=f"{P}.rerun", on_click=request_run, type="primary")
         if state is None or state[0] != key:
