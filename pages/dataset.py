@@ -201,7 +201,9 @@ session.share_box(encoded)
 if source.startswith("upload:"):
     st.caption("The uploaded dataset is kept on the server under its content hash for the link.")
 if result is None or not len(result):
-    if result is not None:
+    if result is not None and not result.complete:
+        st.info("Stop came before the first images were done; press Run again to go on.")
+    elif result is not None:
         st.warning("No image was explained." + (" See the files left out below." if result.errors else ""))
     if images.errors:
         with st.expander(f"Files left out ({len(images.errors)})"):

@@ -5,6 +5,7 @@ switch, and a zip uploaded with a damaged file among its images."""
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -103,4 +104,21 @@ def test_an_uploaded_zip_is_explained_and_its_bad_file_listed(app_server, page):
     expect(page.get_by_text("Files left out (2)")).to_be_visible()
     assert "data=upload%3A" in page.url
     keep(screenshot(page, "dataset-upload.png"))
+    assert_no_exception(page)
+
+
+def test_stop_keeps_the_images_done(app_server, page):
+    from playwright.sync_api import expect
+
+    # Integrated Gradients with 64 steps: about a minute for the 240 images on a CPU.
+    open_app(page, app_server, "dataset?model=shapes-cnn&method=integrated_gradients&p.steps=64")
+    page.get_by_role("button", name="Run", exact=True).click()
+    # Chunks of 4 images (256 model passes): past 12 done, the first chunks are kept.
+    expect(page.get_by_text(re.compile(r"\b(1[2-9]|[2-9]\d|1\d\d) of 240 images done"))
+           ).to_be_visible(timeout=180_000)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    wait_for_app(page)
+    expect(page.get_by_text("Stopped: the images explained before Stop are shown")).to_be_visible()
+    expect(page.get_by_text("(stopped)")).to_be_visible()
+    keep(screenshot(page, "dataset-stopped.png", full_page=False))
     assert_no_exception(page)
