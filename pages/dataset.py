@@ -159,6 +159,7 @@ with status:
                + (f", {len(images.errors)} file{'s' * (len(images.errors) > 1)} left out"
                   if images.errors else ""))
     if progress.was_stopped(key):
+        st.session_state[f"{P}.requested"] = False  # a new setting after Stop waits for Run
         st.warning("Stopped: the images explained before Stop are shown.")
         st.button("Run again", key=f"{P}.rerun", on_click=request_run, type="primary")
         if state is None or state[0] != key:
@@ -200,7 +201,9 @@ session.share_box(encoded)
 if source.startswith("upload:"):
     st.caption("The uploaded dataset is kept on the server under its content hash for the link.")
 if result is None or not len(result):
-    if result is not None:
+    if result is not None and not result.complete:
+        st.info("Stop came before the first images were done; press Run again to go on.")
+    elif result is not None:
         st.warning("No image was explained." + (" See the files left out below." if result.errors else ""))
     if images.errors:
         with st.expander(f"Files left out ({len(images.errors)})"):
@@ -286,15 +289,17 @@ with strategies_tab:
     ordered = sorted(groups, key=lambda g: -max(s.corners for s in found if s.group == g))
     for group in ordered:
         members = [s for s in found if s.group == group]
-        st.subheader(f"{plaintext.plain(group, 60)}: {sum(len(s.members) for s in members)} "
-                     f"images, {len(members)} cluster{'s' * (len(members) > 1)}")
+        size = sum(len(s.members) for s in members)
+        st.subheader(f"{plaintext.plain(group, 60)}: {size} image{'s' * (size > 1)}, "
+                     f"{len(members)} cluster{'s' * (len(members) > 1)}")
         for s in members:
             cells = st.columns(1 + view.MEMBERS_SHOWN)
             acc = "" if s.accuracy is None else f" · accuracy {s.accuracy:.0%}"
             flag = " · :orange[looks at the corners or border]" if s.flagged else ""
             with cells[0]:
                 st.image(view.average_map_picture(result.maps[s.members]), width="stretch")
-                st.markdown(f"**Cluster {s.index + 1}**: {len(s.members)} images{acc} · corners "
+                st.markdown(f"**Cluster {s.index + 1}**: {len(s.members)} "
+                            f"image{'s' * (len(s.members) > 1)}{acc} · corners "
                             f"{s.corners:.0%} · border {s.border:.0%}{flag}")
             shown = [int(i) for i in s.members[:view.MEMBERS_SHOWN]]
             for cell, i in zip(cells[1:], shown, strict=False):

@@ -5,6 +5,7 @@ switch, and a zip uploaded with a damaged file among its images."""
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_fresh_session_runs_the_sample_and_sees_the_shortcut(app_server, page):
     from playwright.sync_api import expect
 
     open_app(page, app_server)
-    page.get_by_role("link", name="Dataset").click()
+    page.get_by_test_id("stTopNav").get_by_role("link", name="Dataset").click()
     wait_for_app(page)
     expect(page.get_by_text("Press Run to explain the 240 images")).to_be_visible()
     keep(screenshot(page, "dataset-fresh.png", full_page=False))
@@ -46,6 +47,9 @@ def test_fresh_session_runs_the_sample_and_sees_the_shortcut(app_server, page):
     expect(gallery.first).to_be_visible()
     assert_no_exception(page)
     keep(screenshot(page, "dataset-gallery.png"))
+    # A picture is a link to the Image page with the same model, method and settings.
+    href = page.locator('[data-testid="stMain"] [data-testid="stImage"] a').first.get_attribute("href")
+    assert href and "image?" in href and "input=upload%3A" in href and "method=gradcam" in href
     page.get_by_role("tab", name="Strategies").click()
     expect(page.get_by_role("heading", name="square: 30 images").first).to_be_visible()
     expect(page.get_by_text("looks at the corners or border").first).to_be_visible()
@@ -68,6 +72,12 @@ def test_fresh_session_runs_the_sample_and_sees_the_shortcut(app_server, page):
     expect(page.get_by_role("heading", name="Embedding of the maps")).to_be_visible()
     assert "model=shapes-cnn&" in page.url
     keep(screenshot(page, "dataset-clean-model.png"))
+    assert_no_exception(page)
+
+    open_app(page, app_server, href[href.index("image?"):])
+    expect(page.get_by_text("Input as the model sees it")).to_be_visible(timeout=120_000)
+    assert "model=shapes-cnn-watermark" in page.url and "method=gradcam" in page.url
+    keep(screenshot(page, "dataset-opened-on-image-page.png", full_page=False))
     assert_no_exception(page)
 
 
@@ -94,4 +104,21 @@ def test_an_uploaded_zip_is_explained_and_its_bad_file_listed(app_server, page):
     expect(page.get_by_text("Files left out (2)")).to_be_visible()
     assert "data=upload%3A" in page.url
     keep(screenshot(page, "dataset-upload.png"))
+    assert_no_exception(page)
+
+
+def test_stop_keeps_the_images_done(app_server, page):
+    from playwright.sync_api import expect
+
+    # Integrated Gradients with 64 steps: about a minute for the 240 images on a CPU.
+    open_app(page, app_server, "dataset?model=shapes-cnn&method=integrated_gradients&p.steps=64")
+    page.get_by_role("button", name="Run", exact=True).click()
+    # Chunks of 4 images (256 model passes): past 12 done, the first chunks are kept.
+    expect(page.get_by_text(re.compile(r"\b(1[2-9]|[2-9]\d|1\d\d) of 240 images done"))
+           ).to_be_visible(timeout=180_000)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    wait_for_app(page)
+    expect(page.get_by_text("Stopped: the images explained before Stop are shown")).to_be_visible()
+    expect(page.get_by_text("(stopped)")).to_be_visible()
+    keep(screenshot(page, "dataset-stopped.png", full_page=False))
     assert_no_exception(page)
