@@ -52,7 +52,8 @@ CALIBRATION_S = 0.3
 CALIBRATION_IMAGE_S = 1.0
 CALIBRATION_LEAST_IMAGES = 8
 CALIBRATION_FULL_S = 6.0  # the most a full calibration chunk may take (foreseen linearly)
-CALIBRATION_REPEATS = 3  # lone passes timed: one busy moment must not set the estimate
+CALIBRATION_REPEATS = 3
+CALIBRATION_LEAST_TEXTS = 4  # IG steps of a text's calibration chunk  # lone passes timed: one busy moment must not set the estimate
 # An over-budget progressive run shows its coarse levels before asking: those that together
 # take at most this share of the budget (the first level whenever it fits in the budget).
 COARSE_SHARE = 0.25
@@ -191,7 +192,8 @@ def calibration_points(one_pass_s: float, device: str, seconds: float = CALIBRAT
 
 def calibration_lengths(tokens: int, longest: int) -> list[int]:
     """The request's length and a second one, far enough from it for the per-token slope."""
-    other = CALIBRATION_SHORT if tokens > 4 * CALIBRATION_SHORT else min(longest, 8 * tokens)
+    other = (CALIBRATION_SHORT if tokens > 4 * CALIBRATION_SHORT
+             else min(longest, max(8 * tokens, 4 * CALIBRATION_SHORT)))
     return sorted({min(tokens, longest), max(4, min(other, longest))})
 
 
@@ -213,7 +215,7 @@ def _calibrate_text(runner: Engine, loaded, text: str, max_length: int, device: 
             _timing, one_s = run(length, "gradient")
             # IG's points go through as one chunk: as many as the calibration's time allows.
             run(length, "integrated_gradients",
-                steps=max(2, calibration_points(one_s, device) - 1))
+                steps=calibration_points(one_s, device, least=CALIBRATION_LEAST_TEXTS))
     return measure
 
 
