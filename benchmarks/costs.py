@@ -110,7 +110,7 @@ def run_series(model: str, asks: list[Ask], order: str, device: str) -> list[dic
             computation = compute.text_computation(loaded, device, text, ask.method, params,
                                                    "predicted")
             request = compute.text_request(runner, loaded, computation, text)
-            run = lambda c=computation, t=text: compute.explain_text(visitor, loaded, c, t)  # noqa: E731
+            run = lambda c=computation, t=text: compute.explain_text(visitor, loaded, c, t)
         else:
             if "layer" in {p.name for p in method_entry(ask.method).spec.params}:
                 params["layer"] = None
@@ -118,7 +118,7 @@ def run_series(model: str, asks: list[Ask], order: str, device: str) -> list[dic
             computation = compute.image_computation(loaded, device, f"{order}-{i}", ask.method,
                                                     params, "predicted")
             request = compute.image_request(runner, loaded, computation, x)
-            run = lambda c=computation, x=x: compute.explain_image(visitor, loaded, c, x)  # noqa: E731
+            run = lambda c=computation, x=x: compute.explain_image(visitor, loaded, c, x)
         calibrating = not admission.cost_model().known(model, device)
         began = time.perf_counter()
         estimate = admission.estimate(request)
@@ -141,12 +141,13 @@ def run_series(model: str, asks: list[Ask], order: str, device: str) -> list[dic
 def table(rows: list[dict], device: str, quick: bool, load: float) -> str:
     ok = sum(r["ok"] for r in rows)
     lines = [
-        f"Measured on {device} ({os.cpu_count()} cores, load average {load:.1f} when it began)"
-        f"{', --quick' if quick else ''}: {ok} of {len(rows)} estimates within their goal "
-        "(3x for a model's first request, estimated from the calibration alone; 2x after).",
+        (f"Measured on {device} ({os.cpu_count()} cores, load average {load:.1f} when it "
+         f"began){', --quick' if quick else ''}: {ok} of {len(rows)} estimates within their "
+         "goal (3x for a model's first request, estimated from the calibration alone; 2x "
+         "after)."),
         "",
-        "| model | order | request | passes | estimate (s) | likely range (s) | measured (s) "
-        "| measured / estimate | within goal |",
+        ("| model | order | request | passes | estimate (s) | likely range (s) | measured (s) "
+         "| measured / estimate | within goal |"),
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -166,7 +167,7 @@ def write(markdown: str) -> None:
     block = f"{BEGIN}\n{markdown}\n{END}"
     if BEGIN in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: block, text,
-                      flags=re.S)
+                      flags=re.DOTALL)
     else:
         text = text.rstrip() + f"\n\n{HEADING}\n\n{block}\n"
     path.write_text(text)
