@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset
+.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -40,6 +40,7 @@ help:
 	@echo "make bench-generation [GENERATION_ARGS=--quick]   language models: ours vs Captum vs the floor"
 	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
 	@echo "make test-dataset | make bench-dataset   the Dataset page's tests with its long ones; its benchmark"
+	@echo "make bench-costs [COSTS_ARGS=--quick]   the cost estimates against the measured time"
 	@echo "make hostile (the full hostile-input tests) | make fuzz (Hypothesis, 10k examples) | make audit"
 	@echo "make install-check   a fresh venv installs the wheel and the checkout, then saliency explain"
 	@echo "Test tiers are pytest markers (pytest.ini): slow, browser, gpu; long, install and full run"
@@ -145,6 +146,10 @@ coverage: $(DEV_STAMP)
 DATASET_ARGS ?= --quick
 bench-dataset: $(DEV_STAMP)
 	$(PY) -m benchmarks.dataset --device $(DEVICE) $(DATASET_ARGS)
+# How close the server's cost estimates come to the measured time (benchmarks/costs.py), in two
+# orders of requests per model; COSTS_ARGS="--quick --write" updates BENCHMARKS.md.
+bench-costs: $(DEV_STAMP)
+	$(PY) -m benchmarks.costs --device $(DEVICE) $(COSTS_ARGS)
 
 # The browser load test (benchmarks/load.py): concurrent chromium sessions against the hosted
 # configuration (sign-in off), without and then with a heavy-link session; a table with p50/p95

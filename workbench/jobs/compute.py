@@ -47,6 +47,13 @@ SCOREBOARD_STEPS = 32
 # About how long a calibration batch may take: the many-point methods (IG, SmoothGrad) run in
 # chunks as big as the memory allows, where one pass costs much less than a lone one.
 CALIBRATION_S = 0.3
+# Images: most models are cheap per point, and a chunk of 8 or more tells a chunk's fixed part
+# from a point's far better than one of 2 (on a busy machine a lone pass is mostly waiting).
+CALIBRATION_IMAGE_S = 1.0
+CALIBRATION_LEAST_IMAGES = 8
+CALIBRATION_FULL_S = 6.0  # the most a full calibration chunk may take (foreseen linearly)
+CALIBRATION_REPEATS = 3
+CALIBRATION_LEAST_TEXTS = 4  # IG steps of a text's calibration chunk  # lone passes timed: one busy moment must not set the estimate
 # An over-budget progressive run shows its coarse levels before asking: those that together
 # take at most this share of the budget (the first level whenever it fits in the budget).
 COARSE_SHARE = 0.25
@@ -150,30 +157,43 @@ def _calibrate_image(runner: Engine, loaded, x: torch.Tensor, device: str
     service's replica reports its own chunk times)."""
     def measure(model: costs.CostModel) -> None:
         units = image_units(x)
+        runner.explain(loaded, x, "gradient")  # first-call allocations and kernel choices
+        lone = sorted((_timed_run(lambda: runner.explain(loaded, x, "gradient"))
+                       for _ in range(CALIBRATION_REPEATS)), key=lambda timed: timed[1])
+        batch = x.repeat(calibration_points(lone[0][1], device, CALIBRATION_IMAGE_S,
+                                            least=CALIBRATION_LEAST_IMAGES), 1, 1, 1)
         for _warm_then_measure in range(2):
-            # The first call of each batch shape pays for allocations and kernel choices.
-            one = _timed_run(lambda: runner.explain(loaded, x, "gradient"))
-        batch = x.repeat(calibration_points(one[1], device), 1, 1, 1)
-        for _warm_then_measure in range(2):
-            # A batch's own fixed part is not one request's: only its chunk times are kept.
             many = _timed_run(lambda: runner.explain(loaded, batch, "gradient"))
-        model.observe_run(loaded.name, device, units, *one, "image")
+        for timed in lone:
+            model.observe_run(loaded.name, device, units, *timed, "image")
+        # A batch's own fixed part is not one request's: only its chunk times are kept.
         model.observe_run(loaded.name, device, units, many[0], None, "image")
+        # A full chunk, where affordable: on a busy machine a chunk's time hardly grows with
+        # its points, and no line through small chunks foresees that.
+        most = MAX_CHUNK.get(device.split(":")[0], 64)
+        n, t1, tn = batch.shape[0], lone[len(lone) // 2][1], many[1]
+        if n < most and t1 + (tn - t1) / max(1, n - 1) * (most - 1) <= CALIBRATION_FULL_S:
+            full = x.repeat(most, 1, 1, 1)
+            model.observe_run(loaded.name, device, units,
+                              _timed_run(lambda: runner.explain(loaded, full, "gradient"))[0],
+                              None, "image")
     return measure
 
 
-def calibration_points(one_pass_s: float, device: str) -> int:
+def calibration_points(one_pass_s: float, device: str, seconds: float = CALIBRATION_S,
+                       least: int = 2) -> int:
     """Points in the calibration batch: as many as a batch of the big runs holds where that is
     quick (a small model's pass inside a chunk of 64 costs a fraction of one in a chunk of 8),
     fewer on a slow model, so that the calibration stays cheap."""
     most = MAX_CHUNK.get(device.split(":")[0], 64)
     # A pass inside a batch costs about a quarter of a lone one, or less.
-    return int(max(2, min(most, 4 * CALIBRATION_S // max(one_pass_s, 1e-6))))
+    return int(max(least, min(most, 4 * seconds // max(one_pass_s, 1e-6))))
 
 
 def calibration_lengths(tokens: int, longest: int) -> list[int]:
     """The request's length and a second one, far enough from it for the per-token slope."""
-    other = CALIBRATION_SHORT if tokens > 4 * CALIBRATION_SHORT else min(longest, 8 * tokens)
+    other = (CALIBRATION_SHORT if tokens > 4 * CALIBRATION_SHORT
+             else min(longest, max(8 * tokens, 4 * CALIBRATION_SHORT)))
     return sorted({min(tokens, longest), max(4, min(other, longest))})
 
 
@@ -195,7 +215,7 @@ def _calibrate_text(runner: Engine, loaded, text: str, max_length: int, device: 
             _timing, one_s = run(length, "gradient")
             # IG's points go through as one chunk: as many as the calibration's time allows.
             run(length, "integrated_gradients",
-                steps=max(2, calibration_points(one_s, device) - 1))
+                steps=calibration_points(one_s, device, least=CALIBRATION_LEAST_TEXTS))
     return measure
 
 

@@ -45,8 +45,11 @@ DEFAULT_RATE_PER_MINUTE = 120
 RECENT_CHUNKS = 256
 RECENT_RUNS = 64
 RECENT_OUTCOMES = 20
-# Until this many requests have been compared with their estimate, the spread is the prior's.
+# Until this many runs have been compared with their estimate, the spread is the prior's; the
+# central value is corrected by their median only from OUTCOMES_FOR_CORRECTION on (a few noisy
+# runs on a busy machine would only move it about).
 OUTCOMES_FOR_SPREAD = 3
+OUTCOMES_FOR_CORRECTION = 8
 PRIOR_SPREAD = 2.0  # before that: between half and twice the estimate
 # The narrowest spread ever claimed: timings on a shared server vary by this much run to run.
 LEAST_SPREAD = 1.25
@@ -277,7 +280,7 @@ class CostModel:
         ratios = sorted(self._ratios.get((model, device), ()))
         if len(ratios) < OUTCOMES_FOR_SPREAD:
             return Estimate(raw, raw / PRIOR_SPREAD, raw * PRIOR_SPREAD)
-        middle = statistics.median(ratios)
+        middle = statistics.median(ratios) if len(ratios) >= OUTCOMES_FOR_CORRECTION else 1.0
         low, high = ratios[len(ratios) // 10], ratios[-1 - len(ratios) // 10]
         return Estimate(raw * middle, raw * min(low, middle / LEAST_SPREAD),
                         raw * max(high, middle * LEAST_SPREAD))
