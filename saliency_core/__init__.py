@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from saliency_core.api import Explanation, attribute, explain
+from saliency_core.datasets import DatasetExplanation, explain_dataset
 from saliency_core.engine.layers import candidate_layers
 from saliency_core.errors import SaliencyError
 from saliency_core.harness.multi_target import (
@@ -24,6 +25,7 @@ from saliency_core.methods import get as _get_method
 from saliency_core.methods import specs as _specs
 from saliency_core.methods.specs import MethodSpec, Param
 from saliency_core.text.classifier import TextAttribution, TextRefiner, attribute_text
+from saliency_core.text.generation import GenerationAttribution, attribute_generation
 
 if TYPE_CHECKING:
     from saliency_core.models.base import LoadedModel, ModelInfo
@@ -102,7 +104,9 @@ def load_model(name: str, device: str | torch.device | None = None) -> LoadedMod
 
 
 __all__ = [
+    "DatasetExplanation",
     "Explanation",
+    "GenerationAttribution",
     "MethodSpec",
     "Param",
     "Refiner",
@@ -111,12 +115,14 @@ __all__ = [
     "TextAttribution",
     "TextRefiner",
     "attribute",
+    "attribute_generation",
     "attribute_targets",
     "attribute_text",
     "available_models",
     "cam_for_targets",
     "candidate_layers",
     "explain",
+    "explain_dataset",
     "get_method",
     "load_model",
     "methods",

@@ -279,12 +279,112 @@ def several(targets: Any, labels: Sequence[str] | None, logits: torch.Tensor
     return classes, scores, [o.value for o in objectives]
 
 
+# ---- a causal language model's next tokens ---------------------------------------------------
+
+#: How a generated token's score is read off the logits at the position before it.
+TOKEN_SCORES = ("log_prob", "logit", "probability")
+
+
+@dataclass(frozen=True)
+class NextToken:
+    """What a causal language model's attribution explains at each generated position: the
+    token generated there, scored as its log-probability (the default, as Captum's
+    LLMGradientAttribution), its logit or its probability, optionally *rather than* another
+    token.
+
+    With ``rather_than`` the score is ``score(token) - score(rather_than)``: for "log_prob"
+    and "logit" that is the same number (the softmax's normaliser cancels), the evidence for
+    the generated token over the other one; for "probability" it is the difference of the
+    two probabilities.
+
+    Attributes:
+        score: "log_prob", "logit" or "probability".
+        rather_than: A token (its id, or its text when it is exactly one token) weighed
+            against every generated token, one per generated token, or None.
+
+    Example:
+        >>> from saliency_core.targets import NextToken, describe
+        >>> describe(NextToken("logit", rather_than=" Rome"))
+        {'score': 'logit', 'rather_than': ' Rome'}
+    """
+
+    score: str = "log_prob"
+    rather_than: int | str | Sequence[int | str] | None = None
+
+
+@dataclass
+class TokenObjective:
+    """A ``NextToken`` resolved for one sequence: the ids explained and weighed against.
+
+    Attributes:
+        tokens: LongTensor [G], the token explained at each generated position.
+        scale: "log_prob", "logit" or "probability".
+        rather_than: LongTensor [G] of contrast tokens, or None.
+        value: The target's JSON-able form (``describe``).
+    """
+
+    tokens: torch.Tensor
+    scale: str
+    rather_than: torch.Tensor | None
+    value: Any
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        """Scores [m, G] from the logits [m, G, V] at the positions before the G tokens
+        (row g of every point explains ``tokens[g]``). Computed in float32 at least, so a
+        half-precision model's log-softmax does not round the explained score."""
+        values = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+        if self.scale == "log_prob":
+            values = torch.log_softmax(values, dim=-1)
+        elif self.scale == "probability":
+            values = torch.softmax(values, dim=-1)
+        m = values.shape[0]
+        scores = values.gather(2, self.tokens.view(1, -1, 1).expand(m, -1, 1))[..., 0]
+        if self.rather_than is not None:
+            scores = scores - values.gather(2, self.rather_than.view(1, -1, 1).expand(m, -1, 1))[..., 0]
+        return scores
+
+
+def resolve_next_token(target: Any, tokens: torch.Tensor, vocab_size: int,
+                       token_id: Callable[[int | str], int]) -> TokenObjective:
+    """The TokenObjective of ``target`` (a ``NextToken`` or one of ``TOKEN_SCORES``) for the
+    generated ``tokens`` [G]; ``token_id`` turns a contrast's text into its one id (the
+    tokenizer's business, so it is the caller's)."""
+    if isinstance(target, str):
+        target = NextToken(target)
+    if not isinstance(target, NextToken):
+        raise TargetError(f"a language model's target is one of {', '.join(TOKEN_SCORES)} or a "
+                          f"NextToken; got {target!r}")
+    if target.score not in TOKEN_SCORES:
+        raise TargetError(f"the score of a generated token is one of {', '.join(TOKEN_SCORES)}; "
+                          f"got {target.score!r}")
+    rather_than = None
+    count = int(tokens.shape[0])
+    if target.rather_than is not None:
+        given = target.rather_than
+        if isinstance(given, torch.Tensor):
+            given = given.flatten().tolist() if given.dim() else int(given)
+        if isinstance(given, (str, int)):
+            ids = [token_id(given)] * count
+        else:
+            ids = [token_id(t) for t in given]
+            if len(ids) != count:
+                raise TargetError(f"got {len(ids)} contrast tokens for {count} generated tokens; "
+                                  "give one for all of them or one per generated token")
+        check_range((min(ids), max(ids)), vocab_size)
+        rather_than = torch.tensor(ids, dtype=torch.long, device=tokens.device)
+    return TokenObjective(tokens, target.score, rather_than, describe(target))
+
+
 # ---- what a target looks like outside this process --------------------------------------------
 
 def describe(target: Any) -> Any:
     """The JSON-able form of a target value, for metadata, the wire and keys: "predicted", an
     index, a name, a list of them, ``{"target": ..., "rather_than": ...}`` for a contrast,
-    ``{"function": "module.name"}`` for a target function."""
+    ``{"function": "module.name"}`` for a target function, ``{"score": ..., "rather_than":
+    ...}`` for a language model's next tokens."""
+    if isinstance(target, NextToken):
+        return {"score": target.score, "rather_than": None if target.rather_than is None
+                else describe(target.rather_than)}
     if isinstance(target, Contrast):
         return {"target": describe(target.target), "rather_than": describe(target.rather_than)}
     if isinstance(target, torch.Tensor):
@@ -347,5 +447,6 @@ def _indexed(target: Any, labels: Sequence[str]) -> Any:
     return target
 
 
-__all__ = ["NO_CLASS", "PREDICTED", "Contrast", "Objective", "ScoreFunction", "Target", "class_index",
-           "describe", "from_wire", "resolve", "target_key", "to_wire"]
+__all__ = ["NO_CLASS", "PREDICTED", "TOKEN_SCORES", "Contrast", "NextToken", "Objective", "ScoreFunction",
+           "Target", "TokenObjective", "class_index", "describe", "from_wire", "resolve",
+           "resolve_next_token", "target_key", "to_wire"]

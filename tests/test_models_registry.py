@@ -42,9 +42,10 @@ def test_catalogue_lists_every_source_with_its_task():
         zoo["swin_t"] == "image"
         and zoo["distilbert-base-uncased-finetuned-sst-2-english"] == "text"
     )
-    assert len(zoo) == 12
+    assert zoo["gpt2"] == "text-generation"
+    assert len(zoo) == 18
     for info in infos:
-        assert info.task in ("image", "text") and info.description
+        assert info.task in ("image", "text", "text-generation") and info.description
 
 
 def test_concurrent_first_requests_share_one_load():
@@ -150,15 +151,16 @@ def test_fetch_reports_failures_and_exits_non_zero(monkeypatch, capsys):
 
 
 def test_fetch_all_of_the_zoo_succeeds_when_the_downloaders_do(monkeypatch, capsys):
-    from saliency_core.models import hf_text, torchvision_zoo
+    from saliency_core.models import hf_lm, hf_text, torchvision_zoo
 
     fetched = []
     monkeypatch.setattr(
         torchvision_zoo, "fetch", lambda arch, progress=True: fetched.append(arch)
     )
     monkeypatch.setattr(hf_text, "fetch", lambda name: fetched.append(name))
+    monkeypatch.setattr(hf_lm, "fetch", lambda name: fetched.append(name))
     assert run_cli("fetch", "zoo") == 0
-    assert fetched == [*torchvision_zoo.ARCHITECTURES, *hf_text.HUB_MODELS]
+    assert fetched == [*torchvision_zoo.ARCHITECTURES, *hf_text.HUB_MODELS, *hf_lm.LANGUAGE_MODELS]
 
 
 def test_lead_cli_finds_the_subcommands():

@@ -41,7 +41,7 @@ def test_every_registered_source_satisfies_the_protocol(source):
     for name in names:
         info = source.info(name)
         assert source.owns(name) and info.name == name
-        assert info.task in ("image", "text") and info.description
+        assert info.task in ("image", "text", "text-generation") and info.description
         assert registry.source_of(name) is source
 
 

@@ -70,6 +70,17 @@ class Stats:
     chunk_size: int = 0
     oom_retries: int = 0
     started: float = field(default_factory=time.perf_counter)
+    # (points, seconds) of each gradient chunk, the cost model's measurement of a batched
+    # pass (workbench.jobs.costs): a pass timed alone costs several times one inside a batch.
+    chunk_times: list[tuple[int, float]] = field(default_factory=list)
+
+    def timing(self, keep: int = 32) -> dict:
+        """The chunk timings in JSON-able form: every chunk's total, and at most ``keep``
+        chunks themselves (spread over the run) so that metadata stays small."""
+        times = self.chunk_times
+        step = max(1, -(-len(times) // keep))
+        return {"chunks": len(times), "chunk_s": round(sum(s for _, s in times), 6),
+                "sample": [[n, round(s, 6)] for n, s in times[::step]]}
 
 
 @runtime_checkable
@@ -95,6 +106,12 @@ class Options:
         if isinstance(c, SupportsIsSet):  # threading, multiprocessing or asyncio events alike
             return bool(c.is_set())
         return bool(c())
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a device or host running out of memory (what the stream retries
+    with a smaller chunk; a caller's own fallback must let it through)."""
+    return _is_oom(exc)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -187,24 +204,30 @@ class GradientStream:
             raise SaliencyError("a gradient pass needs a score function (GradientStream.score)")
         return self.score(logits, targets)
 
-    def chunk_size(self, total: int, make_chunk: Callable, step: Step = INPUT_GRADIENT) -> int:
+    def chunk_size(self, total: int, make_chunk: Callable, step: Step = INPUT_GRADIENT,
+                   weight: float = 1.0) -> int:
         """Points per pass: the caller's batch_size, else as many as the memory budget allows,
         spread evenly over the passes that need. A forward-only pass keeps no autograd state,
-        so only the device's chunk limit bounds it."""
+        so only the device's chunk limit bounds it. ``weight``: how many times the measured
+        autograd state of one point a point of this step holds at its peak (a backward
+        batched over several targets holds one gradient per target)."""
         if self.options.batch_size:
             return self.options.batch_size
         if not step.needs_graph:
             return balanced_chunk(total, MAX_CHUNK.get(self.device.type, 64))
-        return balanced_chunk(total, self._chunk_for(self._bytes_per_point(make_chunk)))
+        per_point = int(self._bytes_per_point(make_chunk) * max(1.0, weight))
+        return balanced_chunk(total, self._chunk_for(per_point))
 
     def run(self, total: int, make_chunk: Callable, consume: Callable,
-            step: Step = INPUT_GRADIENT, chunk: int | None = None, report: bool = True) -> None:
+            step: Step = INPUT_GRADIENT, chunk: int | None = None, report: bool = True,
+            weight: float = 1.0) -> None:
         """``consume(start, stop, *values)`` for every chunk in order. ``chunk`` fixes the
-        chunk size (else chunk_size decides); ``report=False`` keeps an auxiliary pass (f(x),
-        a baseline's score) out of the caller's progress, though Stop still ends it."""
+        chunk size (else chunk_size decides, ``weight`` as there); ``report=False`` keeps an
+        auxiliary pass (f(x), a baseline's score) out of the caller's progress, though Stop
+        still ends it."""
         if total <= 0:
             return
-        chunk = chunk or self.chunk_size(total, make_chunk, step)
+        chunk = chunk or self.chunk_size(total, make_chunk, step, weight)
         start = 0
         progress = self.options.progress if report else None
         if progress is not None:
@@ -270,6 +293,7 @@ class GradientStream:
         return int(max(1, min(limit, budget // max(1, per_point))))
 
     def _one_chunk(self, start, stop, make_chunk, consume, step: Step):
+        began = time.perf_counter()
         points, targets = make_chunk(start, stop)
         logits, values = step.take(self, points, targets)
         if not step.needs_graph:
@@ -281,6 +305,10 @@ class GradientStream:
             self.stats.chunks += 1
             self.stats.chunk_size = max(self.stats.chunk_size, stop - start)
         consume(start, stop, *values)
+        if step.needs_graph:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # else the time is only the launch's
+            self.stats.chunk_times.append((stop - start, time.perf_counter() - began))
 
 
 def balanced_chunk(total: int, limit: int, slack: float = 0.1) -> int:

@@ -227,6 +227,7 @@ class Run:
             "chunk_size": ctx.stats.chunk_size,
             "oom_retries": ctx.stats.oom_retries,
             "device": str(ctx.device),
+            "timing": ctx.stats.timing(),
         }
         if "layer" in ctx.meta:
             meta["layer"] = ctx.meta["layer"]

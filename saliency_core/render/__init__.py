@@ -5,7 +5,7 @@
 - ``grid``: a grid of maps over one input, as a PIL image or a matplotlib figure; it takes this
   library's results or plain tensors and arrays from Captum ([N, C, H, W]) and
   pytorch-grad-cam ([N, H, W]) alike;
-- ``charts``: token scores as a bar chart.
+- ``charts``: token scores as a bar chart; a language model's source x generated matrix.
 
 Everything is importable as ``saliency_core.render.X``. Nothing here runs a model: the grids
 that compute their maps first are ``saliency_core.show.method_grid`` and ``class_grid``
@@ -14,7 +14,7 @@ that compute their maps first are ``saliency_core.show.method_grid`` and ``class
 
 from __future__ import annotations
 
-from saliency_core.render.charts import token_chart
+from saliency_core.render.charts import token_chart, token_matrix
 from saliency_core.render.grid import (
     attribution_map,
     figure_to_image,
@@ -68,6 +68,7 @@ __all__ = [
     "token_colour_hex",
     "token_display",
     "token_html",
+    "token_matrix",
 ]
 
 

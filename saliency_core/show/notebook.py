@@ -18,13 +18,14 @@ import numpy as np
 
 from saliency_core import render
 from saliency_core.render.grid import figure_of_cells
-from saliency_core.show.report import figure_html, top_table_html
+from saliency_core.show.report import data_uri, figure_html, top_table_html
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from saliency_core.explanation import Explanation
     from saliency_core.text.classifier import TextAttribution
+    from saliency_core.text.generation import GenerationAttribution
 
 MAX_SHOWN = 4  # inputs drawn per result; a large batch would make a huge cell
 TOP = 3
@@ -135,3 +136,38 @@ def text_html(ta: TextAttribution) -> str:
 def text_png(ta: TextAttribution) -> bytes:
     """The tokens' scores as a bar chart (``render.token_chart``), as PNG bytes."""
     return _png(render.token_chart(ta.tokens, ta.scores, ta.special, title=_text_head(ta, "\n")))
+
+
+def _generation_head(ga: GenerationAttribution) -> str:
+    target = ga.target if isinstance(ga.target, dict) else {"score": ga.target}
+    score = target.get("score", "log_prob")
+    against = target.get("rather_than")
+    what = f"{score}" + (f" rather than {against!r}" if against is not None else "")
+    return f"{ga.method} · {what} · {len(ga.generated_tokens)} generated tokens"
+
+
+def generation_html(ga: GenerationAttribution) -> str:
+    """A GenerationAttribution as HTML: the source x generated heatmap, then per generated
+    token the prompt highlighted for it with the token's probability."""
+    rows = []
+    for g, token in enumerate(ga.generated_tokens):
+        seen = ga.prompt_length + g
+        spans = render.token_html(ga.source_tokens[:seen], ga.matrix[g, :seen], ga.special_mask[:seen])
+        rows.append(f"<tr><td><b>{html.escape(repr(token))}</b><br><small>p = "
+                    f"{float(ga.probabilities[g]):.3f}</small></td><td>{spans}</td></tr>")
+    # The heatmap's title says what is explained; no line above it repeating that.
+    return ('<div class="saliency-generation">'
+            f'<div><img alt="{html.escape(_generation_head(ga), quote=True)}" '
+            f'style="width:auto;max-width:100%" src="{data_uri(generation_png(ga))}"></div>'
+            f'<table class="generation-rows">{"".join(rows)}</table></div>')
+
+
+def generation_figure(ga: GenerationAttribution) -> Figure:
+    """The matrix as a heatmap (``render.token_matrix``)."""
+    return render.token_matrix(ga.source_tokens, ga.generated_tokens, ga.matrix, ga.special_mask.tolist(),
+                               ga.prompt_length, title=_generation_head(ga))
+
+
+def generation_png(ga: GenerationAttribution) -> bytes:
+    """The matrix heatmap as PNG bytes."""
+    return _png(generation_figure(ga))
