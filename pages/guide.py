@@ -213,6 +213,8 @@ If the map stays the same, it explains the image, not the model.
 | Vanilla gradient, SmoothGrad (gradient base), Grad-CAM, Grad-CAM++, HiResCAM | pass: maps change as the weights are randomized |
 | Gradient × input, Integrated Gradients | change with the weights, but stay visually similar to the input's edges: measure, don't eyeball |
 | Guided Backprop, Guided Grad-CAM, DeconvNet | **largely invariant**: they fail; do not use them to argue what the model learned |
+| Attention rollout | **ignores the classifier**: re-initialising the logits layer leaves it exactly as it was (it reads no gradient, so it cannot say which class); it changes only once attention layers are randomized |
+| Attention relevance | passes: it follows the classifier through the gradient |
 
 The watermark model (`shapes-cnn-watermark`) is a second kind of check: it learned to read a small
 code in the top-left corner instead of the shape. A faithful method points at the corner; one

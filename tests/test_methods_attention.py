@@ -5,6 +5,7 @@ read get a message saying what to use instead."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -157,3 +158,18 @@ def test_pages_are_offered_what_runs_on_the_model():
     assert "guided_backprop" not in vit_methods and "guided_gradcam" not in vit_methods
     cnn_methods = applicable_to(sc.load_model("shapes-cnn", "cpu").model)
     assert "guided_backprop" in cnn_methods and "attention_rollout" not in cnn_methods
+
+
+def test_the_randomization_sanity_check_runs_on_a_transformer():
+    from saliency_core import evaluation
+
+    methods = ["gradcam", "attention_rollout", "attention_relevance"]
+    result = evaluation.parameter_randomization(hf_vit(), inputs(), methods, max_steps=3)
+    assert set(result.verdicts()) == set(methods)
+    assert result.steps[:2] == ["original", "classifier"]  # logits first, as on the CNN
+    after_classifier = {m: result.similarity[m]["spearman_abs"][1] for m in methods}
+    # Rollout reads no gradient, so re-initialising the classifier leaves it exactly as it was
+    # (it is class-agnostic); relevance and Grad-CAM follow the classifier.
+    np.testing.assert_allclose(after_classifier["attention_rollout"], 1.0)
+    assert (after_classifier["attention_relevance"] < 0.9).all()
+    assert (after_classifier["gradcam"] < 0.9).all()
