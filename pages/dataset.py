@@ -261,7 +261,10 @@ m2.metric("Accuracy", f"{accuracy.mean():.1%}" if len(accuracy) else "no labels"
           help="Predicted class name equal to the true label (from the sub-folders or "
                "labels.csv), over the images that have one.")
 m3.metric("Files left out", len(result.errors))
-m4.metric("Method", spec.label)
+m4.metric("Mean confidence", f"{float(np.mean(result.confidence)):.1%}",
+          help="The mean probability of the predicted class.")
+st.caption(f"{spec.label} on {plaintext.plain(result.model_name)} · maps kept at "
+           f"{result.maps.shape[1]} x {result.maps.shape[2]} per image")
 if result.errors:
     with st.expander(f"Files left out ({len(result.errors)})"):
         st.dataframe(result.errors_table(), hide_index=True)

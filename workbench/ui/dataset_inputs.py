@@ -74,8 +74,10 @@ def _shapes_sample():
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _zip_set(digest: str, data: bytes) -> ImageSet:
-    return open_images(data)
+def _zip_set(digest: str, _store: ShareStore) -> ImageSet:
+    # Keyed by the digest alone: the archive (up to 200 MB) is read and listed once, not
+    # hashed and read again on every rerun of the page.
+    return open_images(_store.get(digest))
 
 
 def open_source(source: str, store: ShareStore) -> ImageSet:
@@ -86,7 +88,7 @@ def open_source(source: str, store: ShareStore) -> ImageSet:
     if kind == "sample" and name == "photos":
         return _photos()
     if kind == "upload" and is_digest(name):
-        return _zip_set(name, store.get(name))
+        return _zip_set(name, store)
     if kind == "folder":
         folders = folder_allowlist()
         if name not in folders:
