@@ -2,8 +2,9 @@
 run shows its coarse map with the question (how long the rest takes, what would fit), and once
 "Run anyway" starts the run, the question and its button are gone from beside the progress bar.
 
-The server runs with a budget of half a second: on shapes-cnn IG's first level (128 of 1024
-steps) fits in it and the full 1024 steps do not.
+The server's budget is a thousandth of a second: IG's first level (128 of 1024 steps on
+shapes-cnn) runs all the same (a coarse map is never held back for the question), the rest
+asks.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 MAIN = '[data-testid="stMain"]'
 QUERY = "image?model=shapes-cnn&input=shapes:3&method=integrated_gradients&p.steps=1024&p.quadrature=riemann_right"
-BUDGET_S = "0.5"
+
 
 
 @pytest.fixture(scope="module")
 def budget_server(native_guided_rule, tmp_path_factory):
     from conftest import app_env
 
-    env = {**app_env(), "SALIENCY_REQUEST_BUDGET_S": BUDGET_S, "SALIENCY_REQUEST_LIMIT_S": "600"}
+    env = {**app_env(), "SALIENCY_REQUEST_BUDGET_S": "0.001",
+           "SALIENCY_REQUEST_LIMIT_S": "600"}
     log = tmp_path_factory.mktemp("budget") / "server.log"
     with serve_streamlit("app.py", cwd=REPO_ROOT, log_path=log, env=env) as base_url:
         yield base_url
@@ -48,7 +50,7 @@ def test_over_budget_ig_asks_with_its_coarse_map_and_the_question_goes_when_it_r
                             has_text="The map shown is a coarse one")
     expect(question).to_have_count(1, timeout=APP_RUN_TIMEOUT_MS)
     text = question.inner_text()
-    assert "more than the" in text and "use at most" in text and "steps" in text
+    assert "more than the" in text and "Run anyway" in text
     # The coarse map is on screen while the question waits.
     expect(page.locator(f'{MAIN} [data-testid="stPlotlyChart"]')).to_have_count(1)
     expect(page.get_by_text("Coarse result: 128 of 1024 steps")).to_have_count(1)

@@ -413,14 +413,16 @@ def _level_estimate(request: admission.Request, knob: str, params: dict, task: s
 
 def _coarse_levels(request: admission.Request, levels: list[int], knob: str, params: dict,
                    task: str) -> list[int]:
-    """The coarse levels an over-budget ladder runs before asking: the first if it fits in
-    the budget, and the next ones while together they take at most COARSE_SHARE of it (the
-    question should not wait long either)."""
-    budget = costs.Budget.configured().budget_s
+    """The coarse levels an over-budget ladder runs before asking: the first one always (a
+    person never waits for a question with nothing on screen) unless it alone passes the
+    hard limit, and the next ones while together they take at most COARSE_SHARE of the budget
+    (the question should not wait long either)."""
+    budget = costs.Budget.configured()
     chosen: list[int] = []
     for i, count in enumerate(levels[:-1]):
         est = _level_estimate(request, knob, params, task, count, i + 1)
-        if est is None or est.seconds > (budget if not chosen else budget * COARSE_SHARE):
+        most = budget.limit_s if not chosen else budget.budget_s * COARSE_SHARE
+        if est is None or (est.low if not chosen else est.seconds) > most:
             break
         chosen.append(count)
     return chosen
@@ -438,11 +440,11 @@ def _with_coarse(refusal: admission.OverBudget | admission.Refused, request: adm
     rest = costs.Estimate(rest_s, total.low * share, total.high * share)
     budget = costs.Budget.configured()
     shown = (f"The map shown is a coarse one ({coarse[-1]:,} of {levels[-1]:,} {knob}). "
-             f"The full {levels[-1]:,} {knob} need {rest.text()} more")
+             f"The full {levels[-1]:,} {knob} ({request.passes:,} model passes of "
+             f"{request.model} on {request.device}) need {rest.text()} more")
     if isinstance(refusal, admission.Refused):
         return admission.Refused(
-            f"Refused: {shown}; {request.passes:,} model passes of {request.model} on "
-            f"{request.device} take more than the limit per request on this server "
+            f"Refused: {shown}, more than the limit per request on this server "
             f"({budget.limit_s:.3g} s) even at the fast end. To stay under it, "
             f"{admission.advice(request, budget.limit_s)}.", total, partial)
     return admission.OverBudget(
