@@ -48,7 +48,9 @@ def _on_copies(base, ctx, noisy, targets, per_input: int, base_params):
     return attr.view(-1, per_input, *attr.shape[1:])
 
 
-def _combine(variant: str, sums, squares, count: int):
+def combine_samples(variant: str, sums, squares, count: int):
+    """The variant's statistic from the running sum and sum of squares over ``count`` noisy
+    samples: what callers that fold samples as they come (language models) need."""
     mean = sums / count
     if variant == "smoothgrad":
         return mean
@@ -107,4 +109,4 @@ def refine(ctx: Context, x, targets, p: dict, base, base_p: dict, shelf: Shelf):
         sums = more_sums if sums is None else sums + more_sums
         squares = more_squares if squares is None else squares + more_squares
     shelf.keep(RefineState(key=key, count=samples, sums=sums, squares=squares, noise=noise))
-    return _combine(p["variant"], sums, squares, samples), reused
+    return combine_samples(p["variant"], sums, squares, samples), reused

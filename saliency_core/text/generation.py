@@ -59,6 +59,7 @@ from saliency_core.methods import REGISTRY
 from saliency_core.methods import get as method_entry
 from saliency_core.methods.integrated_gradients import quadrature_rule
 from saliency_core.methods.noise import NoiseSource
+from saliency_core.methods.smoothgrad import combine_samples
 from saliency_core.params import MethodParams
 from saliency_core.targets import NextToken, TokenObjective, resolve_next_token
 
@@ -780,10 +781,7 @@ def attribute_generation(model: Any, tokenizer: Any, prompt: str | list[dict], m
             squares.add_(a * a)
 
         _one_method(base.name, base_p, seq, noisy, moving_prompt, tokenizer, notes, fold)
-        mean = sums / samples
-        variant = p["variant"]
-        attr = mean if variant == "smoothgrad" else (
-            squares / samples if variant == "smoothgrad_sq" else squares / samples - mean * mean)
+        attr = combine_samples(p["variant"], sums, squares, samples)
     else:
         out: dict[int, torch.Tensor] = {}
         # A method without a path takes its one point at the input: that pass's logits are
