@@ -80,7 +80,7 @@ def test_switching_modes_keeps_classification_unchanged():
 
 @pytest.mark.long
 def test_choosing_a_generated_token_highlights_the_prompt_before_it():
-    at = run_page({**CHEAP, "prompt": "the keys to the old cabinet", "new_tokens": "2"})
+    at = run_page({**CHEAP, "prompt": "the keys to the old table", "new_tokens": "2"})
     assert not at.error, messages(at)
     at.session_state["textgen.token"] = 1
     at.run()
@@ -92,7 +92,7 @@ def test_choosing_a_generated_token_highlights_the_prompt_before_it():
 
 @pytest.mark.long
 def test_contrast_from_the_top_alternatives_changes_what_is_explained():
-    at = run_page({**CHEAP, "prompt": "the keys to the old cabinet", "new_tokens": "1"})
+    at = run_page({**CHEAP, "prompt": "the keys to the old table", "new_tokens": "1"})
     box = at.selectbox(key="textgen.contrast")
     assert box.options[0].startswith("(no contrast") and len(box.options) >= 4
     plain_row = np.array(matrix_spec(at)["data"][0]["customdata"], dtype=float)[0]
@@ -184,3 +184,9 @@ def test_missing_zoo_model_says_how_to_fetch_it():
     at = run_page({"mode": "next", "model": absent[0]})
     assert f"make fetch MODELS={absent[0]}" in messages(at)
     assert not at.get("plotly_chart")
+
+
+def test_words_the_bundled_model_does_not_know_are_said():
+    at = run_page({**CHEAP, "prompt": "the keys to the old cabinet", "new_tokens": "1"})
+    assert "not in patterns-lm's vocabulary" in messages(at)
+    assert len(at.get("plotly_chart")) == 1

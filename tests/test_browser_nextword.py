@@ -57,7 +57,7 @@ def test_switch_to_next_word_run_the_bundled_model_and_click_a_token(app_server,
     keep(screenshot(page, "nextword-second-token.png", full_page=True))
 
     box = page.get_by_label("Prompt")
-    box.fill("the keys to the old cabinet")
+    box.fill("the keys to the old table")
     box.press("Control+Enter")
     wait_for_app(page)
     expect(

@@ -46,7 +46,7 @@ DEFAULT_NEW_TOKENS = 6
 SAMPLES = {
     "patterns-lm": [
         "alice went to the market . later ,",
-        "the keys to the old cabinet",
+        "the key to the old tables",
         "( a b [ c ] d",
         "at the harbour , victor found a kite . then",
     ],
@@ -463,6 +463,11 @@ def _show(
         f"passes · {meta.get('time_s', 0.0):.2f} s on {meta.get('device', device)} · "
         f"token score: {meta.get('aggregation', '?')} over the embedding"
     )
+    unknown = getattr(loaded.tokenizer, "unk_token", None)
+    if unknown and unknown in ga.source_tokens[: ga.prompt_length]:
+        st.info(f"Some words of the prompt are not in {plaintext.plain(model_name)}'s "
+                f"vocabulary: they are read as {plaintext.plain(unknown)} (greyed). The bundled model knows only the words of its samples' "
+                "kinds of sentence.")
     st.subheader("Which tokens each generated token depended on")
     st.plotly_chart(heatmap(ga), key=f"{Q}.matrix", config={"displayModeBar": False})
     # The library's notes: IG's zero generated-token columns, a baseline it had to replace.
