@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs
+.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -36,6 +36,7 @@ help:
 	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint | make docs"
 	@echo "make serve-engine [ENGINE_PORT=8000 ENGINE_ARGS=...]   the engine as a Ray Serve service"
 	@echo "make test-engine | make bench-serve   the engine service's tests with its long ones; its benchmark"
+	@echo "make test-lm   the Next word mode and the bundled language model with their long tests"
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
 	@echo "make bench-generation [GENERATION_ARGS=--quick]   language models: ours vs Captum vs the floor"
 	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
@@ -168,6 +169,10 @@ serve-engine: $(REQ_STAMP)
 # The engine service's tests including its `long` ones (a replica killed and restarted).
 test-engine: $(DEV_STAMP)
 	$(PY) -m pytest -m "not install and not full" tests/test_engine_service.py $(PYTEST_ARGS)
+
+# The Text page's Next word mode and the bundled language model (patterns-lm), long ones included.
+test-lm: $(DEV_STAMP)
+	$(PY) -m pytest -m "not install and not full" tests/test_app_nextword.py tests/test_patterns_lm.py tests/test_browser_nextword.py $(PYTEST_ARGS)
 
 # Requests/s and p95 latency of the engine service for 1 and 2 replicas, batching on and off;
 # BENCH_ARGS="--write" updates BENCHMARKS.md.

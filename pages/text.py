@@ -1,4 +1,6 @@
-"""Text page: a sentence, a text classifier and a method -> highlighted tokens and a bar chart."""
+"""Text page: a sentence, a text classifier and a method -> highlighted tokens and a bar chart;
+or, in the Next word mode (workbench/ui/nextword.py), a prompt and a language model -> the
+source x generated attribution matrix."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from saliency_core.methods import with_capability
 from workbench.jobs import compute
 from workbench.jobs.admission import OverBudget
 from workbench.jobs.progressive import best_so_far, level_note
-from workbench.ui import export, page, plaintext, progress, session, textview
+from workbench.ui import export, nextword, page, plaintext, progress, session, textview
 from workbench.ui.display import completeness_reading
 from workbench.ui.urlstate import MAX_TEXT
 from workbench.ui.widgets import ensure, method_params, url_method_params
@@ -24,9 +26,13 @@ METHODS = {spec.name: spec for spec in saliency_core.methods()
 DEFAULT_METHOD = "integrated_gradients"
 MAX_TOKENS_LIMIT = 512
 
+if nextword.wanted(P):
+    nextword.run(P)  # the Next word mode draws the whole page and ends the run
+
 names = page.start(P, "text", "Text saliency",
                    "Which words pushed the classifier towards its answer? Red tokens speak for "
                    "the explained class, blue ones against it.")
+nextword.mode_switch()
 
 if (reader := page.visit(P)) is not None:
     page.restore_model(reader, P, names, "text")

@@ -51,6 +51,12 @@ BUNDLED_MODELS = {
             "text",
             "all-MiniLM-L6-v2 encoder with a sentiment head trained on review sentences",
         ),
+        BundledModel(
+            "patterns-lm",
+            "text-generation",
+            "Tiny GPT-2 trained on text with planted dependencies (copied names, agreement, "
+            "brackets): each next word's deciding token is known",
+        ),
     ]
 }
 
@@ -63,10 +69,19 @@ def card_path(name: str, directory: Path | None = None) -> Path:
     return (directory or BUNDLED_DIR) / f"{name}.json"
 
 
+def tokenizer_path(name: str, directory: Path | None = None) -> Path:
+    """A language model's tokenizer (the tokenizers library's JSON, as in a Hugging Face
+    checkpoint's tokenizer.json)."""
+    from saliency_core.training.patterns_lm import TOKENIZER_SUFFIX
+
+    return (directory or BUNDLED_DIR) / f"{name}{TOKENIZER_SUFFIX}"
+
+
 def is_present(name: str, directory: Path | None = None) -> bool:
-    return (
-        weights_path(name, directory).is_file() and card_path(name, directory).is_file()
-    )
+    files = [weights_path(name, directory), card_path(name, directory)]
+    if BUNDLED_MODELS[name].task == "text-generation":
+        files.append(tokenizer_path(name, directory))
+    return all(path.is_file() for path in files)
 
 
 def size_bytes(name: str, directory: Path | None = None) -> int | None:
@@ -99,6 +114,8 @@ def load(name: str, device: torch.device, directory: Path | None = None) -> Load
     state = load_file(str(weights_path(name, directory)))
     if BUNDLED_MODELS[name].task == "text":
         return _load_sentiment(name, card, state, device)
+    if BUNDLED_MODELS[name].task == "text-generation":
+        return _load_language_model(name, card, state, device, directory)
     return _load_shapes_cnn(name, card, state, device)
 
 
@@ -157,6 +174,38 @@ def _load_sentiment(
         task="text",
         model=model.to(device).eval(),
         labels=labels,
+        tokenizer=tokenizer,
+        source="bundled",
+        card=card,
+    )
+
+
+def _load_language_model(name: str, card: dict, state: dict, device: torch.device,
+                         directory: Path | None) -> LoadedModel:
+    from transformers import PreTrainedTokenizerFast
+
+    from saliency_core.training.patterns import SPECIAL_ROLES
+    from saliency_core.training.patterns_lm import build_model
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(tokenizer_path(name, directory)), **SPECIAL_ROLES,
+        model_max_length=card["architecture"]["n_positions"],
+    )  # fmt: skip
+    model = build_model(card["architecture"]["vocab_size"], tokenizer)
+    # The output layer is tied to the input embedding, which is the stored copy.
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:
+        raise ModelUnavailableError(
+            f"The bundled model {name}'s weights do not fit its card (missing {missing}, "
+            f"unexpected {unexpected}); regenerate it with: "
+            f"python -m saliency_core train-bundled --only {name}"
+        )
+    model.tie_weights()
+    return LoadedModel(
+        name=name,
+        task="text-generation",
+        model=model.to(device).eval(),
+        labels=[],
         tokenizer=tokenizer,
         source="bundled",
         card=card,

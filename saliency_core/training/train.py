@@ -1,7 +1,8 @@
 """Reproducible training of every bundled model (``python -m saliency_core train-bundled``).
 
 Each model is written as ``<name>.safetensors`` with a JSON card next to it recording the data
-parameters, seeds, budget and measured accuracy. The full budget regenerates all four models in
+parameters, seeds, budget and measured accuracy (the language model's tokenizer is a third file,
+``<name>.tokenizer.json``). The full budget regenerates all five models in
 a few minutes on two CPU cores; ``quick=True`` shrinks every budget to seconds so tests can run
 the same code end to end (its cards say ``"quick": true`` and its accuracy means nothing).
 """
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from saliency_core.training import sentiment_data, shapes
+from saliency_core.training import patterns_lm, sentiment_data, shapes
 from saliency_core.training.shapes_cnn import (
     DEFAULT_LAYER,
     DEFAULT_WIDTHS,
@@ -71,7 +72,7 @@ SEEDS = {
     "shapes-cnn-random-labels": {"train": 3, "test": 1003, "init": 13, "shuffle": 23},
 }
 SENTIMENT_SEED = 14
-BUNDLED_NAMES = [*FULL, "minilm-sentiment"]
+BUNDLED_NAMES = [*FULL, "minilm-sentiment", "patterns-lm"]
 
 
 def train_all(
@@ -92,6 +93,11 @@ def train_all(
         log(f"[{name}] training{' (quick budget)' if quick else ''}")
         if name == "minilm-sentiment":
             state, card = train_sentiment(quick, log)
+        elif name == patterns_lm.NAME:
+            state, card, tokenizer = patterns_lm.train(quick, log)
+            path = out_dir / f"{name}{patterns_lm.TOKENIZER_SUFFIX}"
+            tokenizer.backend_tokenizer.save(str(path))
+            path.chmod(0o644)
         else:
             state, card = train_shapes(name, quick, log)
         card["training"]["time_s"] = round(time.perf_counter() - started, 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,10 +29,12 @@ from saliency_core.errors import CancelledError, SaliencyError
 from saliency_core.evaluation.randomization import DEFAULT_MAX_STEPS
 from saliency_core.evaluation.sanity_inputs import partner_problem
 from saliency_core.harness.refine import REFINABLE, reusable_counts
+from saliency_core.targets import NextToken
 from workbench.hosting import telemetry
 from workbench.jobs import admission, costs, engine, progressive
 from workbench.jobs.progressive import Level
 from workbench.jobs.results import (
+    GenerationResult,
     ImageResult,
     ResultCache,
     SanityResult,
@@ -649,4 +652,80 @@ def sanity_checks(visitor: Visitor, loaded, device: str, x: torch.Tensor, digest
         return SanityResult(cascade, None, f"The data randomization test could not run: {exc}")
     result = SanityResult(cascade, data)
     result_cache().put(key, result)
+    return result
+
+
+# ---- next-word attribution (language models) -------------------------------------------------
+
+#: Generated tokens one request may ask for: the app's own cap, below the library's.
+MAX_NEW_TOKENS = 32
+MAX_NEW_TOKENS_ENV = "SALIENCY_APP_MAX_NEW_TOKENS"
+
+
+def max_new_tokens_cap() -> int:
+    """Tokens one request may generate on this server (``SALIENCY_APP_MAX_NEW_TOKENS``)."""
+    try:
+        return max(1, int(os.environ.get(MAX_NEW_TOKENS_ENV, MAX_NEW_TOKENS)))
+    except ValueError:
+        return MAX_NEW_TOKENS
+
+
+def generation_computation(loaded, device: str, prompt: str, continuation: str | None,
+                           max_new_tokens: int, method: str, params: dict, score: str,
+                           contrast: str | None) -> Computation:
+    """The Computation of next-word attribution: the prompt and the continuation (None: the
+    model's own greedy one of ``max_new_tokens``) are its input; the contrast token is part of
+    what is explained."""
+    what = {"prompt": prompt, "continuation": continuation,
+            "max_new_tokens": None if continuation is not None else int(max_new_tokens)}
+    return Computation("text-generation", model_identity(loaded), device,
+                       text_digest(digest_key(what)), method, dict(params),
+                       NextToken(score, rather_than=contrast))
+
+
+def generation_passes(method: str, params: dict, tokens: int) -> int:
+    """Model passes of a generation request: every method point is one forward pass shared by
+    all generated tokens plus one backward per token (batched, but each is a pass's work)."""
+    points = costs.estimate_passes(method, params, "text")
+    return max(1, points * (1 + max(1, tokens)) // 2)
+
+
+def explain_generation(visitor: Visitor, loaded, computation: Computation, prompt: str,
+                       continuation: str | None, max_new_tokens: int, progress=None,
+                       page: str = "text"):
+    """``saliency_core.attribute_generation`` for ``computation`` through the result cache,
+    the budget and the device's queue, like ``explain_text``. Always computed in this process
+    (the engine service has no generation call yet)."""
+    from saliency_core.text.generation import attribute_generation
+
+    hit = cached(computation.key)
+    if hit is not None:
+        return hit
+    params = dict(computation.params)
+
+    def run() -> Any:
+        return attribute_generation(
+            loaded, loaded.tokenizer, prompt, computation.method, continuation=continuation,
+            max_new_tokens=max_new_tokens, target=computation.target, progress=progress,
+            **params)
+
+    def calibrate() -> float:
+        # One gradient pass over the prompt and one token, warm: the cost model's unit.
+        for _warm_then_measure in range(2):
+            started = time.perf_counter()
+            attribute_generation(loaded, loaded.tokenizer, prompt, "gradient",
+                                 max_new_tokens=1)
+            seconds = time.perf_counter() - started
+        return seconds / 2
+
+    tokens = len(loaded.tokenizer(continuation, add_special_tokens=False)["input_ids"]) \
+        if continuation else max_new_tokens
+    request = admission.Request(
+        page=page, model=loaded.name, device=computation.device, method=computation.method,
+        key=computation.key, payload=None,
+        run_batch=lambda _payloads: [GenerationResult(run())],
+        passes=generation_passes(computation.method, params, tokens),
+        units=token_count(loaded, prompt, None) + tokens, calibrate=calibrate)
+    result = admission.submit(visitor, request, progress=progress)
+    result_cache().put(computation.key, result)
     return result

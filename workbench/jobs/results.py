@@ -75,6 +75,19 @@ class TextResult:
 
 
 @dataclass(frozen=True)
+class GenerationResult:
+    """A language model's next-word attribution (saliency_core's GenerationAttribution), kept
+    in memory only: the shared tier stores the four result types above."""
+
+    attribution: Any
+
+    @property
+    def nbytes(self) -> int:
+        a = self.attribution
+        return int(a.matrix.nbytes) + 96 * len(a.source_tokens) + 4096
+
+
+@dataclass(frozen=True)
 class Scoreboard:
     rows: list[dict]
     nbytes: int = 4096

@@ -1,0 +1,112 @@
+"""The bundled language model with known answers: its generated text plants the dependencies
+it claims, its tokenizer is a real Hugging Face one, it loads offline as a text-generation
+model and predicts the planted words, and attribution methods point at the planted source
+(measured numbers: docs/planted_lm.md)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from saliency_core.evaluation.planted import pointing_accuracy, randomization_check
+from saliency_core.models import available_models, bundled, forget_loaded, load_model
+from saliency_core.training import patterns
+from saliency_core.training.patterns_lm import target_accuracy
+
+
+@pytest.fixture(scope="module")
+def lm():
+    forget_loaded()
+    yield load_model("patterns-lm", device="cpu")
+    forget_loaded()
+
+
+def test_examples_plant_the_dependency_they_name():
+    for e in patterns.generate(300, seed=5):
+        source = e.tokens[e.source_position]
+        assert e.source_position < e.target_position and e.source_position in e.candidates
+        if e.kind == "copy":
+            assert e.target == source and e.contrast is None
+        elif e.kind == "agreement":
+            distractor = e.tokens[e.candidates[1]]
+            plural = source.endswith("s") and source not in ("is",)
+            assert e.target == ("are" if plural else "is")
+            assert e.contrast == ("is" if plural else "are") and distractor != source
+        else:
+            assert e.target == patterns.BRACKETS[source]
+            assert e.contrast == patterns.BRACKETS[e.tokens[e.candidates[1]]] != e.target
+    assert patterns.generate(5, 1) == patterns.generate(5, 1)
+    assert {e.kind for e in patterns.generate(3, 1)} == set(patterns.KINDS)
+
+
+def test_tokenizer_reads_text_as_the_corpus_writes_it():
+    tokenizer = patterns.build_tokenizer()
+    ids = tokenizer("Alice went to the Market. Later, ALICE")["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == [
+        "<bos>", "alice", "went", "to", "the", "market", ".", "later", ",", "alice"]  # fmt: skip
+    plain = tokenizer("(a [b])", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(plain) == list("(a[b])")
+    assert tokenizer("zebra", add_special_tokens=False)["input_ids"] == [tokenizer.unk_token_id]
+    for e in patterns.generate(30, seed=9):
+        ids = tokenizer(e.text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.convert_ids_to_tokens(ids) == list(e.tokens)
+
+
+def test_bundled_language_model_loads_offline_as_text_generation(lm):
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    info = next(m for m in available_models() if m.name == "patterns-lm")
+    assert info.task == "text-generation" and info.source == "bundled" and info.present
+    assert lm.task == "text-generation" and not lm.model.training
+    assert isinstance(lm.model, GPT2LMHeadModel)
+    assert isinstance(lm.tokenizer, PreTrainedTokenizerFast)
+    assert lm.model.lm_head.weight.data_ptr() == lm.model.transformer.wte.weight.data_ptr()
+    card = bundled.read_card("patterns-lm")
+    assert card["quick"] is False
+    assert min(card["metrics"]["next_word_accuracy"].values()) >= 0.99
+
+
+def test_bundled_model_predicts_every_planted_word_on_fresh_text(lm):
+    accuracy = target_accuracy(lm.model, lm.tokenizer, patterns.generate(150, seed=777))
+    assert accuracy == {"copy": 1.0, "agreement": 1.0, "brackets": 1.0}
+
+
+def test_bundled_model_generates_the_copied_name(lm):
+    import saliency_core as sc
+
+    ga = sc.attribute_generation(lm, None, "grace went to the park . later ,", "gradient",
+                                 max_new_tokens=2)
+    assert ga.generated_tokens[0] == "grace"
+
+
+# Floors under the measured pointing accuracies (docs/planted_lm.md; python -m
+# saliency_core.evaluation.planted): where a method does point at the planted source. The goal
+# of 0.9 for gradient x input and Integrated Gradients is not met on every kind; the docs say
+# where and why.
+POINTING_FLOORS = {
+    ("gradient", True): {"copy": {"candidates": 0.9}, "agreement": {"candidates": 0.9},
+                         "brackets": {"candidates": 0.9}},
+    ("integrated_gradients", False): {"brackets": {"candidates": 0.9, "not_previous": 0.9}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "contrast"), list(POINTING_FLOORS))
+def test_methods_point_at_the_planted_source(lm, method, contrast):
+    floors = POINTING_FLOORS[(method, contrast)]
+    params = {"steps": 16} if method == "integrated_gradients" else {}
+    result = pointing_accuracy(lm, None, method, per_kind=12, contrast=contrast,
+                               kinds=list(floors), **params)  # fmt: skip
+    for kind, rules in floors.items():
+        for rule, floor in rules.items():
+            assert result.accuracy[kind][rule] >= floor, (kind, rule, result.accuracy)
+
+
+def test_randomizing_the_model_destroys_the_attributions(lm):
+    check = randomization_check(lm, None, "integrated_gradients", per_kind=2, steps=8)
+    assert len(check.similarity) == len(check.units) >= 4
+    assert check.units[0] == "lm_head"  # logits first
+    assert max(check.similarity) < 0.6, check
+    # The shared model is untouched: it still copies the name.
+    ids = lm.tokenizer("ivan went to the park . later ,", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert lm.tokenizer.decode(lm.model(ids).logits[0, -1].argmax()) == "ivan"
