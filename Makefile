@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve bench-costs hostile fuzz audit install-check
+.PHONY: help run serve test test-fast bench bench-batching load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve bench-costs test-costs hostile fuzz audit install-check
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -37,7 +37,7 @@ help:
 	@echo "make serve-engine [ENGINE_PORT=8000 ENGINE_ARGS=...]   the engine as a Ray Serve service"
 	@echo "make test-engine | make bench-serve   the engine service's tests with its long ones; its benchmark"
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
-	@echo "make bench-costs [COSTS_ARGS=--quick]   the cost estimates against the measured time"
+	@echo "make bench-costs [COSTS_ARGS=--quick] | make test-costs   the cost estimates against the measured time; their tests with the long ones"
 	@echo "make hostile (the full hostile-input tests) | make fuzz (Hypothesis, 10k examples) | make audit"
 	@echo "make install-check   a fresh venv installs the wheel and the checkout, then saliency explain"
 	@echo "Test tiers are pytest markers (pytest.ini): slow, browser, gpu; long, install and full run"
@@ -125,6 +125,10 @@ bench-batching: $(DEV_STAMP)
 # orders of requests per model; COSTS_ARGS="--quick --write" updates BENCHMARKS.md.
 bench-costs: $(DEV_STAMP)
 	$(PY) -m benchmarks.costs --device $(DEVICE) $(COSTS_ARGS)
+
+# The cost estimates' tests with their long ones (the text order, the 48-MP photo).
+test-costs: $(DEV_STAMP)
+	$(PY) -m pytest -q -m "not install and not full" tests/test_app_costs.py tests/test_app_budget.py $(PYTEST_ARGS)
 
 # The browser load test (benchmarks/load.py): concurrent chromium sessions against the hosted
 # configuration (sign-in off), without and then with a heavy-link session; a table with p50/p95
