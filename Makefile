@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm
+.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm test-costs
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -42,6 +42,7 @@ help:
 	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
 	@echo "make test-dataset | make bench-dataset   the Dataset page's tests with its long ones; its benchmark"
 	@echo "make bench-costs [COSTS_ARGS=--quick]   the cost estimates against the measured time"
+	@echo "make bench-costs [COSTS_ARGS=--quick] | make test-costs   the cost estimates against the measured time; their tests with the long ones"
 	@echo "make hostile (the full hostile-input tests) | make fuzz (Hypothesis, 10k examples) | make audit"
 	@echo "make install-check   a fresh venv installs the wheel and the checkout, then saliency explain"
 	@echo "Test tiers are pytest markers (pytest.ini): slow, browser, gpu; long, install and full run"
@@ -151,6 +152,10 @@ bench-dataset: $(DEV_STAMP)
 # orders of requests per model; COSTS_ARGS="--quick --write" updates BENCHMARKS.md.
 bench-costs: $(DEV_STAMP)
 	$(PY) -m benchmarks.costs --device $(DEVICE) $(COSTS_ARGS)
+
+# The cost estimates' tests with their long ones (the text order, the 48-MP photo).
+test-costs: $(DEV_STAMP)
+	$(PY) -m pytest -q -m "not install and not full" tests/test_app_costs.py tests/test_app_budget.py $(PYTEST_ARGS)
 
 # The browser load test (benchmarks/load.py): concurrent chromium sessions against the hosted
 # configuration (sign-in off), without and then with a heavy-link session; a table with p50/p95

@@ -6,6 +6,7 @@ one on minilm-sentiment, a lone gradient then a batched SmoothGrad over IG on sh
 estimate, read before its request runs, is within 2x of the time the request then takes. A
 48-megapixel camera JPEG costs what the model reads of it, and on the pages an over-budget
 progressive run shows its coarse result with the question, which the run then replaces.
+The two heaviest (the text order, the 48-MP photo) are ``long``: ``make test-costs`` runs all.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def within_2x(estimate: float, measured: float) -> bool:
     return 0.5 <= measured / estimate <= 2.0
 
 
+# A 128-token IG run and the text calibration: about 25 s on the shared 2-core machine.
+@pytest.mark.long
 def test_short_reviews_then_a_long_one_are_estimated_within_2x():
     # The long review is read up to 'Longest input' (128 tokens here): its cost is that of
     # 128 tokens, not the per-token cost of short inputs times its length.
@@ -96,6 +99,8 @@ def test_a_lone_gradient_then_a_batched_smoothgrad_are_estimated_within_2x():
     assert within_2x(est, took), (est, took)
 
 
+# EfficientNet-Lite0's calibration and a 48-MP decode: about 30 s on the shared machine.
+@pytest.mark.long
 def test_a_48_megapixel_jpeg_costs_what_the_model_reads():
     from saliency_core.io.images import load_image
 
