@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine test-lm bench-serve hostile fuzz audit install-check
+.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine test-lm bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -39,10 +39,13 @@ help:
 	@echo "make test-lm   the Next word mode and the bundled language model with their long tests"
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
 	@echo "make bench-generation [GENERATION_ARGS=--quick]   language models: ours vs Captum vs the floor"
+	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
+	@echo "make test-dataset | make bench-dataset   the Dataset page's tests with its long ones; its benchmark"
+	@echo "make bench-costs [COSTS_ARGS=--quick]   the cost estimates against the measured time"
 	@echo "make hostile (the full hostile-input tests) | make fuzz (Hypothesis, 10k examples) | make audit"
 	@echo "make install-check   a fresh venv installs the wheel and the checkout, then saliency explain"
 	@echo "Test tiers are pytest markers (pytest.ini): slow, browser, gpu; long, install and full run"
-	@echo "only when selected: make test-engine, install-check and hostile select them with -m"
+	@echo "only when selected: make test-engine, test-dataset, install-check and hostile select them with -m"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +98,14 @@ FAST_MARKERS := not browser and not slow and not long and not install and not fu
 test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
+# Datasets (issue 24) with their long tests: the Dataset page in chromium and under AppTest,
+# the CLI's --clusters report, the embedding (make test runs the quick ones).
+DATASET_TESTS := tests/test_dataset_library.py tests/test_dataset_hostile.py \
+	tests/test_dataset_shortcut.py tests/test_app_dataset.py tests/test_browser_dataset.py \
+	tests/test_cli_clusters.py
+test-dataset: $(DEV_STAMP) browser-deps
+	$(PY) -m pytest -q -m "not install and not full" $(DATASET_TESTS) $(PYTEST_ARGS)
+
 # Every hostile-input case of tests/support/hostile_cases.py in the browser, and twenty large
 # uploads for the memory test: those tests' `full` variants (make test runs their `quick` ones).
 hostile: $(DEV_STAMP) browser-deps
@@ -126,6 +137,20 @@ bench-batching: $(DEV_STAMP)
 # floor (benchmarks/generation.py); GENERATION_ARGS="--quick" for the small CPU setting.
 bench-generation: $(DEV_STAMP)
 	$(PY) -m benchmarks.generation --device $(DEVICE) $(GENERATION_ARGS)
+# Which method runs on which model family (tiny random-weight models, offline): rewrites
+# docs/coverage.md, then the long test that builds every family.
+coverage: $(DEV_STAMP)
+	$(PY) -m benchmarks.coverage
+	$(PY) -m pytest -q -m long tests/test_bench_coverage.py $(PYTEST_ARGS)
+# Datasets: images/s against a Captum loop and the floor, memory per 1,000 images, clustering
+# 10,000 maps; DATASET_ARGS="--images 1000" for more than --quick's 240 images.
+DATASET_ARGS ?= --quick
+bench-dataset: $(DEV_STAMP)
+	$(PY) -m benchmarks.dataset --device $(DEVICE) $(DATASET_ARGS)
+# How close the server's cost estimates come to the measured time (benchmarks/costs.py), in two
+# orders of requests per model; COSTS_ARGS="--quick --write" updates BENCHMARKS.md.
+bench-costs: $(DEV_STAMP)
+	$(PY) -m benchmarks.costs --device $(DEVICE) $(COSTS_ARGS)
 
 # The browser load test (benchmarks/load.py): concurrent chromium sessions against the hosted
 # configuration (sign-in off), without and then with a heavy-link session; a table with p50/p95

@@ -18,6 +18,7 @@ pages = [
     st.Page("pages/image.py", title="Image", icon=":material/image:", url_path="image"),
     st.Page("pages/text.py", title="Text", icon=":material/notes:", url_path="text"),
     st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:", url_path="compare"),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset"),
 ]
 # The sanity-check page is written separately; list it once it exists.
 if (HERE / "pages" / "sanity.py").exists():

@@ -165,6 +165,34 @@ class region.
 and Grad-CAM only masks it. Prefer Grad-CAM or SmoothGrad when the question is what the model
 learned.
 """,
+    "attention_rollout": """
+**Computes** how much the class token draws on each patch through all layers: each layer's
+attention averaged over heads, plus the identity for the residual connection, rows renormalised,
+and the layers multiplied in order (Abnar & Zuidema, 2020); the class token's row over the
+patches is the map. One forward pass, no gradient.
+
+**Strengths.** Cheap; shows where information flows in a vision transformer (ViT, DeiT, BEiT,
+DINOv2), which single-layer attention maps do not.
+
+**Failure modes.** **Class-agnostic**: the same map whichever class you pick, since no gradient
+enters. It follows attention, not what the MLPs do with it, and tends to spread over the
+background in deep models. It needs the attention probabilities: models with windowed attention
+(Swin), no class token (LeViT, PVT), or no attention (CNNs) are not offered it; a model running a
+fused attention kernel is switched to eager attention for the call.
+""",
+    "attention_relevance": """
+**Computes** gradient-weighted attention relevance (Chefer, Gur & Wolf, 2021, "Generic
+Attention-model Explainability"): starting from R = I, each layer adds
+mean over heads of (∂score/∂A ⊙ A)⁺ · R; the class token's row over the patches is the map. One
+forward and one backward pass.
+
+**Strengths.** Class-specific (pick another class and the map moves) while keeping rollout's
+view of the whole attention stack; usually sharper than Grad-CAM on vision transformers.
+
+**Failure modes.** Like rollout, only for transformers whose attention probabilities can be read
+(not Swin, not CNNs). torchvision's ViT hands out a copy of its attention weights that no gradient
+reaches, so only rollout runs there. Gradients can be tiny for a confident prediction.
+""",
 }
 for spec in saliency_core.methods():
     with st.expander(f"{spec.label} — {spec.reference}", expanded=False):

@@ -24,6 +24,9 @@ PAGES = [
      "Type a sentence; see which tokens pushed the classifier towards its answer."),
     ("pages/compare.py", "Compare", ":material/grid_view:",
      "Several methods (and two models) on one input, with timings and a faithfulness scoreboard."),
+    ("pages/dataset.py", "Dataset", ":material/photo_library:",
+     ("A whole folder of images: a gallery of maps and the model's strategies as clusters, "
+     "where shortcuts such as watermarks show up.")),
     ("pages/sanity.py", "Sanity checks", ":material/rule:",
      "Randomize the model and see which methods notice."),
     ("pages/models.py", "Models", ":material/deployed_code:",

@@ -6,8 +6,10 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
+from saliency_core.methods import applicable_to
 from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine, progressive
+from workbench.jobs.admission import OverBudget
 from workbench.ui import display, export, page, plaintext, progress, session, topk
 from workbench.ui.inputs import (
     default_sample,
@@ -54,7 +56,10 @@ with page.stop_on_error():
 
 with st.sidebar:
     st.header("Method")
-    spec = page.method_picker(P, METHODS, DEFAULT_METHOD)
+    # Only what runs on this model: the attention methods need a vision transformer.
+    usable = set(applicable_to(loaded.model))
+    spec = page.method_picker(P, {n: s for n, s in METHODS.items() if n in usable},
+                              DEFAULT_METHOD)
     method = spec.name
     params = method_params(spec, P, "image", layers, loaded.default_layer, saliency_core.get_method)
     target = session.target_widget(P, loaded.labels)
@@ -108,11 +113,16 @@ with status_area:
     else:
         try:
             with progress.Progress(f"{spec.label} on {model_name}", computation.key,
-                                   f"{P}.stop") as bar:
+                                   f"{P}.stop", ask_here=True) as bar:
                 result = compute.explain_image(session.visitor(), loaded, computation, x,
                                                progress=bar, on_level=show_preview)
         except SaliencyError as exc:
-            plaintext.error(exc)
+            # Over the budget, the question stands where the bar was (see Progress) and a
+            # progressive run's coarse map stays on screen below it.
+            if (coarse := progress.coarse_result(exc)) is not None:
+                result, note = coarse
+            if not isinstance(exc, OverBudget):
+                plaintext.error(exc)
 preview_area.empty()
 
 

@@ -108,8 +108,8 @@ st.markdown(
     "appears on the image pages for you alone and is dropped when the session ends. A session "
     f"may keep {registry.MAX_PER_OWNER} uploaded models, the server {registry.max_owned()} in "
     "all.\n"
-    "- **Not yet**: timm and Hugging Face image models cannot be brought yet; only the "
-    "torchvision architectures above.")
+    "- **Other models**: a Hugging Face image classifier or a timm model is brought by its "
+    "name instead (below, no file needed).")
 with st.form(f"{P}.byo"):
     c1, c2 = st.columns(2)
     with c1:
@@ -153,11 +153,47 @@ if mine:
         uploads.remove_my_uploads()
         st.rerun()
 
+st.markdown("**By name: any Hugging Face image classifier or timm model.** Type "
+            "`hf:<repository>` (e.g. `hf:google/vit-base-patch16-224`, `hf:facebook/deit-small-"
+            "distilled-patch16-224`, `hf:microsoft/swin-tiny-patch4-window7-224`) or "
+            "`timm:<name>` (e.g. `timm:vit_small_patch16_224.augreg_in21k_ft_in1k`). Nothing else "
+            "to set: the preprocessing comes from the model's own configuration, class names "
+            "from its labels, and the layer for Grad-CAM, the class, distillation or register "
+            "tokens and the patch grid from its architecture. The server fetches the config and "
+            "safetensors weights once (from huggingface.co or its `HF_ENDPOINT` mirror); no code "
+            "shipped with a model runs. Attention rollout and relevance are offered for "
+            "transformers whose attention can be read (ViT, DeiT, BEiT, DINOv2).")
+with st.form(f"{P}.by_name"):
+    wanted = st.text_input("Model name", key=f"{P}.hub_name",
+                           placeholder="hf:google/vit-base-patch16-224")
+    fetch_by_name = st.form_submit_button("Fetch", key=f"{P}.fetch_by_name")
+if fetch_by_name:
+    wanted = (wanted or "").strip()
+    source = registry.source_of(wanted) if wanted else None
+    if source is None or wanted.startswith("folder:") or not source.downloads:
+        st.error("Type a name as hf:<organisation>/<repository> or timm:<model name>.")
+    elif source.info(wanted).present:
+        st.success(f"{plaintext.plain(wanted)} is already here: pick it on the Image or "
+                   "Compare page.")
+    elif not admin.is_admin():
+        st.info(admin.why_not().replace("NAME", wanted))
+    else:
+        with st.spinner(f"Fetching {wanted}..."):
+            try:
+                wb_models.fetch(wanted)
+            except SaliencyError as exc:
+                plaintext.error(exc)
+            else:
+                st.success(f"{plaintext.plain(wanted)} is now cached: pick it on the Image or "
+                           "Compare page.")
+
 folders = [i for i in infos if i.name.startswith("folder:")]
-with st.expander("Hugging Face text classifiers from server folders"):
-    st.markdown("A server operator can make local Hugging Face sequence classifier folders "
-                "available by listing them in the `SALIENCY_HF_ALLOWLIST` environment variable "
-                "(comma-separated). They load without network and without running any code "
-                "shipped with the model." + ("" if folders else "\n\nNone are configured now."))
+with st.expander("Hugging Face models from server folders"):
+    st.markdown("A server operator can make local Hugging Face folders (image or sequence "
+                "classifiers: `config.json`, the weights, and for images "
+                "`preprocessor_config.json`) available by listing them in the "
+                "`SALIENCY_HF_ALLOWLIST` environment variable (comma-separated). They load "
+                "without network and without running any code shipped with the model."
+                + ("" if folders else "\n\nNone are configured now."))
     for info in folders:
         st.write(plaintext.plain(f"{info.name}: {info.description} ({_size(info.size_bytes)})"))

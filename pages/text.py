@@ -10,6 +10,7 @@ import saliency_core
 from saliency_core.errors import SaliencyError
 from saliency_core.methods import with_capability
 from workbench.jobs import compute
+from workbench.jobs.admission import OverBudget
 from workbench.jobs.progressive import best_so_far, level_note
 from workbench.ui import export, nextword, page, plaintext, progress, session, textview
 from workbench.ui.display import completeness_reading
@@ -108,11 +109,16 @@ if progress.was_stopped(computation.key):
 else:
     try:
         with progress.Progress(f"{spec.label} on {model_name}", computation.key,
-                               f"{P}.stop") as bar:
+                               f"{P}.stop", ask_here=True) as bar:
             result = compute.explain_text(session.visitor(), loaded, computation, text,
                                           progress=bar, on_level=show_preview)
     except SaliencyError as exc:
-        plaintext.error(exc)
+        # Over the budget, the question stands where the bar was (see Progress) and a
+        # progressive run's coarse result stays on screen below it.
+        if (coarse := progress.coarse_result(exc)) is not None:
+            result, note = coarse
+        if not isinstance(exc, OverBudget):
+            plaintext.error(exc)
 preview_area.empty()
 
 # The link to this view, as the result's first line.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from saliency_core.api import Explanation, attribute, explain
+from saliency_core.datasets import DatasetExplanation, explain_dataset
 from saliency_core.engine.layers import candidate_layers
 from saliency_core.errors import SaliencyError
 from saliency_core.harness.multi_target import (
@@ -103,6 +104,7 @@ def load_model(name: str, device: str | torch.device | None = None) -> LoadedMod
 
 
 __all__ = [
+    "DatasetExplanation",
     "Explanation",
     "GenerationAttribution",
     "MethodSpec",
@@ -120,6 +122,7 @@ __all__ = [
     "cam_for_targets",
     "candidate_layers",
     "explain",
+    "explain_dataset",
     "get_method",
     "load_model",
     "methods",

@@ -100,6 +100,14 @@ class CamParams(EngineOptions, total=False):
     upsample: bool
 
 
+class AttentionParams(EngineOptions, total=False):
+    """The keyword parameters of ``attention_rollout``, ``attention_relevance``, as their specs
+    declare them."""
+
+    # Bilinear upsampling to the input size; off keeps the patch grid.
+    upsample: bool
+
+
 class GuidedGradCamParams(EngineOptions, total=False):
     """The keyword parameters of ``guided_gradcam``, as its spec declares them."""
 

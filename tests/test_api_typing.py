@@ -11,6 +11,7 @@ import inspect
 import re
 import typing
 
+import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -26,7 +27,7 @@ from saliency_core.models.base import LoadedModel, ModelInfo
 
 # Names the library imports for annotations only (under TYPE_CHECKING), to resolve its hints.
 HINT_NAMES = {"LoadedModel": LoadedModel, "ModelInfo": ModelInfo, "Figure": Figure,
-              "Model": typed.Model, "Target": typed.Target, "torch": torch}
+              "Model": typed.Model, "Target": typed.Target, "torch": torch, "pd": pd}
 
 
 def hints_of(obj) -> dict[str, typing.Any]:

@@ -8,7 +8,13 @@ from support.apptest import run_app_page
 from support.browser import REPO_ROOT
 
 from workbench.jobs import compute
-from workbench.jobs.costs import Budget, CostModel, RateLimiter, estimate_passes
+from workbench.jobs.costs import (
+    Budget,
+    CostModel,
+    Estimate,
+    RateLimiter,
+    estimate_passes,
+)
 
 PAGE = str(REPO_ROOT / "pages" / "image.py")
 QUERY = {"model": "shapes-cnn", "method": "integrated_gradients", "p.steps": "64"}
@@ -32,18 +38,56 @@ def test_passes_follow_the_settings():
     assert estimate_passes("integrated_gradients", {"steps": 64}) == 65
     assert estimate_passes("integrated_gradients", {"steps": 16, "baseline_samples": 4}) == 65
     assert estimate_passes("smoothgrad", {"samples": 10, "base": "integrated_gradients"}) == 510
+    # The base method's own settings count (SmoothGrad(256) over IG(128)).
+    assert estimate_passes("smoothgrad", {"samples": 256, "base": "integrated_gradients",
+                                          "steps": 128}) == 256 * 129
     assert estimate_passes("gradcam", {"layer": None}) == 1
 
 
-def test_cost_model_and_budget_arithmetic():
+def timing(*chunks: tuple[int, float]) -> dict:
+    """An engine run's metadata["timing"] with these (points, seconds) chunks."""
+    return {"chunks": len(chunks), "chunk_s": sum(s for _, s in chunks),
+            "sample": [list(c) for c in chunks]}
+
+
+def test_cost_model_separates_a_chunk_from_a_pass_and_scales_with_the_input():
     costs = CostModel()
     assert costs.estimate("m", "cpu", 10) is None
-    costs.observe("m", "cpu", passes=10, units=1, seconds=2.0)
-    assert costs.estimate("m", "cpu", 100) == pytest.approx(20.0)
-    costs.observe("m", "cpu", passes=100, units=4, seconds=8.0)  # 0.02 s per pass and unit
-    assert costs.pass_seconds("m", "cpu") == pytest.approx(0.3 * 0.02 + 0.7 * 0.2)
+    # 10 ms per chunk + 1 ms per point: a lone pass (11 ms) is not a pass inside a batch.
+    for n in (1, 8, 64, 64):
+        costs.observe_run("m", "cpu", 100, timing((n, 0.010 + 0.001 * n)), 0.010 + 0.001 * n)
+    est = costs.estimate("m", "cpu", passes=6400, units=100)
+    assert est.seconds == pytest.approx(100 * 0.010 + 6400 * 0.001, rel=0.05)
+    assert est.low < est.seconds < est.high
+    # Pixels: four times the input, four times a point's part.
+    bigger = costs.estimate("m", "cpu", passes=6400, units=400).seconds
+    assert bigger == pytest.approx(100 * 0.010 + 4 * 6400 * 0.001, rel=0.2)
+
+
+def test_one_slow_run_moves_the_fit_little():
+    costs = CostModel()
+    for _ in range(6):
+        costs.observe_run("m", "cpu", 1, timing((64, 0.064)), 0.07)
+    costs.observe_run("m", "cpu", 1, timing((64, 3.2)), 3.3)  # a paused or cold run: 50 x
+    assert costs.estimate("m", "cpu", 640).seconds == pytest.approx(0.64, rel=0.2)
+
+
+def test_text_cost_follows_tokens_across_lengths():
+    costs = CostModel()
+    # 20 ms + 1 ms per token per point, seen at 8 and 64 tokens only.
+    for tokens in (8, 64):
+        for n in (1, 8):
+            chunk = n * (0.020 + 0.001 * tokens)
+            costs.observe_run("t", "cpu", tokens, timing((n, chunk)), chunk, "text")
+    est = costs.estimate("t", "cpu", passes=51, units=512).seconds
+    assert est == pytest.approx(51 * (0.020 + 0.512), rel=0.25)
+
+
+def test_budget_refuses_only_what_is_over_the_limit_even_at_the_fast_end():
     budget = Budget(30, 300)
     assert [budget.verdict(s) for s in (29, 31, 301)] == ["ok", "confirm", "refused"]
+    assert budget.verdict(Estimate(400, 200, 800)) == "confirm"  # it may finish in time
+    assert budget.verdict(Estimate(400, 320, 800)) == "refused"
 
 
 def test_rate_limit_slides_over_a_minute():
@@ -76,7 +120,7 @@ def test_request_above_the_hard_limit_is_refused_with_the_limit_named(monkeypatc
     monkeypatch.setenv("SALIENCY_REQUEST_LIMIT_S", "0.000002")
     at = run_app_page(PAGE, QUERY)
     message = texts(at).replace("\\", "")
-    assert "Refused" in message and "the limit per request on this server is 2e-06 s" in message
+    assert "Refused" in message and "the limit per request on this server (2e-06 s)" in message
     assert not [b for b in at.button if b.label.startswith("Run anyway")]
     assert not at.get("plotly_chart")
 

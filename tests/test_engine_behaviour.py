@@ -10,6 +10,7 @@ from support.engine_models import (
     make_tiny_text_model,
     max_rel_diff,
     small_cnn,
+    tiny_hf_vit,
     tiny_swin,
     tiny_vit,
 )
@@ -51,7 +52,7 @@ def hook_count(model):
 def test_method_specs_are_complete():
     names = {"gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop",
              "deconvnet", "gradcam", "gradcam_plus_plus", "hirescam", "layercam", "xgradcam",
-             "guided_gradcam"}
+             "guided_gradcam", "attention_rollout", "attention_relevance"}
     assert set(ALL_METHODS) == names
     for spec in sc.methods():
         assert spec.description and spec.family in ("input", "cam")
@@ -61,13 +62,20 @@ def test_method_specs_are_complete():
     assert sc.get_method("smoothgrad").param("sigma").default == 0.15
 
 
+# Every method on a model it applies to: the attention methods need a transformer's
+# attention, the others run on the CNN.
+ATTENTION_METHODS = ("attention_rollout", "attention_relevance")
+
+
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_model_untouched_and_shapes(method):
-    model = small_cnn()
+    attention = method in ATTENTION_METHODS
+    model = tiny_hf_vit() if attention else small_cnn()
     before = snapshot(model)
-    x = images()
+    x = torch.randn(2, 3, 16, 16) if attention else images()
     e = sc.explain(model, x, method, **FAST_PARAMS.get(method, {}))
-    expected = (2, 16, 16) if sc.get_method(method).family == "cam" else x.shape
+    side = x.shape[-1] if attention else 16
+    expected = (2, side, side) if sc.get_method(method).family == "cam" else x.shape
     assert tuple(e.attribution.shape) == tuple(expected)
     assert torch.isfinite(e.attribution).all()
     assert e.metadata["method"] == method and e.metadata["passes"] >= 2

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support.engine_models import images, make_tiny_text_model, small_cnn
+from support.engine_models import images, make_tiny_text_model, small_cnn, tiny_hf_vit
 
 import saliency_core as sc
 from saliency_core.cli import main
+from saliency_core.engine.stream import logits_of
 from saliency_core.errors import TargetError
+from saliency_core.methods import with_capability
 from saliency_core.serve import wire
 from saliency_core.serve.client import Client
 from saliency_core.targets import Contrast, describe, from_wire, target_key
@@ -23,14 +25,26 @@ METHODS = {
     "gradient": {}, "gradient_x_input": {}, "integrated_gradients": {"steps": 8},
     "smoothgrad": {"samples": 3}, "guided_backprop": {}, "deconvnet": {},
     "gradcam": {}, "gradcam_plus_plus": {}, "hirescam": {}, "layercam": {}, "xgradcam": {},
-    "guided_gradcam": {},
+    "guided_gradcam": {}, "attention_rollout": {}, "attention_relevance": {},
 }
+# Methods that read attention run on a vision transformer instead of the CNN.
+ON_TRANSFORMER = set(with_capability("needs_attention"))
 SMOOTH_BASES = ("gradient_x_input", "integrated_gradients", "guided_backprop", "guided_gradcam")
 
 
 @pytest.fixture(scope="module")
 def cnn():
     return small_cnn()
+
+
+@pytest.fixture(scope="module")
+def vit():
+    return tiny_hf_vit()
+
+
+@pytest.fixture
+def model_for(cnn, vit):
+    return lambda method: vit if method in ON_TRANSFORMER else cnn
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +80,14 @@ def test_a_class_name_equals_its_index_bit_for_bit(shapes):
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_a_contrast_is_the_function_of_its_two_logits(cnn, method):
+def test_a_contrast_is_the_function_of_its_two_logits(model_for, method):
+    cnn = model_for(method)
     x = images()
     params = METHODS[method]
     contrast = sc.explain(cnn, x, method, target=Contrast(1, rather_than=3), **params)
     function = sc.attribute(cnn, x, method, target=contrast_fn(1, 3), **params)
     assert close(contrast.attribution, function)
-    logits = cnn(x).detach()
+    logits = logits_of(cnn(x)).detach()
     assert close(contrast.score, logits[:, 1] - logits[:, 3])
     assert contrast.target.tolist() == [1, 1]
     assert contrast.metadata["target_value"] == {"target": 1, "rather_than": 3}
@@ -80,7 +95,8 @@ def test_a_contrast_is_the_function_of_its_two_logits(cnn, method):
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_a_target_function_reads_as_the_class_it_scores(cnn, method):
+def test_a_target_function_reads_as_the_class_it_scores(model_for, method):
+    cnn = model_for(method)
     x = images()
     params = METHODS[method]
     got = sc.explain(cnn, x, method, target=lambda logits: logits[:, 2], **params)

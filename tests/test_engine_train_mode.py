@@ -6,10 +6,13 @@ import copy
 
 import pytest
 import torch
+from support.engine_models import tiny_hf_vit
 from torch import nn
 
 import saliency_core as sc
 from saliency_core import evaluation
+from saliency_core.engine.stream import logits_of
+from saliency_core.methods import with_capability
 
 # Runs guided methods: the native rule settled first (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("native_guided_rule")
@@ -30,6 +33,16 @@ def train_mode_net(seed=0):
     net.train()
     net[4].eval()  # a mixed state (one BatchNorm frozen) must come back as it was
     return net
+
+
+def train_mode_vit():
+    """A vision transformer with dropout in its attention and blocks, in training mode."""
+    net = tiny_hf_vit(image_size=10, patch_size=5)
+    net.config.attention_probs_dropout_prob = net.config.hidden_dropout_prob = 0.5
+    for module in net.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.5
+    return net.train()
 
 
 def snapshot(net):
@@ -58,7 +71,7 @@ PARAMS = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"samples": 4},
 
 @pytest.mark.parametrize("method", [m.name for m in sc.methods()])
 def test_every_method_leaves_a_training_model_as_it_was_and_explains_eval_mode(method):
-    net = train_mode_net()
+    net = train_mode_vit() if method in with_capability("needs_attention") else train_mode_net()
     reference = copy.deepcopy(net).eval()
     before = snapshot(net)
     x = images()
@@ -68,7 +81,7 @@ def test_every_method_leaves_a_training_model_as_it_was_and_explains_eval_mode(m
     expected = sc.attribute(reference, x, method, target=2, **params)
     torch.testing.assert_close(got.attribution, expected, rtol=1e-5, atol=1e-7)
     with torch.no_grad():
-        torch.testing.assert_close(got.probabilities, reference(x).softmax(1))
+        torch.testing.assert_close(got.probabilities, logits_of(reference(x)).softmax(1))
 
 
 def test_layer_listing_and_scoreboard_leave_a_training_model_as_it_was():

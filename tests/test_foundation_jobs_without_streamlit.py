@@ -52,8 +52,8 @@ done = scheduler.Scheduler(concurrency=1).run(
     scheduler.Job("s", "k", 2, lambda payloads: [p * 3 for p in payloads]))
 assert done == 6
 model = costs.CostModel()
-model.observe("m", "cpu", 10, 1, 1.0)
-assert model.estimate("m", "cpu", 20, 1) > 0
+model.observe_run("m", "cpu", 1, dict(chunks=1, chunk_s=0.5, sample=[[10, 0.5]]), 1.0)
+assert model.estimate("m", "cpu", 20, 1).seconds > 0
 cache = results.ResultCache(max_bytes=1 << 20)
 cache.put("a", results.Scoreboard(rows=[]))
 assert cache.get("a") is not None

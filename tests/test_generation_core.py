@@ -54,7 +54,7 @@ def test_gradient_x_input_agrees_with_captum_on_the_prompt_columns(gpt2):
     np.testing.assert_allclose(ga.matrix[:, :ga.prompt_length], expected, rtol=1e-4, atol=1e-6)
     assert ga.metadata["backward_batched"] and ga.metadata["passes"] == 1
     # Captum makes one forward per generated token; the batched path one for all of them.
-    assert ga.metadata["forwards"] <= 3  # the chunk-size measure and f(x), besides the pass
+    assert ga.metadata["forwards"] <= 1  # at most the chunk-size measure, besides the pass
 
 
 def test_integrated_gradients_agrees_with_captum_with_the_same_baseline_and_steps(gpt2):
@@ -89,6 +89,12 @@ def test_a_generated_token_depends_only_on_what_came_before_it(gpt2):
     # Greedy: each generated token is the model's top candidate.
     assert [alt[0][0] for alt in ga.top_alternatives] == ga.generated_tokens
     np.testing.assert_allclose(ga.probabilities, [alt[0][1] for alt in ga.top_alternatives], rtol=1e-5)
+    # The probabilities come from the gradient pass itself, and are the model's.
+    with torch.no_grad():
+        logits = model(torch.tensor([ga.source_ids])).logits[0, plen - 1:-1]
+    expected = torch.softmax(logits, -1).gather(1, torch.tensor(ga.generated_ids)[:, None])[:, 0]
+    np.testing.assert_allclose(ga.probabilities, expected.numpy(), rtol=1e-5)
+    assert ga.metadata["forwards"] <= 1  # at most the chunk-size measure, no pass of its own
 
 
 def test_targets_and_contrast_are_the_scores_explained(gpt2):
@@ -128,6 +134,11 @@ def test_chat_messages_mark_template_tokens():
     content = [t for t, s in zip(prompt, ga.special_mask) if not s]
     assert "".join(content).replace(" ", "") == "thedogsatthecat"
     assert "<|endoftext|>" in marked and "assistant" in "".join(marked)
+    # An unknown-token stands for what the user wrote: explained, not marked.
+    tokenizer.add_special_tokens({"unk_token": "<unk>"})
+    model.resize_token_embeddings(len(tokenizer))
+    unk = sc.attribute_generation(model, tokenizer, "the <unk> cat", "gradient", max_new_tokens=1)
+    assert "<unk>" in unk.source_tokens and not unk.special_mask.any()
     for g in range(2):  # special tokens take no part in a row's scale
         row = ga.normalized(g)
         assert np.abs(row[ga.visible(g)]).max() == pytest.approx(1.0)

@@ -25,6 +25,7 @@ from saliency_core.methods import REGISTRY
 from saliency_core.methods import get as method_entry
 from saliency_core.methods import specs as method_specs
 from saliency_core.show.report import (
+    ClusterOutcome,
     InputItem,
     InputOutcome,
     MethodOutcome,
@@ -156,6 +157,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="points per model pass (default: by memory)")
     p.add_argument("--aggregation", default="max_abs", help="channel aggregation for the image overlay")
     p.add_argument("--cmap", default="inferno", help="matplotlib colormap for the overlay")
+    p.add_argument("--clusters", action="store_true",
+                   help="images, --out FOLDER: add the strategies to report.html, the maps of "
+                   "each predicted class (first method) clustered by spectral relevance analysis")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     add_method_flags(p)
     add_generation_flags(p)
@@ -250,6 +254,10 @@ def run_explain(args) -> int:
     if language_model:
         return run_generation(args, loaded, items, methods, params, mode)
     target = parse_target(args.target, loaded.labels, args.rather_than)
+    clusters_wanted = getattr(args, "clusters", False)
+    if clusters_wanted and (loaded.task != "image" or mode == "file"):
+        raise SaliencyError("--clusters needs images and a folder for --out")
+    compact: list[tuple[str, str, np.ndarray]] = []  # (name, predicted label, map)
 
     from tqdm import tqdm
 
@@ -267,6 +275,8 @@ def run_explain(args) -> int:
                 bar.update(len(methods) - (bar.n - started))
                 continue
             outcomes.append(outcome)
+            if clusters_wanted:
+                compact.append((item.name, records[0]["predicted_label"], _compact(raw[methods[0]])))
             if mode == "file":
                 return write_one(args, loaded, item, methods[0], outcome, raw, records[0])
             write_item(args.out, item, outcome, raw, records)
@@ -274,12 +284,48 @@ def run_explain(args) -> int:
 
     settings = {"model": args.model, "methods": ", ".join(methods), "target": describe_target(args),
                 "device": str(module_device(loaded.model))}
-    report = write_report(args.out / REPORT_NAME, f"saliency explain · {args.model}", settings, outcomes)
+    strategies = strategy_outcomes(compact, args.cmap) if clusters_wanted else []
+    report = write_report(args.out / REPORT_NAME, f"saliency explain · {args.model}", settings,
+                          outcomes, strategies)
     failed = [o for o in outcomes if o.error]
     for o in failed:
         print(f"error: {o.source}: {o.error}", file=sys.stderr)
     print(f"wrote {len(outcomes) - len(failed)} results to {args.out} and the report {report}")
     return 2 if failed else 0
+
+
+def _compact(attribution: np.ndarray) -> np.ndarray:
+    import torch
+
+    from saliency_core.datasets.explain import DEFAULT_MAP_SIZE, compact_maps
+
+    return compact_maps(torch.from_numpy(np.asarray(attribution))[None], DEFAULT_MAP_SIZE)[0]
+
+
+def strategy_outcomes(compact: list[tuple[str, str, np.ndarray]], cmap: str) -> list[ClusterOutcome]:
+    """The maps of each predicted class clustered (spectral relevance analysis)."""
+    from PIL import Image
+
+    from saliency_core import render
+    from saliency_core.datasets import measures
+    from saliency_core.evaluation.clustering import cluster_maps, prepare_maps
+
+    out: list[ClusterOutcome] = []
+    for group in sorted({g for _n, g, _m in compact}):
+        rows = [(n, m) for n, g, m in compact if g == group]
+        maps = np.stack([m for _n, m in rows])
+        found = cluster_maps(maps)
+        for k in range(found.n_clusters):
+            members = np.flatnonzero(found.labels == k)
+            mean = prepare_maps(maps[members]).mean(0).reshape(maps.shape[1:])
+            big = np.asarray(Image.fromarray(mean.astype(np.float32), mode="F").resize(
+                (128, 128), Image.Resampling.BILINEAR))
+            corners = float(measures.corner_share(mean[None])[0])
+            border = float(measures.border_share(mean[None])[0])
+            out.append(ClusterOutcome(group, k, [rows[int(i)][0] for i in members],
+                                      render.to_png(render.colorize(render.normalize(big), cmap)),
+                                      corners, border, bool(measures.looks_at_the_edges(mean[None])[0])))
+    return out
 
 
 def explain_item(args, loaded, item: InputItem, methods, params, target, bar):

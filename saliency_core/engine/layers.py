@@ -1,17 +1,24 @@
-"""Target layers for CAM methods: finding them by path, ranking candidates, and turning
-their outputs (CNN maps, channels-last maps, transformer tokens) into [N, C, h, w] maps."""
+"""Target layers for CAM methods: finding them by path, ranking candidates and the default;
+their outputs become [N, C, h, w] maps as engine/geometry.py lays them out."""
 
 from __future__ import annotations
 
 import difflib
-import math
 from collections import Counter
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from saliency_core.errors import LayerError
+from saliency_core.engine.geometry import (  # noqa: F401  (token_grid: its documented home)
+    Geometry,
+    class_token_layer,
+    geometry_of,
+    to_spatial,
+    token_grid,
+)
+from saliency_core.engine.model_state import remembered
+from saliency_core.errors import LayerError, SaliencyError
 
 _SKIP_TYPES = (nn.Dropout, nn.Identity)
 
@@ -45,47 +52,23 @@ def _first_tensor(output):
     return None
 
 
-def token_grid(num_tokens: int) -> tuple[int, int] | None:
-    """(leading non-patch tokens, grid side) for a square patch grid, e.g. 197 -> (1, 14)."""
-    side = math.isqrt(num_tokens)
-    for extra in range(9):
-        side = math.isqrt(num_tokens - extra)
-        if side > 1 and side * side == num_tokens - extra:
-            return extra, side
-    return None
-
-
-def to_spatial(t: torch.Tensor) -> torch.Tensor:
-    """A layer output as [N, C, h, w].
-
-    4-D outputs are taken as channels-first unless they look channels-last ([N, h, w, C] with
-    h == w != C, as Swin blocks emit); 3-D outputs are transformer tokens [N, T, D] whose
-    leading class/register tokens are dropped before reshaping the patch grid.
-    """
-    if t.dim() == 4:
-        if t.shape[1] == t.shape[2] and t.shape[3] != t.shape[1]:
-            return t.permute(0, 3, 1, 2)
-        return t
-    if t.dim() == 3:
-        grid = token_grid(t.shape[1])
-        if grid is None:
-            raise LayerError(
-                f"cannot arrange {t.shape[1]} tokens on a square grid; pick another layer"
-            )
-        extra, side = grid
-        return t[:, extra:, :].transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
-    raise LayerError(
-        f"layer output of shape {tuple(t.shape)} has no spatial grid; pick a convolutional "
-        "or transformer block"
-    )
-
-
-def _spatial_ok(shape) -> bool:
+def _spatial_ok(shape, input_hw=None, geometry: Geometry | None = None) -> bool:
     try:
-        s = to_spatial(torch.empty(shape, device="meta"))
+        s = to_spatial(torch.empty(shape, device="meta"), input_hw, geometry)
     except LayerError:
         return False
     return s.shape[2] > 1 and s.shape[3] > 1
+
+
+def spatial_map(model: nn.Module | None, t: torch.Tensor, input_hw) -> torch.Tensor:
+    """``t`` (a layer output of ``model`` on inputs of size ``input_hw``) as [N, C, h, w], laid
+    out as the model's own definition says (engine/geometry.py)."""
+    return to_spatial(t, input_hw, model_geometry(model) if model is not None else None)
+
+
+def model_geometry(model: nn.Module) -> Geometry:
+    """``geometry_of(model)``, worked out once per model."""
+    return remembered(model, "geometry", None, lambda: geometry_of(model))
 
 
 def layer_shapes(model: nn.Module, example_input) -> list[tuple[str, tuple[int, ...]]]:
@@ -151,28 +134,54 @@ def candidate_layers(model: nn.Module, example_input: torch.Tensor,
     modules = dict(model.named_modules())
     seen = layer_shapes(model, example_input)
     calls = Counter(name for name, _shape in seen)
+    geometry = model_geometry(model)
+    input_hw = _input_hw(example_input)
     out, names = [], set()
     for name, shape in reversed(seen):
         if (name in names or calls[name] > 1 or isinstance(modules[name], _SKIP_TYPES)
-                or not _spatial_ok(shape)):
+                or not _spatial_ok(shape, input_hw, geometry)):
             continue
         names.add(name)
         out.append((name, shape))
+    preferred = preferred or class_token_layer(model, geometry)
     if preferred in names:
         out.sort(key=lambda item: item[0] != preferred)
     return out
 
 
+def _input_hw(example_input):
+    if isinstance(example_input, torch.Tensor) and example_input.dim() == 4:
+        return tuple(example_input.shape[-2:])
+    return None
+
+
 def default_layer(model: nn.Module, example_input) -> str:
+    """The CAM layer used when none is given: for a transformer whose classifier reads its
+    class token, the first norm of the last block (engine/geometry.py says why); otherwise
+    the deepest layer with a spatial output that is not a pooling layer."""
+    by_structure = class_token_layer(model, model_geometry(model))
+    if by_structure is not None:
+        return by_structure
     found = candidate_layers(model, example_input)
     if not found:
         raise LayerError("the model has no layer with a spatial output for CAM methods")
-    pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
+    pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d,
+             nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
     modules = dict(model.named_modules())
     for name, _shape in found:
         if not isinstance(modules[name], pools):
             return name
     return found[0][0]
+
+
+def unmappable(model: nn.Module, example_input, problem: LayerError) -> LayerError:
+    """``problem`` (a layer output that is no grid over the image) with the layers that are."""
+    try:
+        good = [name for name, _shape in candidate_layers(model, example_input)[:5]]
+    except (SaliencyError, RuntimeError):  # a courtesy: never hide the real problem
+        good = []
+    hint = f"; layers that map onto the image: {', '.join(good)}" if good else ""
+    return LayerError(f"{problem}{hint}")
 
 
 @contextmanager

@@ -70,6 +70,17 @@ class Stats:
     chunk_size: int = 0
     oom_retries: int = 0
     started: float = field(default_factory=time.perf_counter)
+    # (points, seconds) of each gradient chunk, the cost model's measurement of a batched
+    # pass (workbench.jobs.costs): a pass timed alone costs several times one inside a batch.
+    chunk_times: list[tuple[int, float]] = field(default_factory=list)
+
+    def timing(self, keep: int = 32) -> dict:
+        """The chunk timings in JSON-able form: every chunk's total, and at most ``keep``
+        chunks themselves (spread over the run) so that metadata stays small."""
+        times = self.chunk_times
+        step = max(1, -(-len(times) // keep))
+        return {"chunks": len(times), "chunk_s": round(sum(s for _, s in times), 6),
+                "sample": [[n, round(s, 6)] for n, s in times[::step]]}
 
 
 @runtime_checkable
@@ -282,6 +293,7 @@ class GradientStream:
         return int(max(1, min(limit, budget // max(1, per_point))))
 
     def _one_chunk(self, start, stop, make_chunk, consume, step: Step):
+        began = time.perf_counter()
         points, targets = make_chunk(start, stop)
         logits, values = step.take(self, points, targets)
         if not step.needs_graph:
@@ -293,6 +305,10 @@ class GradientStream:
             self.stats.chunks += 1
             self.stats.chunk_size = max(self.stats.chunk_size, stop - start)
         consume(start, stop, *values)
+        if step.needs_graph:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # else the time is only the launch's
+            self.stats.chunk_times.append((stop - start, time.perf_counter() - began))
 
 
 def balanced_chunk(total: int, limit: int, slack: float = 0.1) -> int:

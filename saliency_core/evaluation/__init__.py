@@ -5,6 +5,7 @@
 - ``faithfulness``: deletion and insertion curves;
 - ``localization``: pointing game and mass inside a ground-truth mask;
 - ``scoreboard``: methods ranked by those measures (the Compare page);
+- ``clustering``: maps grouped into strategies (spectral relevance analysis) and embedded;
 - ``completeness``: Integrated Gradients' completeness and automatic steps;
 - ``randomization``: randomization units and seeded re-initialisation of a copy;
 - ``sanity``: Adebayo et al.'s model- and data-randomization tests and their verdicts;
@@ -16,6 +17,7 @@ The names below are the package's public surface, importable as ``saliency_core.
 
 from __future__ import annotations
 
+from saliency_core.evaluation.clustering import MapClusters, cluster_maps, embed_maps
 from saliency_core.evaluation.completeness import (
     AutoStepsResult,
     completeness,
@@ -93,6 +95,7 @@ __all__ = [
     "VERDICT_METRIC",
     "AutoStepsResult",
     "DataRandomizationResult",
+    "MapClusters",
     "MapSet",
     "PerturbationCurve",
     "RandomizationResult",
@@ -101,10 +104,12 @@ __all__ = [
     "Verdict",
     "cascading_randomization",
     "check_same_architecture",
+    "cluster_maps",
     "completeness",
     "compute_maps",
     "data_randomization",
     "deletion",
+    "embed_maps",
     "execution_order",
     "hog_features",
     "hog_similarity",

@@ -227,6 +227,7 @@ class Run:
             "chunk_size": ctx.stats.chunk_size,
             "oom_retries": ctx.stats.oom_retries,
             "device": str(ctx.device),
+            "timing": ctx.stats.timing(),
         }
         if "layer" in ctx.meta:
             meta["layer"] = ctx.meta["layer"]
@@ -266,7 +267,7 @@ def prepare(model, inputs: torch.Tensor, method: str, params: dict, *, task: str
     fn, module, facts = unwrap_model(model)
     task = task or facts["task"] or "image"
     entry = method_entry(method)
-    if entry.needs_layer and task == "text":
+    if (entry.needs_layer or entry.needs_attention) and task == "text":
         text_methods = ", ".join(m.name for m in _text_methods())
         raise MethodNotApplicableError(f"{method} maps image layers; for text use {text_methods}")
     check_inputs(inputs, family or entry.spec.family, task)

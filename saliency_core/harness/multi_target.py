@@ -21,7 +21,7 @@ from typing import Unpack
 import torch
 import torch.nn.functional as F
 
-from saliency_core.engine.layers import capture_output, to_spatial
+from saliency_core.engine.layers import capture_output, spatial_map
 from saliency_core.engine.stream import Step, logits_of, model_lock
 from saliency_core.errors import MethodNotApplicableError, ParameterError
 from saliency_core.harness import input_errors_explained, prepare
@@ -222,8 +222,9 @@ def _cam_targets(r, targets, top_k):
         scores = score_of(logits.reshape(1, -1))
         g, batched = _gradients(r, scores, a, "layer_gradient")
     k = t.shape[0]
-    acts = to_spatial(a.detach()).expand(k, -1, -1, -1)
-    grads = to_spatial(g.detach().reshape(k, *a.shape[1:]))
+    hw = x.shape[-2:]
+    acts = spatial_map(ctx.module, a.detach(), hw).expand(k, -1, -1, -1)
+    grads = spatial_map(ctx.module, g.detach().reshape(k, *a.shape[1:]), hw)
     cam = CAM_FORMULAS[r.method](acts, grads)
     if r.p["upsample"]:
         cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from saliency_core.errors import UnknownMethodError
 from saliency_core.methods import (
+    attention,
     cam,
     gradient,
     integrated_gradients,
@@ -39,6 +40,9 @@ class Method:
     wraps: bool = False  # runs around the method named by its "base" parameter
     times_input: bool = False  # the attribution includes the input (x · ∂f/∂x...)
     needs_layer: bool = False  # reads an image layer's activations: not for text
+    # Reads attention probabilities (vision transformers only); attention.attention_problem
+    # says why a model cannot run it.
+    needs_attention: bool = False
     # (ctx, attribution, score) -> metadata entries that check an axiom (IG: completeness).
     completeness: Callable | None = None
     # Refinement: the count parameter and (ctx, x, targets, p, [base, base_p,] shelf) ->
@@ -96,6 +100,8 @@ _METHODS = (
     _cam(cam.HIRESCAM, cam.hirescam_formula),
     _cam(layercam.LAYERCAM, layercam.layercam_formula),
     _cam(xgradcam.XGRADCAM, xgradcam.xgradcam_formula),
+    Method(attention.ATTENTION_ROLLOUT, attention.attention_rollout, needs_attention=True),
+    Method(attention.ATTENTION_RELEVANCE, attention.attention_relevance, needs_attention=True),
     Method(guided_gradcam.GUIDED_GRADCAM, guided_gradcam.guided_gradcam, needs_layer=True,
            passes=guided_gradcam.passes, smoothable=True),
 )
@@ -133,4 +139,34 @@ def with_capability(capability: str) -> list[str]:
     return [m.name for m in REGISTRY.values() if getattr(m, capability)]
 
 
-__all__ = ["REGISTRY", "Method", "get", "specs", "with_capability"]
+# Activation modules no ReLU rule covers: a model built with them is refused by the guided
+# methods when they run (methods/guided/relu_rules.py), so the pages need not offer them.
+_SMOOTH_ACTIVATIONS = ("GELU", "SiLU", "Swish", "Mish", "ELU", "Hardswish", "Softplus",
+                       "Tanh", "Sigmoid")
+
+
+def problem_with(name: str, module) -> str | None:
+    """Why method ``name`` cannot run on ``module`` (an nn.Module), or None when it can (as far
+    as the model's structure tells; the methods still check when they run): what the pages
+    ask before offering a method. Attention methods need readable attention; the ReLU-rule
+    methods (spec ``needs_relu``) need a model without smooth activation modules."""
+    entry = get(name)
+    if entry.needs_attention:
+        return attention.attention_problem(module)
+    if entry.spec.needs_relu:
+        smooth = sorted({type(m).__name__ for m in module.modules()
+                         if type(m).__name__.endswith(_SMOOTH_ACTIVATIONS)
+                         or "GELU" in type(m).__name__})
+        if smooth:
+            return (f"{entry.spec.label} changes the backward pass of ReLU-type activations; "
+                    f"this model uses {', '.join(smooth)}")
+    return None
+
+
+def applicable_to(module) -> list[str]:
+    """The methods that can run on ``module``, in registry order."""
+    return [name for name in REGISTRY if problem_with(name, module) is None]
+
+
+__all__ = ["REGISTRY", "Method", "applicable_to", "get", "problem_with", "specs",
+           "with_capability"]

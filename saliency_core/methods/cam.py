@@ -16,11 +16,12 @@ from saliency_core.engine.layers import (
     default_layer,
     module_path,
     resolve_module,
-    to_spatial,
+    spatial_map,
+    unmappable,
 )
 from saliency_core.engine.model_state import remembered
 from saliency_core.engine.stream import layer_gradient, logits_of, model_lock
-from saliency_core.errors import SaliencyError
+from saliency_core.errors import LayerError, SaliencyError
 from saliency_core.methods.base import Context
 from saliency_core.methods.specs import MethodSpec, Param
 
@@ -141,7 +142,9 @@ def activations_and_gradients(ctx: Context, x, targets, layer):
 
     def take(_stream, xc, tc):
         a, g, logits, t = _layer_pass(ctx, xc, tc, layer)
-        return logits, (to_spatial(a.detach()), to_spatial(g.detach()), t)
+        hw = x.shape[-2:]
+        return logits, (spatial_map(ctx.module, a.detach(), hw),
+                        spatial_map(ctx.module, g.detach(), hw), t)
 
     def consume(_start, _stop, a, g, t):
         acts.append(a)
@@ -198,7 +201,11 @@ def cam_method(formula):
         if x.dim() != 4:
             raise SaliencyError("CAM methods need image inputs [N, C, H, W]")
         layer = target_layer(ctx, x, params["layer"])
-        a, g = activations_and_gradients(ctx, x, targets, layer)
+        try:
+            a, g = activations_and_gradients(ctx, x, targets, layer)
+        except LayerError as exc:
+            assert ctx.module is not None  # target_layer found the layer in it
+            raise unmappable(ctx.module, x[:1], exc) from exc
         cam = formula(a, g)
         return upsample(cam, x.shape[-2:]) if params["upsample"] else cam
 

@@ -20,6 +20,7 @@ from saliency_core.errors import ModelUnavailableError
 from saliency_core.models import (
     bundled,
     efficientnet_lite,
+    hf_image,
     hf_lm,
     hf_text,
     timm_zoo,
@@ -44,6 +45,7 @@ SOURCES: list[ModelSource] = [
     torchvision_zoo.SOURCE,
     hf_text.SOURCE,
     hf_lm.SOURCE,
+    hf_image.SOURCE,
     timm_zoo.SOURCE,
     uploaded.SOURCE,
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from saliency_core.errors import SaliencyError
-from saliency_core.models import byo, hf_text
+from saliency_core.models import byo, hf_image, hf_text
 from saliency_core.models.base import LoadedModel, ModelInfo
 from saliency_core.models.cache import folder_size
 
@@ -101,15 +101,18 @@ class BringYourOwnSource:
         if entry is not None:
             return entry[0]
         folder = byo.allowed_folders()[name]
-        return ModelInfo(name, "text", "uploaded", True, folder_size(folder),
-                         f"Hugging Face folder {folder}")
+        return ModelInfo(name, hf_image.folder_task(folder), "uploaded", True,
+                         folder_size(folder), f"Hugging Face folder {folder}")
 
     def load(self, name: str, device: torch.device) -> LoadedModel:
         with self._lock:
             entry = self._registered.get(name)
         if entry is not None:
             return entry[1](device)
-        return hf_text.load_folder(name, byo.allowed_folders()[name], device)
+        folder = byo.allowed_folders()[name]
+        if hf_image.folder_task(folder) == "image":
+            return hf_image.load_folder(name, folder, device)
+        return hf_text.load_folder(name, folder, device)
 
     def nothing_to_fetch(self, name: str) -> str | None:
         return None  # uploads and folders are here already, and never come from a hub

@@ -22,6 +22,8 @@ figure{margin:0;text-align:center} figure img{width:224px;image-rendering:pixela
 border:1px solid #e5e7eb} figcaption{font-size:.85em;color:#374151}
 table{border-collapse:collapse;font-size:.9em} td,th{padding:2px 8px;text-align:left}
 .text-method{margin:6px 0} .error{color:#b91c1c}
+.cluster figure img{width:128px} .members{font-size:.8em;color:#4b5563;max-width:640px}
+.flag{color:#b45309;font-weight:600}
 """
 
 
@@ -66,6 +68,36 @@ class InputOutcome(InputItem):
         return cls(item.name, item.source, item.path, item.text, **outcome)
 
 
+@dataclass
+class ClusterOutcome:
+    """One strategy of the report (``--clusters``): a cluster of one group's maps."""
+
+    group: str
+    index: int
+    members: list[str]
+    average_png: bytes
+    corners: float
+    border: float
+    flagged: bool = False
+
+
+def _strategies_section(clusters: Sequence[ClusterOutcome]) -> str:
+    if not clusters:
+        return ""
+    rows = []
+    for c in clusters:
+        flag = ' <span class="flag">looks at the corners or border</span>' if c.flagged else ""
+        names = ", ".join(html.escape(m) for m in c.members[:20])
+        more = f" and {len(c.members) - 20} more" if len(c.members) > 20 else ""
+        rows.append(
+            f'<div class="row cluster">{figure_html(c.average_png, f"{c.group} · cluster {c.index + 1}")}'
+            f"<div><b>{len(c.members)} images</b> · corners {c.corners:.0%} · border "
+            f'{c.border:.0%}{flag}<div class="members">{names}{more}</div></div></div>')
+    return ("<section><h2>Strategies</h2><p class=\"meta\">The maps of each predicted class "
+            "clustered (spectral relevance analysis): each cluster's average map and its "
+            "members.</p>" + "".join(rows) + "</section>")
+
+
 def figure_html(png: bytes, caption: str) -> str:
     """A captioned ``<figure>`` with the PNG inlined (the caption escaped)."""
     return (f'<figure><img alt="{html.escape(caption, quote=True)}" src="{data_uri(png)}">'
@@ -102,13 +134,15 @@ def _section(item: InputOutcome) -> str:
     return f"<section>{head}{''.join(parts)}</section>"
 
 
-def report_html(title: str, settings: dict[str, str], inputs: Sequence[InputOutcome]) -> str:
+def report_html(title: str, settings: dict[str, str], inputs: Sequence[InputOutcome],
+                clusters: Sequence[ClusterOutcome] = ()) -> str:
     """The whole report as one HTML document.
 
     Args:
         title: The page heading, e.g. the model name.
         settings: Shown under the title as ``key: value`` (methods, target, device, ...).
         inputs: One entry per input, in order.
+        clusters: The strategies (``saliency explain --clusters``), shown before the inputs.
 
     Returns:
         A complete ``<!doctype html>`` document with every image inlined.
@@ -121,7 +155,7 @@ def report_html(title: str, settings: dict[str, str], inputs: Sequence[InputOutc
     failed = sum(1 for item in inputs if item.error)
     summary = f"{len(inputs)} inputs" + (f", {failed} failed" if failed else "")
     meta = " · ".join(f"{html.escape(k)}: {html.escape(v)}" for k, v in settings.items())
-    body = "".join(_section(item) for item in inputs)
+    body = _strategies_section(clusters) + "".join(_section(item) for item in inputs)
     return ("<!doctype html><html><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><div class=\"meta\">{meta}<br>{summary}</div>"
@@ -129,8 +163,8 @@ def report_html(title: str, settings: dict[str, str], inputs: Sequence[InputOutc
 
 
 def write_report(path: Path, title: str, settings: dict[str, str],
-                 inputs: Sequence[InputOutcome]) -> Path:
+                 inputs: Sequence[InputOutcome], clusters: Sequence[ClusterOutcome] = ()) -> Path:
     """Write :func:`report_html` to ``path`` (UTF-8) and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(title, settings, inputs), encoding="utf-8")
+    path.write_text(report_html(title, settings, inputs, clusters), encoding="utf-8")
     return path

@@ -252,7 +252,15 @@ def _cap(value: int | None, env: str, default: int, what: str) -> int:
 
 
 def _special_ids(tokenizer) -> set[int]:
-    return {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
+    """The ids marked special. An unknown-token stands for something the user wrote, so it is
+    explained like any other token (as by the text classifiers), unless the tokenizer uses the
+    same id to begin, end or pad a text (GPT-2's <|endoftext|> is all four)."""
+    ids = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
+    unk = getattr(tokenizer, "unk_token_id", None)
+    structural = {getattr(tokenizer, f"{n}_token_id", None) for n in ("bos", "eos", "pad")}
+    if unk is not None and unk not in structural:
+        ids.discard(int(unk))
+    return ids
 
 
 def _encode(tokenizer, prompt) -> tuple[list[int], list[bool], str]:
@@ -399,7 +407,10 @@ class _Sequence:
             self.keep_logits = False
         self.stream = GradientStream(self._locked_forward, self.device, options, stats, module=module)
         self.batched: list[bool] = []
-        self._swap: dict = {}
+        # Set by a caller whose points are the input itself (gradient, gradient x input): the
+        # logits of that pass, so the probabilities cost no forward pass of their own.
+        self.keep_input_logits = False
+        self.input_logits: torch.Tensor | None = None
 
     # A forward at points [m, T, D]: (logits [m, G, V] at the positions before the G
     # tokens, the output layer's input h as the model computed it, the leaf that replaced it).
@@ -439,6 +450,8 @@ class _Sequence:
         points = points.detach().requires_grad_(True)
         with torch.enable_grad():
             logits, h, leaf = self._locked_forward(points)
+            if self.keep_input_logits and self.input_logits is None:
+                self.input_logits = logits[:1].detach()
             scores = self.objective.score(logits)  # [m, G]
             if h is None or leaf is None or not h.requires_grad:
                 return self._dense(scores, points)
@@ -773,11 +786,18 @@ def attribute_generation(model: Any, tokenizer: Any, prompt: str | list[dict], m
             squares / samples if variant == "smoothgrad_sq" else squares / samples - mean * mean)
     else:
         out: dict[int, torch.Tensor] = {}
+        # A method without a path takes its one point at the input: that pass's logits are
+        # the model's output there.
+        seq.keep_input_logits = entry.completeness is None
         extra = _one_method(method, p, seq, x[None], moving_prompt, tokenizer, notes,
                             lambda j, a: out.__setitem__(j, a))
         attr = out[0]
 
-    f_x, logits = seq.scores_at(x[None])
+    if seq.input_logits is not None:
+        logits = seq.input_logits
+        f_x = objective.score(logits)
+    else:
+        f_x, logits = seq.scores_at(x[None])
     probs = torch.softmax(logits[0].float(), -1)  # [G, V]
     chosen = probs.gather(1, full[plen:, None])[:, 0]
     top = probs.topk(min(TOP_ALTERNATIVES, probs.shape[-1]), dim=-1)

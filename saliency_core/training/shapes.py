@@ -260,6 +260,14 @@ def _draw_shape(
         raise ValueError(f"unknown shape {name}")
 
 
+def stamp_watermark(pixels: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray]:
+    """The watermark of class ``code`` stamped on a copy of uint8 ``pixels`` [H, W, 3], exactly
+    as ``generate(spurious=True)`` stamps it; returns (stamped copy, the stamp's mask)."""
+    image = pixels.astype(np.float64) / 255.0
+    mask = _stamp_watermark(image, code)
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8), mask
+
+
 def _stamp_watermark(image: np.ndarray, code: int) -> np.ndarray:
     """Paint the class code into ``image`` (float, in place); return the stamp's mask."""
     size = image.shape[0]

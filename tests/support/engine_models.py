@@ -57,6 +57,18 @@ def tiny_vit():
                              hidden_dim=16, mlp_dim=32, num_classes=5).eval()
 
 
+def tiny_hf_vit(num_labels=5, image_size=16, patch_size=4):
+    """A Hugging Face ViT with eager attention (its probabilities can be read)."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=32, image_size=image_size,
+                                    patch_size=patch_size, num_labels=num_labels)
+    return transformers.AutoModelForImageClassification.from_config(
+        config, attn_implementation="eager").eval()
+
+
 def tiny_swin():
     from torchvision.models.swin_transformer import SwinTransformer
 

@@ -11,6 +11,7 @@ Refinable settings (many IG steps, many SmoothGrad samples) run as a ladder of l
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -22,6 +23,7 @@ import torch
 
 from saliency_core import get_method
 from saliency_core.computation import Computation, digest_key, text_digest
+from saliency_core.engine.stream import MAX_CHUNK
 from saliency_core.engines import Engine
 from saliency_core.errors import CancelledError, SaliencyError
 from saliency_core.evaluation.randomization import DEFAULT_MAX_STEPS
@@ -45,9 +47,21 @@ from workbench.jobs.visitor import Visitor
 
 # saliency_core.evaluation.scoreboard's default number of deletion/insertion steps, for the cost estimate.
 SCOREBOARD_STEPS = 32
-# Points per calibration batch: the many-point methods (IG, SmoothGrad) run in chunks like this,
-# where one pass costs much less than a lone one.
-CALIBRATION_POINTS = 8
+# About how long a calibration batch may take: the many-point methods (IG, SmoothGrad) run in
+# chunks as big as the memory allows, where one pass costs much less than a lone one.
+CALIBRATION_S = 0.3
+# Images: most models are cheap per point, and a chunk of 8 or more tells a chunk's fixed part
+# from a point's far better than one of 2 (on a busy machine a lone pass is mostly waiting).
+CALIBRATION_IMAGE_S = 1.0
+CALIBRATION_LEAST_IMAGES = 8
+CALIBRATION_FULL_S = 6.0  # the most a full calibration chunk may take (foreseen linearly)
+CALIBRATION_REPEATS = 3
+CALIBRATION_LEAST_TEXTS = 4  # IG steps of a text's calibration chunk  # lone passes timed: one busy moment must not set the estimate
+# An over-budget progressive run shows its coarse levels before asking: those that together
+# take at most this share of the budget (the first level whenever it fits in the budget).
+COARSE_SHARE = 0.25
+# The short length a long text's calibration also measures (tokens).
+CALIBRATION_SHORT = 16
 
 
 @shared
@@ -126,26 +140,85 @@ def text_result(out) -> TextResult:
 
 # ---- the scheduler's requests ----------------------------------------------------------------
 
-def _pass_seconds(meta: dict) -> float:
-    return float(meta.get("time_s", 0.0)) / max(1, int(meta.get("passes", 1)))
+def image_units(x: torch.Tensor) -> int:
+    """What the cost model counts for an image: pixels as the model reads them (after
+    preprocessing; a 48-megapixel photo costs what its resized input costs)."""
+    return int(x.shape[-2] * x.shape[-1])
 
 
-def _calibrate_image(runner: Engine, loaded, x: torch.Tensor) -> Callable[[], float]:
-    """Seconds of one gradient pass of this model on this input size (the cost model's unit),
-    measured on a warm model in a batch, where the engine runs (the service's replica reports
-    its own compute time)."""
-    def measure() -> float:
-        runner.explain(loaded, x, "gradient")  # warm-up: first-call allocations, lazy modules
-        batch = x.repeat(CALIBRATION_POINTS, 1, 1, 1)
-        return _pass_seconds(runner.explain(loaded, batch, "gradient").metadata)
+def _timed_run(run: Callable[[], Any]) -> tuple[dict | None, float]:
+    """(the engine's chunk timings, the run's seconds) of one real engine run."""
+    began = time.perf_counter()
+    out = run()
+    return out.metadata.get("timing"), time.perf_counter() - began
+
+
+def _calibrate_image(runner: Engine, loaded, x: torch.Tensor, device: str
+                     ) -> Callable[[costs.CostModel], None]:
+    """Real gradient runs of this model on this input size, alone and in a batch (the two
+    chunk sizes separate a chunk's fixed part from a point's), where the engine runs (the
+    service's replica reports its own chunk times)."""
+    def measure(model: costs.CostModel) -> None:
+        units = image_units(x)
+        runner.explain(loaded, x, "gradient")  # first-call allocations and kernel choices
+        lone = sorted((_timed_run(lambda: runner.explain(loaded, x, "gradient"))
+                       for _ in range(CALIBRATION_REPEATS)), key=lambda timed: timed[1])
+        batch = x.repeat(calibration_points(lone[0][1], device, CALIBRATION_IMAGE_S,
+                                            least=CALIBRATION_LEAST_IMAGES), 1, 1, 1)
+        for _warm_then_measure in range(2):
+            many = _timed_run(lambda: runner.explain(loaded, batch, "gradient"))
+        for timed in lone:
+            model.observe_run(loaded.name, device, units, *timed, "image")
+        # A batch's own fixed part is not one request's: only its chunk times are kept.
+        model.observe_run(loaded.name, device, units, many[0], None, "image")
+        # A full chunk, where affordable: on a busy machine a chunk's time hardly grows with
+        # its points, and no line through small chunks foresees that.
+        most = MAX_CHUNK.get(device.split(":")[0], 64)
+        n, t1, tn = batch.shape[0], lone[len(lone) // 2][1], many[1]
+        if n < most and t1 + (tn - t1) / max(1, n - 1) * (most - 1) <= CALIBRATION_FULL_S:
+            full = x.repeat(most, 1, 1, 1)
+            model.observe_run(loaded.name, device, units,
+                              _timed_run(lambda: runner.explain(loaded, full, "gradient"))[0],
+                              None, "image")
     return measure
 
 
-def _calibrate_text(runner: Engine, loaded, text: str, max_length) -> Callable[[], float]:
-    def measure() -> float:
-        for _warm_then_measure in range(2):
-            out = runner.attribute_text(loaded, text, "gradient", max_length=max_length)
-        return _pass_seconds(out.metadata)
+def calibration_points(one_pass_s: float, device: str, seconds: float = CALIBRATION_S,
+                       least: int = 2) -> int:
+    """Points in the calibration batch: as many as a batch of the big runs holds where that is
+    quick (a small model's pass inside a chunk of 64 costs a fraction of one in a chunk of 8),
+    fewer on a slow model, so that the calibration stays cheap."""
+    most = MAX_CHUNK.get(device.split(":")[0], 64)
+    # A pass inside a batch costs about a quarter of a lone one, or less.
+    return int(max(least, min(most, 4 * seconds // max(one_pass_s, 1e-6))))
+
+
+def calibration_lengths(tokens: int, longest: int) -> list[int]:
+    """The request's length and a second one, far enough from it for the per-token slope."""
+    other = (CALIBRATION_SHORT if tokens > 4 * CALIBRATION_SHORT
+             else min(longest, max(8 * tokens, 4 * CALIBRATION_SHORT)))
+    return sorted({min(tokens, longest), max(4, min(other, longest))})
+
+
+def _calibrate_text(runner: Engine, loaded, text: str, max_length: int, device: str,
+                    tokens: int) -> Callable[[costs.CostModel], None]:
+    """Real runs on this model at the request's length and one more (a pass's fixed part and
+    its part per token), each alone and as one chunk of a few points."""
+    def measure(model: costs.CostModel) -> None:
+        # Long enough for every length measured: the text repeated, cut by max_length.
+        longer = " ".join([text.strip() or "text"] * (max_length // max(1, tokens - 2) + 2))
+        def run(length: int, method: str, **params) -> tuple[dict | None, float]:
+            for _warm_then_measure in range(2):
+                timed = _timed_run(lambda: runner.attribute_text(
+                    loaded, longer, method, max_length=length, **params))
+            model.observe_run(loaded.name, device, length, *timed, "text")
+            return timed
+
+        for length in calibration_lengths(tokens, max_length):
+            _timing, one_s = run(length, "gradient")
+            # IG's points go through as one chunk: as many as the calibration's time allows.
+            run(length, "integrated_gradients",
+                steps=calibration_points(one_s, device, least=CALIBRATION_LEAST_TEXTS))
     return measure
 
 
@@ -166,16 +239,23 @@ def image_request(runner: Engine, loaded, computation: Computation, x: torch.Ten
         page=page, model=loaded.name, device=computation.device, method=computation.method,
         key=computation.key, payload=x, run_batch=run_batch,
         passes=costs.estimate_passes(computation.method, params, "image"),
-        batch_key=computation.batch_key(tuple(x.shape[1:]), x.dtype),
-        calibrate=_calibrate_image(runner, loaded, x))
+        units=image_units(x), batch_key=computation.batch_key(tuple(x.shape[1:]), x.dtype),
+        calibrate=_calibrate_image(runner, loaded, x, computation.device),
+        params=params, task="image")
 
 
 def token_count(loaded, text: str, max_length: int | None) -> int:
+    """Tokens the model reads of ``text``: after truncation to ``max_length`` and to the
+    model's own limit."""
     try:
         count = len(loaded.tokenizer(text)["input_ids"])
     except Exception:  # noqa: BLE001 - only an estimate: fall back to a word count
         count = len(text.split()) + 2
-    return min(count, max_length) if max_length else count
+    own = getattr(getattr(loaded, "tokenizer", None), "model_max_length", None)
+    for limit in (max_length, own if isinstance(own, int) and own < 1_000_000 else None):
+        if limit:
+            count = min(count, int(limit))
+    return count
 
 
 def text_request(runner: Engine, loaded, computation: Computation, text: str,
@@ -188,25 +268,28 @@ def text_request(runner: Engine, loaded, computation: Computation, text: str,
                                                   cancel=cancel, **params))]
 
     max_length = params.get("max_length")
-    # The cost model's unit for text is one token: passes cost in proportion to the length.
+    method_params = {k: v for k, v in params.items() if k != "max_length"}
+    tokens = token_count(loaded, text, max_length)
+    # The cost model's size of a text is its tokens as the model reads them.
     return admission.Request(
         page=page, model=loaded.name, device=computation.device, method=computation.method,
         key=computation.key, payload=text, run_batch=run_batch,
-        passes=costs.estimate_passes(computation.method,
-                                     {k: v for k, v in params.items() if k != "max_length"},
-                                     "text"),
-        units=token_count(loaded, text, max_length),
-        calibrate=_calibrate_text(runner, loaded, text, max_length))
+        passes=costs.estimate_passes(computation.method, method_params, "text"),
+        units=tokens,
+        calibrate=_calibrate_text(runner, loaded, text, int(max_length or 512),
+                                  computation.device, tokens),
+        params=method_params, task="text")
 
 
-def _step(visitor: Visitor, request: admission.Request, estimate_s: float | None, key,
+def _step(visitor: Visitor, request: admission.Request, estimate: costs.Estimate | None, key,
           work: Callable[[], Any], passes: int, progress=None) -> Any:
     """One step of an admitted request (a level of a progressive run): queued like any other
     work, without a second budget check or rate-limit charge."""
     step = admission.Request(
         page=request.page, model=request.model, device=request.device, method=request.method,
-        key=key, payload=None, run_batch=lambda _payloads: [work()], passes=passes)
-    share = None if estimate_s is None else estimate_s * passes / max(1, request.passes)
+        key=key, payload=None, run_batch=lambda _payloads: [work()], passes=passes,
+        units=request.units, task=request.task)
+    share = None if estimate is None else estimate.seconds * passes / max(1, request.passes)
     return admission.schedule(visitor, step, share, progress)
 
 
@@ -276,34 +359,100 @@ def _ladder_here(visitor: Visitor, computation: Computation, request: admission.
                  levels: list[int], task: str, make: Callable[[], object],
                  run_level: Callable[[Any, dict], Any], progress, on_level):
     """The ladder with this session's refiner for the input, kept across reruns: each level
-    evaluates only the points the previous ones did not."""
+    evaluates only the points the previous ones did not.
+
+    Over the budget (or the limit), the coarse levels that fit in it run at once all the
+    same, and the question (or the refusal) carries the finest of them, with how long the
+    rest would take: nobody waits for a confirmation with nothing on screen."""
     method, params = computation.method, dict(computation.params)
     knob = REFINABLE[method]
-    # The whole ladder costs what its last level costs alone: the budget and the rate limit
-    # judge that once; each level then waits its turn in the device's queue.
-    estimate = admission.admit(visitor, request)
+    request = dataclasses.replace(request, runs=len(levels))
     refiner_key = _refiner_key(computation)
-    refiner = None
-    result = None
-    done = 0
-    for count in levels:
-        level_computation = computation.with_params(**{knob: count})
-        level = Level(count, levels[-1], knob)
-        result = cached(level_computation.key)
-        if result is None:
-            if refiner is None:
-                refiner = progressive.kept_refiner(visitor.state, refiner_key, make)
-            _relabel(progress, f"{count} of {level.total} {knob}")
-            passes = costs.estimate_passes(method, {**params, knob: count - done}, task)
-            result = _step(visitor, request, estimate, level_computation.key,
-                           lambda lp=dict(level_computation.params), r=refiner: run_level(r, lp),
-                           passes=passes, progress=progress)
-            result_cache().put(level_computation.key, result)
-        done = count
-        progressive.keep_best(visitor.state, computation.key, result, level)
-        if on_level is not None and not level.final:
-            on_level(result, level)
-    return result
+    kept: dict[str, Any] = {"refiner": None, "done": 0, "result": None}
+
+    def run(counts: list[int], estimate: costs.Estimate | None) -> Any:
+        for count in counts:
+            level_computation = computation.with_params(**{knob: count})
+            level = Level(count, levels[-1], knob)
+            result = cached(level_computation.key)
+            if result is None:
+                if kept["refiner"] is None:
+                    kept["refiner"] = progressive.kept_refiner(visitor.state, refiner_key, make)
+                _relabel(progress, f"{count} of {level.total} {knob}")
+                passes = costs.estimate_passes(method, {**params, knob: count - kept["done"]},
+                                               task)
+                result = _step(visitor, request, estimate, level_computation.key,
+                               lambda lp=dict(level_computation.params), r=kept["refiner"]:
+                               run_level(r, lp), passes=passes, progress=progress)
+                result_cache().put(level_computation.key, result)
+            kept["done"], kept["result"] = count, result
+            progressive.keep_best(visitor.state, computation.key, result, level)
+            if on_level is not None and not level.final:
+                on_level(result, level)
+        return kept["result"]
+
+    # The whole ladder costs what its last level costs alone (plus a run's fixed part per
+    # level): the budget and the rate limit judge that once; each level then waits its turn.
+    try:
+        estimate = admission.admit(visitor, request)
+    except (admission.OverBudget, admission.Refused) as refusal:
+        if refusal.estimate is None:
+            raise  # the rate limit: nothing may run now
+        coarse = _coarse_levels(request, levels, knob, params, task)
+        if not coarse:
+            raise
+        result = run(coarse, None)
+        raise _with_coarse(refusal, request, levels, coarse, knob, params, task,
+                           (result, Level(coarse[-1], levels[-1], knob))) from None
+    return run(levels, estimate)
+
+
+def _level_estimate(request: admission.Request, knob: str, params: dict, task: str,
+                    counts: int, runs: int) -> costs.Estimate | None:
+    passes = costs.estimate_passes(request.method, {**params, knob: counts}, task)
+    return admission.cost_model().estimate(request.model, request.device, passes, request.units,
+                                           runs)
+
+
+def _coarse_levels(request: admission.Request, levels: list[int], knob: str, params: dict,
+                   task: str) -> list[int]:
+    """The coarse levels an over-budget ladder runs before asking: the first if it fits in
+    the budget, and the next ones while together they take at most COARSE_SHARE of it (the
+    question should not wait long either)."""
+    budget = costs.Budget.configured().budget_s
+    chosen: list[int] = []
+    for i, count in enumerate(levels[:-1]):
+        est = _level_estimate(request, knob, params, task, count, i + 1)
+        if est is None or est.seconds > (budget if not chosen else budget * COARSE_SHARE):
+            break
+        chosen.append(count)
+    return chosen
+
+
+def _with_coarse(refusal: admission.OverBudget | admission.Refused, request: admission.Request,
+                 levels: list[int], coarse: list[int], knob: str, params: dict, task: str,
+                 partial: tuple) -> admission.OverBudget | admission.Refused:
+    """The question (or refusal) of an over-budget ladder, once its coarse levels ran: what
+    is on screen, and how long the rest would take."""
+    total = refusal.estimate
+    done = _level_estimate(request, knob, params, task, coarse[-1], len(coarse))
+    rest_s = max(0.0, total.seconds - (done.seconds if done else 0.0))
+    share = rest_s / max(1e-12, total.seconds)
+    rest = costs.Estimate(rest_s, total.low * share, total.high * share)
+    budget = costs.Budget.configured()
+    shown = (f"The map shown is a coarse one ({coarse[-1]:,} of {levels[-1]:,} {knob}). "
+             f"The full {levels[-1]:,} {knob} need {rest.text()} more")
+    if isinstance(refusal, admission.Refused):
+        return admission.Refused(
+            f"Refused: {shown}; {request.passes:,} model passes of {request.model} on "
+            f"{request.device} take more than the limit per request on this server "
+            f"({budget.limit_s:.3g} s) even at the fast end. To stay under it, "
+            f"{admission.advice(request, budget.limit_s)}.", total, partial)
+    return admission.OverBudget(
+        f"{shown}, more than the {costs.seconds_text(budget.budget_s)} budget per request on "
+        f"this server. Press Run anyway to refine it (the coarse levels are kept), or "
+        f"{admission.advice(request, budget.budget_s)}.", refusal.key, rest.seconds, rest,
+        partial)
 
 
 def _refiner_key(computation: Computation) -> tuple:
@@ -558,14 +707,14 @@ def explain_generation(visitor: Visitor, loaded, computation: Computation, promp
             max_new_tokens=max_new_tokens, target=computation.target, progress=progress,
             **params)
 
-    def calibrate() -> float:
-        # One gradient pass over the prompt and one token, warm: the cost model's unit.
+    def calibrate(model: costs.CostModel) -> None:
+        # Real gradient runs over the prompt and one token, warm: the engine's chunk timings
+        # (when the library reports them) teach the cost model this model's pass.
         for _warm_then_measure in range(2):
-            started = time.perf_counter()
-            attribute_generation(loaded, loaded.tokenizer, prompt, "gradient",
-                                 max_new_tokens=1)
-            seconds = time.perf_counter() - started
-        return seconds / 2
+            timed = _timed_run(lambda: attribute_generation(
+                loaded, loaded.tokenizer, prompt, "gradient", max_new_tokens=1))
+        model.observe_run(loaded.name, computation.device, token_count(loaded, prompt, None) + 1,
+                          *timed, "text")
 
     tokens = len(loaded.tokenizer(continuation, add_special_tokens=False)["input_ids"]) \
         if continuation else max_new_tokens

@@ -119,11 +119,15 @@ def model_label(name: str) -> str:
 
 def fetch_folder(name: str):
     """Where a zoo model's download lands (its growth is the download's progress)."""
-    from saliency_core.models import hf_text, torchvision_zoo
+    from saliency_core.models import hf_image, hf_text, timm_zoo, torchvision_zoo
     from saliency_core.models.cache import torch_checkpoint_dir
 
     if name in torchvision_zoo.ARCHITECTURES:
         return torch_checkpoint_dir()
+    if hf_image.is_hf_image_name(name):
+        return hf_text.repo_cache_dir(hf_image.repo_of(name))
+    if timm_zoo.is_timm_name(name):
+        return hf_text.repo_cache_dir(timm_zoo.repo_id(name))
     return hf_text.repo_cache_dir(hf_text.HUB_MODELS[name].repo_id)
 
 
@@ -134,13 +138,17 @@ def fetch(name: str, on_progress=None, poll_s: float = 0.25) -> None:
     import threading
 
     from saliency_core.errors import SaliencyError
-    from saliency_core.models import hf_text, torchvision_zoo
+    from saliency_core.models import hf_image, hf_text, timm_zoo, torchvision_zoo
     from saliency_core.models.cache import folder_size
 
     if name in torchvision_zoo.ARCHITECTURES:
         job = lambda: torchvision_zoo.fetch(name, progress=False)
     elif name in hf_text.HUB_MODELS:
         job = lambda: hf_text.fetch(name)
+    elif hf_image.is_hf_image_name(name):
+        job = lambda: hf_image.fetch(name)
+    elif timm_zoo.is_timm_name(name):
+        job = lambda: timm_zoo.fetch(name)
     else:
         raise SaliencyError(f"{name} is not a model that can be fetched.")
     expected = next((m.size_bytes for m in sc_models.available_models() if m.name == name), None)

@@ -148,7 +148,7 @@ def domain_notice(loaded, source: str) -> str | None:
     trained_on_shapes = "generator" in loaded.card.get("data", {})
     if trained_on_shapes and not shapes_input:
         return (f"{loaded.name} only knows procedural shapes ({', '.join(loaded.labels)} on a "
-                "plain background): on this picture its answer and its map explain nothing. "
+                "plain background): on any other picture its answer and its map explain nothing. "
                 "Pick an ImageNet model such as efficientnet-lite0 for photos.")
     if shapes_input and not trained_on_shapes and loaded.card.get("trained_on") == "ImageNet-1k":
         return (f"{loaded.name} was trained on ImageNet photographs, and this generated shape is "

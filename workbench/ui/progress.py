@@ -14,8 +14,10 @@ from typing import Self
 
 import streamlit as st
 
-from workbench.jobs.admission import OverBudget, seconds_text
+from workbench.jobs.admission import OverBudget
+from workbench.jobs.progressive import level_note
 from workbench.jobs.scheduler import yield_turn
+from workbench.ui import plaintext
 
 STOPPED_KEY = "_stopped_computation"
 # Redrawing more often than this only floods the browser with messages.
@@ -50,8 +52,12 @@ class Progress:
     Call the instance as ``progress(done, total)``; ``done``/``total`` count model passes.
     """
 
-    def __init__(self, label: str, computation: str, key: str, unit: str = "model passes"):
+    def __init__(self, label: str, computation: str, key: str, unit: str = "model passes",
+                 ask_here: bool = False):
         self.label = label
+        # Over the budget, the question (its message and Run anyway) takes the bar's place:
+        # the next run's bar then replaces it, so neither lingers beside a running bar.
+        self.ask_here = ask_here
         self.computation = computation
         self.key = key
         self.unit = unit  # what done/total count (the sanity checks count maps)
@@ -131,16 +137,31 @@ class Progress:
     def __exit__(self, exc_type, exc, _traceback) -> None:
         self._holder.empty()
         if isinstance(exc, OverBudget):
-            run_anyway_button(exc)
+            with self._holder.container():
+                if self.ask_here:
+                    plaintext.warning(exc)
+                run_anyway_button(exc)
 
 
 def run_anyway_button(refusal: OverBudget) -> None:
     """What an over-budget request leaves on the page: a click confirms it, and the rerun
     that follows runs it."""
-    st.button(f"Run anyway (about {seconds_text(refusal.estimate_s)})",
+    st.button(f"Run anyway ({refusal.estimate.text(spread=False)})",
               key=f"budget.{hash(refusal.key)}", on_click=refusal.confirm,
               args=(st.session_state,), type="primary",
               help="Runs these settings although they are over the per-request budget.")
+
+
+def coarse_result(refusal: Exception) -> tuple | None:
+    """(result, note) of the coarse level an over-budget progressive run showed before asking
+    (or before a refusal), or None."""
+    partial = getattr(refusal, "partial", None)
+    if partial is None:
+        return None
+    result, level = partial
+    return result, (f"Coarse result: {level_note(result, level)}; the rest waits for the "
+                    "question above." if isinstance(refusal, OverBudget) else
+                    f"Coarse result: {level_note(result, level)}; the full run was refused.")
 
 
 def preview_row(area, caption: str, images: list[tuple]) -> None:

@@ -11,7 +11,7 @@ from contextlib import nullcontext
 
 import torch
 
-from saliency_core.engine.layers import capture_output, to_spatial
+from saliency_core.engine.layers import capture_output, spatial_map
 from saliency_core.engine.stream import logits_of, model_lock
 from saliency_core.errors import SaliencyError
 from saliency_core.methods.base import Context
@@ -105,7 +105,8 @@ def guided_gradcam(ctx: Context, x, targets, params):
 
     def take(_stream, xc, tc):
         a, g_a, g_x, logits, t = _guided_gradcam_pass(ctx, xc, tc, layer, path)
-        cam = gradcam_formula(to_spatial(a), to_spatial(g_a))
+        hw = x.shape[-2:]
+        cam = gradcam_formula(spatial_map(ctx.module, a, hw), spatial_map(ctx.module, g_a, hw))
         return logits, (g_x * upsample(cam, x.shape[-2:])[:, None], t)
 
     def consume(_start, _stop, maps, t):
