@@ -155,7 +155,7 @@ def test_hostile_input_gets_clear_messages():
     at = run_page({**CHEAP, "prompt": "alice\x00 went\x1b to the park"})
     assert "Control characters" in messages(at) and len(at.get("plotly_chart")) == 1
     at = run_page({**CHEAP, "prompt": " ".join(["alice"] * 300)})
-    assert "301 tokens; at most 256 are explained" in messages(at)
+    assert "301 tokens" in messages(at) and "Shorten the prompt" in messages(at)
     assert not at.get("plotly_chart")
     at = run_page(
         {

@@ -709,14 +709,14 @@ def explain_generation(visitor: Visitor, loaded, computation: Computation, promp
             max_new_tokens=max_new_tokens, target=computation.target, progress=progress,
             **params)
 
-    def calibrate() -> float:
-        # One gradient pass over the prompt and one token, warm: the cost model's unit.
+    def calibrate(model: costs.CostModel) -> None:
+        # Real gradient runs over the prompt and one token, warm: the engine's chunk timings
+        # (when the library reports them) teach the cost model this model's pass.
         for _warm_then_measure in range(2):
-            started = time.perf_counter()
-            attribute_generation(loaded, loaded.tokenizer, prompt, "gradient",
-                                 max_new_tokens=1)
-            seconds = time.perf_counter() - started
-        return seconds / 2
+            timed = _timed_run(lambda: attribute_generation(
+                loaded, loaded.tokenizer, prompt, "gradient", max_new_tokens=1))
+        model.observe_run(loaded.name, computation.device, token_count(loaded, prompt, None) + 1,
+                          *timed, "text")
 
     tokens = len(loaded.tokenizer(continuation, add_special_tokens=False)["input_ids"]) \
         if continuation else max_new_tokens

@@ -82,6 +82,11 @@ class GenerationResult:
     attribution: Any
 
     @property
+    def metadata(self) -> dict:
+        """The run's facts (its engine timings teach the cost model, as other results do)."""
+        return self.attribution.metadata
+
+    @property
     def nbytes(self) -> int:
         a = self.attribution
         return int(a.matrix.nbytes) + 96 * len(a.source_tokens) + 4096
