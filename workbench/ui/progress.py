@@ -9,6 +9,7 @@ records which computation was stopped, so the rerun that follows does not simply
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Self
 
@@ -66,6 +67,11 @@ class Progress:
         self._last = 0.0
         self._start = 0.0
         self.stage = ""
+
+    @property
+    def _slot(self) -> str:
+        """A CSS-safe name for this bar's question block (keys become class names)."""
+        return hashlib.sha1(self.key.encode()).hexdigest()[:10]
 
     def __enter__(self) -> Self:
         self._holder = st.empty()
@@ -137,7 +143,11 @@ class Progress:
     def __exit__(self, exc_type, exc, _traceback) -> None:
         self._holder.empty()
         if isinstance(exc, OverBudget):
-            with self._holder.container():
+            # The question sits in a block of its own inside the holder: the confirmed run
+            # puts its bar where that block was, and the browser drops the block with its
+            # button. Placed straight in the holder, the clicked button stayed on screen
+            # (faded) beside the running bar until the run ended.
+            with self._holder.container(), st.container(key=f"budget-question-{self._slot}"):
                 if self.ask_here:
                     plaintext.warning(exc)
                 run_anyway_button(exc)
