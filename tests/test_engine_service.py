@@ -100,7 +100,10 @@ def test_named_calls_and_progressive_levels_are_bit_identical_to_in_process(clie
     local = sc.attribute_targets(model, x, method="gradcam", top_k=3)
     assert torch.equal(remote.attribution, local.attribution)
     assert torch.equal(remote.targets, local.targets)
-    assert {**remote.metadata, "time_s": 0} == {**local.metadata, "time_s": 0}
+    # Everything but the clock: the run's time and its chunks' timings (the cost model's
+    # measurements) differ from one run to the next.
+    clockless = {"time_s": 0, "timing": None}
+    assert {**remote.metadata, **clockless} == {**local.metadata, **clockless}
 
     maps = {"Gradient": sc.attribute(model, x, "gradient"), "Grad-CAM": local.attribution[:1]}
     seen: list = []
