@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm test-costs
+.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm test-costs test-vit
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -40,6 +40,7 @@ help:
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
 	@echo "make bench-generation [GENERATION_ARGS=--quick]   language models: ours vs Captum vs the floor"
 	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
+	@echo "make test-vit   Hugging Face image classifiers of every family and the attention methods, long tests included"
 	@echo "make test-dataset | make bench-dataset   the Dataset page's tests with its long ones; its benchmark"
 	@echo "make bench-costs [COSTS_ARGS=--quick]   the cost estimates against the measured time"
 	@echo "make bench-costs [COSTS_ARGS=--quick] | make test-costs   the cost estimates against the measured time; their tests with the long ones"
@@ -176,6 +177,11 @@ test-engine: $(DEV_STAMP)
 	$(PY) -m pytest -m "not install and not full" tests/test_engine_service.py $(PYTEST_ARGS)
 
 # The Text page's Next word mode and the bundled language model (patterns-lm), long ones included.
+# Hugging Face image classifiers of every family on the Image page, and both attention
+# methods in chromium: the long tests behind the ViT cases `make test` runs.
+test-vit: $(DEV_STAMP) browser-deps
+	$(PY) -m pytest -m "not install and not full" tests/test_app_image_hf.py tests/test_browser_vit.py tests/test_methods_attention.py tests/test_engine_geometry.py $(PYTEST_ARGS)
+
 test-lm: $(DEV_STAMP)
 	$(PY) -m pytest -m "not install and not full" tests/test_app_nextword.py tests/test_patterns_lm.py tests/test_browser_nextword.py $(PYTEST_ARGS)
 

@@ -62,7 +62,13 @@ def written(tmp_path_factory):
     return {repo: checkpoint(repo, root / repo.replace("/", "--")) for repo in CONFIGS}
 
 
-@pytest.mark.parametrize("repo", list(CONFIGS))
+# The ViT case runs on every `make test`; the other families (about 30 s each) with the long
+# tests of `make test-vit`.
+REPOS = [repo if repo == "org/tiny-vit" else pytest.param(repo, marks=pytest.mark.long)
+         for repo in CONFIGS]
+
+
+@pytest.mark.parametrize("repo", REPOS)
 def test_a_fetched_hub_classifier_is_explained_on_the_image_page(
     repo, written, monkeypatch
 ):

@@ -73,7 +73,8 @@ def vit_server(native_guided_rule, tmp_path_factory):
         yield base_url
 
 
-@pytest.mark.parametrize("method", ["attention_rollout", "attention_relevance"])
+@pytest.mark.parametrize("method", ["attention_rollout",
+                                    pytest.param("attention_relevance", marks=pytest.mark.long)])
 def test_a_hub_vit_is_explained_with_the_attention_methods(vit_server, page, method):
     open_app(page, vit_server, f"image?model=hf:{REPO}&method={method}")
     assert_no_exception(page)
