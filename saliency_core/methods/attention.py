@@ -53,7 +53,7 @@ ATTENTION_RELEVANCE = MethodSpec(
 
 
 NO_CLASS_TOKEN = (
-    "this model has no class token to read the map from (it pools its patches, as Swin, LeViT "
+    "this model has no class token to read the map from (it pools its patches, as Swin, LeViT "  # nosec B105 - a message, not a password
     "and PVT do): attention rollout and relevance read the class token's row; use Grad-CAM"
 )
 

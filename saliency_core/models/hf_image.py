@@ -216,13 +216,13 @@ def load_image_classifier(
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
     try:
-        model = AutoModelForImageClassification.from_pretrained(
+        model = AutoModelForImageClassification.from_pretrained(  # nosec B615 - local_files_only
             str(location), attn_implementation="eager", **kwargs
         )
     except ValueError as exc:  # an architecture without the choice (a CNN)
         if "attn_implementation" not in str(exc) and "attention" not in str(exc):
             raise
-        model = AutoModelForImageClassification.from_pretrained(str(location), **kwargs)
+        model = AutoModelForImageClassification.from_pretrained(str(location), **kwargs)  # nosec B615 - local_files_only
     return model.to(device).eval()
 
 

@@ -93,9 +93,9 @@ def load_causal_lm(location: str | Path, cache_dir: Path | None, device: torch.d
     kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
-    model: Any = AutoModelForCausalLM.from_pretrained(str(location), attn_implementation="eager",
+    model: Any = AutoModelForCausalLM.from_pretrained(str(location), attn_implementation="eager",  # nosec B615 - local_files_only
                                                       dtype=torch.float32, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(str(location), **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(str(location), **kwargs)  # nosec B615 - local_files_only
     return model.to(device).eval(), tokenizer
 
 

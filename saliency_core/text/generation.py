@@ -876,7 +876,7 @@ def tiny_tokenizer(corpus: str = TINY_CORPUS, vocab_size: int = 320):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     bpe.train_from_iterator([corpus], trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",  # nosec B106 - a token's text
                                    bos_token="<|endoftext|>", unk_token="<|endoftext|>")
 
 

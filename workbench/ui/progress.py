@@ -71,7 +71,7 @@ class Progress:
     @property
     def _slot(self) -> str:
         """A CSS-safe name for this bar's question block (keys become class names)."""
-        return hashlib.sha1(self.key.encode()).hexdigest()[:10]
+        return hashlib.blake2s(self.key.encode(), digest_size=5).hexdigest()
 
     def __enter__(self) -> Self:
         self._holder = st.empty()
