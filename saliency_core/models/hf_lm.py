@@ -24,8 +24,10 @@ from saliency_core.models import deployment_source
 from saliency_core.models.base import LoadedModel, ModelInfo
 from saliency_core.models.cache import fetch_command, hf_hub_dir
 from saliency_core.models.hf_text import (
+    cached_bytes,
     download_snapshot,
     first_line,
+    one_copy_of_weights,
     repo_cache_dir,
     snapshot_dir,
 )
@@ -78,11 +80,7 @@ def is_present(spec: HubLanguageModel) -> bool:
 
 def size_bytes(spec: HubLanguageModel) -> int:
     """Bytes in the cache when fetched, else the expected download."""
-    repo_dir = repo_cache_dir(spec.repo_id)
-    files = [p for p in (repo_dir / "blobs").glob("*") if p.is_file()]
-    if not files and (snapshot := snapshot_dir(spec.repo_id)) is not None:
-        files = [p for p in snapshot.rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files) or spec.download_bytes
+    return cached_bytes(spec.repo_id) or spec.download_bytes
 
 
 def load_causal_lm(location: str | Path, cache_dir: Path | None, device: torch.device):
@@ -120,12 +118,8 @@ def load(name: str, device: torch.device) -> LoadedModel:
 def fetch(name: str) -> Path:
     """Config, tokenizer, chat template and the safetensors weights into the cache."""
 
-    def wanted(files: list[str]) -> list[str]:
-        weights = ([f for f in files if f.endswith(".safetensors")]
-                   or [f for f in files if f == "pytorch_model.bin"])
-        return [*weights, *(f for f in files if _NEEDED.match(f))]
-
-    return download_snapshot(name, LANGUAGE_MODELS[name].repo_id, wanted)
+    return download_snapshot(name, LANGUAGE_MODELS[name].repo_id,
+                             lambda files: one_copy_of_weights(files, _NEEDED))
 
 
 class HubLanguageModelSource(FixedCatalogue):

@@ -88,15 +88,26 @@ def is_present(spec: HubTextModel) -> bool:
     return snapshot_dir(spec.repo_id) is not None
 
 
-def size_bytes(spec: HubTextModel) -> int | None:
-    repo_dir = repo_cache_dir(spec.repo_id)
+def cached_bytes(repo_id: str) -> int:
+    """Bytes of ``repo_id`` in the cache (0 when absent): its blobs, or the snapshot itself
+    where there is no blob store (copies instead of links)."""
+    repo_dir = repo_cache_dir(repo_id)
     files = [p for p in (repo_dir / "blobs").glob("*") if p.is_file()]
-    if (
-        not files
-    ):  # no blob store (copies instead of links): measure the snapshot itself
-        snapshot = snapshot_dir(spec.repo_id)
-        files = [p for p in snapshot.rglob("*") if p.is_file()] if snapshot else []
-    return sum(p.stat().st_size for p in files) or None
+    if not files and (snapshot := snapshot_dir(repo_id)) is not None:
+        files = [p for p in snapshot.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files)
+
+
+def size_bytes(spec: HubTextModel) -> int | None:
+    return cached_bytes(spec.repo_id) or None
+
+
+def one_copy_of_weights(files: list[str], needed: re.Pattern[str]) -> list[str]:
+    """The files to fetch: the weights once (safetensors when there are any, else the
+    PyTorch .bin) and the others ``needed`` matches."""
+    weights = ([f for f in files if f.endswith(".safetensors")]
+               or [f for f in files if f == "pytorch_model.bin"])
+    return [*weights, *(f for f in files if needed.match(f))]
 
 
 def labels_from_config(config, override: tuple[str, ...] | None = None) -> list[str]:
@@ -184,12 +195,8 @@ def fetch(name: str) -> Path:
     """Model, tokenizer and config (one copy of the weights: safetensors when there are any,
     else the PyTorch .bin) into the cache."""
 
-    def wanted(files: list[str]) -> list[str]:
-        weights = ([f for f in files if f.endswith(".safetensors")]
-                   or [f for f in files if f == "pytorch_model.bin"])
-        return [*weights, *(f for f in files if _NEEDED.match(f))]
-
-    return download_snapshot(name, HUB_MODELS[name].repo_id, wanted)
+    return download_snapshot(name, HUB_MODELS[name].repo_id,
+                             lambda files: one_copy_of_weights(files, _NEEDED))
 
 
 def download_snapshot(name: str, repo_id: str, wanted) -> Path:
