@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import threading
 import time
@@ -33,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 HEADING = "## Scheduler batching (`python -m benchmarks.batching`)"
 BEGIN, END = "<!-- batching-benchmark:begin -->", "<!-- batching-benchmark:end -->"
 MODES = {"batched": None, "one at a time": 1}  # max_batch; None: as many as there are sessions
+
+from benchmarks.report import replace_block
 
 
 def log(msg: str) -> None:
@@ -225,14 +226,7 @@ def table(result: dict) -> str:
 
 def write(markdown: str, path: Path = REPO / "BENCHMARKS.md") -> None:
     """Replace this benchmark's block in BENCHMARKS.md (or add it at the end)."""
-    text = path.read_text()
-    block = f"{BEGIN}\n{markdown}\n{END}"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: block, text,
-                      flags=re.DOTALL)
-    else:
-        text = text.rstrip() + f"\n\n{HEADING}\n\n{block}\n"
-    path.write_text(text)
+    replace_block(path, BEGIN, END, HEADING, markdown)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ HEADING = "## Cost estimates against measured time (`python -m benchmarks.costs`
 BEGIN, END = "<!-- costs-benchmark:begin -->", "<!-- costs-benchmark:end -->"
 SENTENCE = ("The film was long, but the actors were wonderful and the music was even better; "
             "I would gladly see it again. ")
+
+from benchmarks.report import replace_block
 
 
 @dataclass(frozen=True)
@@ -163,14 +164,7 @@ def table(rows: list[dict], device: str, quick: bool, load: float) -> str:
 
 def write(markdown: str) -> None:
     path = REPO / "BENCHMARKS.md"
-    text = path.read_text()
-    block = f"{BEGIN}\n{markdown}\n{END}"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: block, text,
-                      flags=re.DOTALL)
-    else:
-        text = text.rstrip() + f"\n\n{HEADING}\n\n{block}\n"
-    path.write_text(text)
+    replace_block(path, BEGIN, END, HEADING, markdown)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -302,3 +302,16 @@ def write_markdown(path: Path, device: torch.device, body: str) -> None:
         at = cpu_end.end() if tag == "cuda" and cpu_end else 0
         rest = rest[:at] + ("\n" if at else "") + block + ("\n" if rest[at:] else "") + rest[at:]
     path.write_text(HEADER + "\n" + rest)
+
+
+def replace_block(path: Path, begin: str, end: str, heading: str, markdown: str) -> None:
+    """Put ``markdown`` between the ``begin`` and ``end`` markers of ``path`` (a benchmark's
+    own block of BENCHMARKS.md), or add the block under ``heading`` at the end."""
+    text = path.read_text()
+    block = f"{begin}\n{markdown}\n{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _m: block, text,
+                      flags=re.DOTALL)
+    else:
+        text = text.rstrip() + f"\n\n{heading}\n\n{block}\n"
+    path.write_text(text)
