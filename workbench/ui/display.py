@@ -181,7 +181,15 @@ def flat_notice(rendered: RenderedMap, sign: str, method: str | None = None) -> 
     shown = render.kept_part(rendered.raw, sign)
     lo, hi = np.percentile(shown, [1, 99])
     size = max(abs(float(lo)), abs(float(hi)))
-    if not size > 0 or hi - lo >= FLAT_SPREAD * size:
+    if not size > 0:
+        if np.any(shown):  # a few pixels only: drawn as they are, nothing flat about them
+            return None
+        what = {"positive": "no positive value", "negative": "no negative value"}.get(
+            sign, "no value other than zero")
+        return (f"This map is blank: it has {what} for this class, so it marks no region"
+                + (" (the other signs in the display options show what it has)."
+                   if sign in ("positive", "negative") else "."))
+    if hi - lo >= FLAT_SPREAD * size:
         return None
     why = ("Attention rollout multiplies the layers' attention: when the model attends about "
            "evenly (often on an input it is unsure of), every patch gets the same share. "
