@@ -114,7 +114,7 @@ with st.sidebar:
     st.header("Methods")
     # Only what runs on the first model; the attention methods need a vision transformer.
     chosen, not_here = methods_multiselect("Methods", METHODS, f"{P}.methods", DEFAULT_METHODS,
-                                           applicable_to(loaded.model))
+                                           applicable_to(loaded.model), model_name)
     if not_here:
         st.caption(f"Not offered for {plaintext.plain(model_name)}, which cannot run them: "
                    + ", ".join(METHODS[n].label for n in not_here) + ".")

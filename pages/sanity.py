@@ -84,7 +84,8 @@ with st.sidebar:
     # Only what runs on this model: the attention methods need a vision transformer, the
     # ReLU-rule ones a model without smooth activations.
     chosen, not_here = methods_multiselect("Methods to test", METHODS, f"{P}.methods",
-                                           DEFAULT_METHODS, applicable_to(loaded.model))
+                                           DEFAULT_METHODS, applicable_to(loaded.model),
+                                           model_name)
     if not_here:
         st.caption(f"Not offered for {plaintext.plain(model_name)}, which cannot run them: "
                    + ", ".join(METHODS[n].label for n in not_here) + ".")
