@@ -47,6 +47,12 @@ BUNDLED_MODELS = {
             "Same CNN trained on shuffled labels, for the data randomization sanity test",
         ),
         BundledModel(
+            "shapes-vit",
+            "image",
+            "Small vision transformer (Hugging Face ViT, 8 px patches) on the same shapes: "
+            "attention rollout and relevance are measured against the masks",
+        ),
+        BundledModel(
             "minilm-sentiment",
             "text",
             "all-MiniLM-L6-v2 encoder with a sentiment head trained on review sentences",
@@ -116,21 +122,41 @@ def load(name: str, device: torch.device, directory: Path | None = None) -> Load
         return _load_sentiment(name, card, state, device)
     if BUNDLED_MODELS[name].task == "text-generation":
         return _load_language_model(name, card, state, device, directory)
+    if name == "shapes-vit":
+        return _load_shapes_vit(name, card, state, device)
     return _load_shapes_cnn(name, card, state, device)
 
 
 def _load_shapes_cnn(
     name: str, card: dict, state: dict, device: torch.device
 ) -> LoadedModel:
-    from PIL import Image
-
     from saliency_core.training.shapes_cnn import ShapesCNN
 
     arch = card["architecture"]
     labels = list(card["labels"])
     model = ShapesCNN(num_classes=len(labels), widths=tuple(arch["widths"]))
     model.load_state_dict(state)
-    model = model.to(device).eval()
+    return _shapes_loaded(name, card, model.to(device).eval(), device)
+
+
+def _load_shapes_vit(
+    name: str, card: dict, state: dict, device: torch.device
+) -> LoadedModel:
+    from saliency_core.training.shapes_vit import build
+
+    model = build(card["architecture"]["config"], list(card["labels"]))
+    model.load_state_dict(state)
+    return _shapes_loaded(name, card, model.to(device).eval(), device)
+
+
+def _shapes_loaded(
+    name: str, card: dict, model: torch.nn.Module, device: torch.device
+) -> LoadedModel:
+    """A shapes model with the preprocessing its card records (64 px, fixed mean and std)."""
+    from PIL import Image
+
+    arch = card["architecture"]
+    labels = list(card["labels"])
     height, width = card["data"]["image_size"], card["data"]["image_size"]
     mean, std = list(arch["normalization"]["mean"]), list(arch["normalization"]["std"])
     mean_t = torch.tensor(mean).view(1, 3, 1, 1)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from saliency_core.training import patterns_lm, sentiment_data, shapes
+from saliency_core.training import patterns_lm, sentiment_data, shapes, shapes_vit
 from saliency_core.training.shapes_cnn import (
     DEFAULT_LAYER,
     DEFAULT_WIDTHS,
@@ -72,7 +72,26 @@ SEEDS = {
     "shapes-cnn-random-labels": {"train": 3, "test": 1003, "init": 13, "shuffle": 23},
 }
 SENTIMENT_SEED = 14
-BUNDLED_NAMES = [*FULL, "minilm-sentiment", "patterns-lm"]
+
+
+@dataclass(frozen=True)
+class VitBudget:
+    train_n: int
+    test_n: int
+    steps: int
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    distill: float = 0.0
+    temperature: float = 2.0
+
+
+VIT_FULL = VitBudget(train_n=20000, test_n=2000, steps=6000)
+VIT_QUICK = VitBudget(train_n=48, test_n=24, steps=3, batch_size=16)
+VIT_SEEDS = {"train": 4, "test": 1004, "init": 21, "probe": 2004}
+VIT_PROBE_N = 500
+BUNDLED_NAMES = [*FULL, shapes_vit.NAME, "minilm-sentiment", "patterns-lm"]
 
 
 def train_all(
@@ -98,6 +117,8 @@ def train_all(
             path = out_dir / f"{name}{patterns_lm.TOKENIZER_SUFFIX}"
             tokenizer.backend_tokenizer.save(str(path))
             path.chmod(0o644)
+        elif name == shapes_vit.NAME:
+            state, card = train_shapes_vit(quick, out_dir, log)
         else:
             state, card = train_shapes(name, quick, log)
         card["training"]["time_s"] = round(time.perf_counter() - started, 1)
@@ -193,6 +214,77 @@ def train_shapes(name: str, quick: bool, log: Log) -> tuple[dict, dict]:
         "created_by": f"python -m saliency_core train-bundled --only {name}",
     }
     return model.state_dict(), card
+
+
+def train_shapes_vit(quick: bool, out_dir: Path, log: Log) -> tuple[dict, dict]:
+    budget = VIT_QUICK if quick else VIT_FULL
+    train = shapes.generate(budget.train_n, VIT_SEEDS["train"])
+    labels = torch.from_numpy(train.labels)
+    probe = shapes.generate(24 if quick else VIT_PROBE_N, VIT_SEEDS["probe"])
+    teacher, teacher_from = _shapes_teacher(out_dir) if budget.distill > 0 else (None, "")
+    config = shapes_vit.config_dict(len(shapes.CLASS_NAMES), shapes.IMAGE_SIZE)
+    torch.manual_seed(VIT_SEEDS["init"])
+    model = shapes_vit.build(config, list(shapes.CLASS_NAMES))
+    shapes_vit.sine_cosine_positions(model)
+    settings = asdict(budget)
+    del settings["train_n"], settings["test_n"]
+    history = shapes_vit.fit(
+        model, train.images, labels, seed=VIT_SEEDS["init"], log=log, teacher=teacher,
+        probe=(probe.images, probe.labels), log_every=1 if quick else 500, **settings,
+    )
+    test = shapes.generate(budget.test_n, VIT_SEEDS["test"])
+    metrics = {
+        "train_accuracy": _rate(shapes_vit.predict(model, train.images) == train.labels),
+        "test_accuracy": _rate(shapes_vit.predict(model, test.images) == test.labels),
+    }
+    card = {
+        "name": shapes_vit.NAME,
+        "task": "image",
+        "labels": list(shapes.CLASS_NAMES),
+        "architecture": {
+            "class": "transformers.ViTForImageClassification",
+            "config": config,
+            "attn_implementation": "eager",
+            "default_layer": shapes_vit.DEFAULT_LAYER,
+            "normalization": {"mean": MEAN, "std": STD},
+            "input": "RGB [1, 3, 64, 64], pixels in [0, 1] then (x - mean) / std",
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+        "data": {
+            "generator": "saliency_core.training.shapes.generate",
+            "image_size": shapes.IMAGE_SIZE,
+            "classes": list(shapes.CLASS_NAMES),
+            "train": {"n": budget.train_n, "seed": VIT_SEEDS["train"], "spurious": False},
+            "test": {"n": budget.test_n, "seed": VIT_SEEDS["test"]},
+        },
+        "training": {
+            **asdict(budget),
+            "init_seed": VIT_SEEDS["init"],
+            "optimizer": "AdamW, linear warm-up then cosine decay, gradients clipped at 1",
+            "augmentation": "random right-angle turns and mirroring (the 8 views of a square)",
+            "position_embeddings": "start at the 2-D sine-cosine code, then trained",
+            "teacher": (f"shapes-cnn ({teacher_from}), its outputs softened by the temperature"
+                        if teacher is not None else None),
+            "probe": {"n": len(probe.labels), "seed": VIT_SEEDS["probe"],
+                      "history": [list(entry) for entry in history]},
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "metrics": metrics,
+        "quick": quick,
+        "created_by": f"python -m saliency_core train-bundled --only {shapes_vit.NAME}",
+    }
+    return model.state_dict(), card
+
+
+def _shapes_teacher(out_dir: Path) -> tuple[torch.nn.Module, str]:
+    """The shapes CNN that teaches shapes-vit: the one just trained into ``out_dir`` when
+    there is one (a full ``train-bundled`` trains it first), else the committed one."""
+    from saliency_core.models import bundled
+
+    directory = out_dir if (out_dir / "shapes-cnn.safetensors").exists() else None
+    loaded = bundled.load("shapes-cnn", torch.device("cpu"), directory=directory)
+    return loaded.model.eval(), "trained alongside" if directory else "the committed weights"
 
 
 def fit(

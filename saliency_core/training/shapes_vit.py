@@ -1,0 +1,167 @@
+"""The small vision transformer behind the bundled ``shapes-vit`` model.
+
+A Hugging Face ``ViTForImageClassification`` (so attention rollout, attention relevance and
+Grad-CAM's known token-to-grid geometry apply to it as to any HF ViT) with 8-pixel patches on
+the 64 x 64 shapes images: an 8 x 8 patch grid behind one class token. A plain transformer
+learns the shapes slowly from a few thousand images (it has no convolution's sense of
+neighbourhood); the eight right-angle views of each image and the bundled CNN as a teacher
+(see ``fit``) get it there within minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from saliency_core.training.shapes_cnn import images_to_tensor
+
+NAME = "shapes-vit"
+PATCH = 8
+HIDDEN = 64
+LAYERS = 3
+HEADS = 4
+# The first norm of the last block: later outputs reach the classifier through the class token
+# alone, so their patch tokens get no gradient (the rule of engine.geometry.class_token_layer).
+DEFAULT_LAYER = f"vit.layers.{LAYERS - 1}.layernorm_before"
+
+
+def config_dict(num_labels: int, image_size: int) -> dict:
+    """ViTConfig arguments, stored in the card so loading rebuilds the exact module."""
+    return {
+        "image_size": image_size,
+        "patch_size": PATCH,
+        "num_channels": 3,
+        "hidden_size": HIDDEN,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "intermediate_size": 2 * HIDDEN,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "num_labels": num_labels,
+    }
+
+
+def build(config: dict, labels: list[str]):
+    """The module, with eager attention so the attention methods can read its probabilities."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    vit_config = ViTConfig(
+        **config,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    vit_config._attn_implementation = "eager"
+    return ViTForImageClassification(vit_config)
+
+
+def sine_cosine_positions(model) -> None:
+    """Start the position embeddings at the fixed 2-D sine-cosine code (as MAE and MoCo v3
+    do; they stay trainable). A learned code starts as noise, so attention cannot tell a
+    neighbouring patch from a far one until it has been learned: that plateau took the first
+    several hundred steps here, and this start about halves the steps to a given accuracy."""
+    embeddings = model.vit.embeddings.position_embeddings  # [1, 1 + rows * cols, hidden]
+    hidden = embeddings.shape[-1]
+    side = model.config.image_size // model.config.patch_size
+    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float64),
+                                torch.arange(side, dtype=torch.float64), indexing="ij")
+
+    def code(position: torch.Tensor, width: int) -> torch.Tensor:
+        frequencies = 1.0 / 10000 ** (torch.arange(width // 2, dtype=torch.float64) / (width / 2))
+        angles = position.reshape(-1, 1) * frequencies
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    grid = torch.cat([code(rows, hidden // 2), code(cols, hidden // 2)], dim=1)
+    table = torch.cat([torch.zeros(1, hidden, dtype=torch.float64), grid])  # class token: 0
+    with torch.no_grad():
+        embeddings.copy_(table.to(embeddings.dtype)[None])
+
+
+def fit(
+    model,
+    images: np.ndarray,
+    labels: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    warmup_fraction: float,
+    seed: int,
+    log: Callable[[str], None],
+    teacher: torch.nn.Module | None = None,
+    distill: float = 0.0,
+    temperature: float = 2.0,
+    probe: tuple[np.ndarray, np.ndarray] | None = None,
+    log_every: int = 500,
+) -> list[tuple[int, float, float | None]]:
+    """Train ``model`` for ``steps`` batches drawn at random from ``images``; returns the
+    (step, mean loss, probe accuracy) logged every ``log_every`` steps.
+
+    Each batch is turned by a multiple of 90 degrees and mirrored at random: the shapes are
+    drawn at any angle, so these eight views keep the class and give the transformer, which
+    has no convolution's built-in invariances, eight times the images. With a ``teacher`` (the
+    bundled CNN) a share ``distill`` of the loss is the divergence from its softened outputs,
+    as DeiT trains its students: the CNN's graded answers teach faster than the labels alone.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    pixels = images_to_tensor(images)
+    warmup = max(1, int(steps * warmup_fraction))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def rate(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    history: list[tuple[int, float, float | None]] = []
+    model.train()
+    running = 0.0
+    for step in range(steps):
+        index = torch.randint(len(labels), (batch_size,), generator=generator)
+        quarter_turns = int(torch.randint(4, (1,), generator=generator))
+        x = torch.rot90(pixels[index], quarter_turns, (2, 3))
+        mirrored = torch.rand(batch_size, generator=generator) < 0.5
+        x = torch.where(mirrored.view(-1, 1, 1, 1), x.flip(3), x)
+        logits = model(pixel_values=x).logits
+        loss = F.cross_entropy(logits, labels[index])
+        if teacher is not None and distill > 0:
+            with torch.no_grad():
+                soft = F.log_softmax(teacher(x) / temperature, dim=1)
+            divergence = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft,
+                                  log_target=True, reduction="batchmean")
+            loss = (1 - distill) * loss + distill * temperature**2 * divergence
+        optimizer.zero_grad()
+        loss.backward()
+        # Early attention is near uniform; clipping keeps the first large steps in check.
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        running += loss.item()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            done = (step % log_every) + 1
+            accuracy = None
+            if probe is not None:
+                accuracy = float((predict(model, probe[0]) == probe[1]).mean())
+                model.train()
+            history.append((step + 1, round(running / done, 4),
+                            None if accuracy is None else round(accuracy, 4)))
+            log(f"  step {step + 1}/{steps}: mean loss {running / done:.3f}"
+                + ("" if accuracy is None else f", probe accuracy {accuracy:.3f}"))
+            running = 0.0
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model, images: np.ndarray, chunk: int = 500) -> np.ndarray:
+    model.eval()
+    outputs = [
+        model(pixel_values=images_to_tensor(images[i : i + chunk])).logits.argmax(1)
+        for i in range(0, len(images), chunk)
+    ]
+    return torch.cat(outputs).numpy() if outputs else np.empty(0, dtype=np.int64)
