@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm test-costs test-vit
+.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm test-costs test-vit bench-localisation
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench-generation [GENERATION_ARGS=--quick]   language models: ours vs Captum vs the floor"
 	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
 	@echo "make test-vit   Hugging Face image classifiers of every family and the attention methods, long tests included"
+	@echo "make bench-localisation [LOCALISATION_ARGS=--n 32]   pointing game and mass in mask of each method on shapes-vit and shapes-cnn"
 	@echo "make test-dataset | make bench-dataset   the Dataset page's tests with its long ones; its benchmark"
 	@echo "make bench-costs [COSTS_ARGS=--quick]   the cost estimates against the measured time"
 	@echo "make bench-costs [COSTS_ARGS=--quick] | make test-costs   the cost estimates against the measured time; their tests with the long ones"
@@ -154,6 +155,10 @@ bench-dataset: $(DEV_STAMP)
 bench-costs: $(DEV_STAMP)
 	$(PY) -m benchmarks.costs --device $(DEVICE) $(COSTS_ARGS)
 
+# Each method's pointing game and mass in mask on 500 held-out shapes (docs/shapes_vit.md).
+bench-localisation: $(DEV_STAMP)
+	$(PY) -m benchmarks.localisation $(LOCALISATION_ARGS)
+
 # The cost estimates' tests with their long ones (the text order, the 48-MP photo).
 test-costs: $(DEV_STAMP)
 	$(PY) -m pytest -q -m "not install and not full" tests/test_app_costs.py tests/test_app_budget.py $(PYTEST_ARGS)
@@ -180,7 +185,7 @@ test-engine: $(DEV_STAMP)
 # Hugging Face image classifiers of every family on the Image page, and both attention
 # methods in chromium: the long tests behind the ViT cases `make test` runs.
 test-vit: $(DEV_STAMP) browser-deps
-	$(PY) -m pytest -m "not install and not full" tests/test_app_image_hf.py tests/test_browser_vit.py tests/test_methods_attention.py tests/test_engine_geometry.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not install and not full" tests/test_app_image_hf.py tests/test_browser_vit.py tests/test_methods_attention.py tests/test_engine_geometry.py tests/test_shapes_vit.py $(PYTEST_ARGS)
 
 test-lm: $(DEV_STAMP)
 	$(PY) -m pytest -m "not install and not full" tests/test_app_nextword.py tests/test_patterns_lm.py tests/test_browser_nextword.py $(PYTEST_ARGS)
