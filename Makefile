@@ -185,7 +185,7 @@ test-engine: $(DEV_STAMP)
 # Hugging Face image classifiers of every family on the Image page, and both attention
 # methods in chromium: the long tests behind the ViT cases `make test` runs.
 test-vit: $(DEV_STAMP) browser-deps
-	$(PY) -m pytest -m "not install and not full" tests/test_app_image_hf.py tests/test_browser_vit.py tests/test_methods_attention.py tests/test_engine_geometry.py tests/test_shapes_vit.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not install and not full" tests/test_app_image_hf.py tests/test_browser_vit.py tests/test_methods_attention.py tests/test_engine_geometry.py tests/test_shapes_vit.py tests/test_browser_shapes_vit.py $(PYTEST_ARGS)
 
 test-lm: $(DEV_STAMP)
 	$(PY) -m pytest -m "not install and not full" tests/test_app_nextword.py tests/test_patterns_lm.py tests/test_browser_nextword.py $(PYTEST_ARGS)
