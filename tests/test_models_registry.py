@@ -31,10 +31,11 @@ def test_catalogue_lists_every_source_with_its_task():
     infos = available_models()
     names = [m.name for m in infos]
     assert len(names) == len(set(names))
-    assert names[:4] == [
+    assert names[:5] == [
         "shapes-cnn",
         "shapes-cnn-watermark",
         "shapes-cnn-random-labels",
+        "shapes-vit",
         "minilm-sentiment",
     ]
     zoo = {m.name: m.task for m in infos if m.source == "zoo"}
