@@ -75,3 +75,12 @@ def test_model_randomization_changes_relevance_but_not_rollout_at_the_head(shape
     rollout = res.mean_curve("attention_rollout")
     assert rollout[1] == pytest.approx(1.0, abs=1e-6)
     assert np.isfinite(res.mean_curve("attention_relevance")).all()
+
+
+def test_the_cascade_names_each_transformer_step_once(shapes_vit):
+    """Each block's MLP is followed by the next block's first norm; named by their common path,
+    two steps were both called ``vit.layers`` on the Sanity page."""
+    x, _ = evaluation.shapes_inputs(shapes_vit, 1, 0)
+    names = [unit.name for unit in evaluation.randomization_units(shapes_vit, x)]
+    assert len(names) == len(set(names)), names
+    assert names[:3] == ["classifier", "vit.layers.2.mlp", "vit.layers.2.attention"]

@@ -95,7 +95,7 @@ def randomization_units(model, example: torch.Tensor, max_steps: int = DEFAULT_M
             grouped = _group_by_prefix(units, d)
             if len(grouped) <= max_steps:
                 break
-    named = [RandomizationUnit(_unit_name(u), tuple(u)) for u in grouped]
+    named = [RandomizationUnit(_unit_name(u, modules), tuple(u)) for u in grouped]
     return named[::-1]
 
 
@@ -112,7 +112,20 @@ def _group_by_prefix(units: list[list[str]], depth: int) -> list[list[str]]:
     return out
 
 
-def _unit_name(paths: list[str]) -> str:
+def _unit_name(paths: list[str], modules: dict[str, nn.Module] | None = None) -> str:
+    """The unit's display name: the modules' common path. A norm that joined from another
+    module (a transformer block's MLP is followed by the next block's first norm) does not
+    count, or two blocks' MLPs would both be called ``vit.layers``."""
+    weighted = [p for p in paths if modules is None or not isinstance(modules[p], NORM_TYPES)]
+    own = _common_path(weighted or paths)
+    if len(weighted) == 1 and own == weighted[0]:
+        own = weighted[0].rpartition(".")[0]  # a conv and its batch norm: their block
+    if own and all(p == own or p.startswith(own + ".") for p in paths):
+        return _common_path(paths)
+    return _common_path(weighted) if weighted else _common_path(paths)
+
+
+def _common_path(paths: list[str]) -> str:
     if len(paths) == 1:
         return paths[0] or "(root)"
     split = [p.split(".") for p in paths]
