@@ -39,20 +39,24 @@ def choose(page, label: str, option: str) -> None:
     wait_for_app(page)
 
 
-def test_shapes_vit_is_explained_on_the_image_page(app_server, page):
-    open_app(page, app_server, "image")
+# Rollout in every `make test`; the other two (each a fresh page and a model switch) with
+# `make test-vit`.
+@pytest.mark.parametrize("method", ["Attention rollout",
+                                    pytest.param("Attention relevance", marks=pytest.mark.long),
+                                    pytest.param("Grad-CAM", marks=pytest.mark.long)])
+def test_shapes_vit_is_explained_on_the_image_page(app_server, page, method):
+    open_app(page, app_server, "image")  # a new visitor: the default model first
     assert_no_exception(page)
     choose(page, "Model", "shapes-vit")
     assert_no_exception(page)
     main = page.locator(MAIN)
-    for method in ("Attention rollout", "Attention relevance", "Grad-CAM"):
-        choose(page, "Method", method)
-        assert_no_exception(page)
-        expect(main).to_contain_text("Explaining", timeout=APP_RUN_TIMEOUT_MS)
-        expect(main.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(
-            timeout=APP_RUN_TIMEOUT_MS)
-        expect(main).to_contain_text(f"{method} ·")
-        screenshot(page, f"shapes-vit-image-{method.lower().replace(' ', '-')}")
+    choose(page, "Method", method)
+    assert_no_exception(page)
+    expect(main).to_contain_text("Explaining", timeout=APP_RUN_TIMEOUT_MS)
+    expect(main.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(
+        timeout=APP_RUN_TIMEOUT_MS)
+    expect(main).to_contain_text(f"{method} ·")
+    screenshot(page, f"shapes-vit-image-{method.lower().replace(' ', '-')}")
 
 
 @pytest.mark.long
