@@ -154,9 +154,10 @@ bench-dataset: $(DEV_STAMP)
 bench-costs: $(DEV_STAMP)
 	$(PY) -m benchmarks.costs --device $(DEVICE) $(COSTS_ARGS)
 
-# The cost estimates' tests with their long ones (the text order, the 48-MP photo).
-test-costs: $(DEV_STAMP)
-	$(PY) -m pytest -q -m "not install and not full" tests/test_app_costs.py tests/test_app_budget.py $(PYTEST_ARGS)
+# The cost estimates' tests with their long ones (the text order, the 48-MP photo, an expensive
+# text link's progress and Stop in chromium).
+test-costs: $(DEV_STAMP) browser-deps
+	$(PY) -m pytest -q -m "not install and not full" tests/test_app_costs.py tests/test_app_budget.py tests/test_browser_budget.py $(PYTEST_ARGS)
 
 # The browser load test (benchmarks/load.py): concurrent chromium sessions against the hosted
 # configuration (sign-in off), without and then with a heavy-link session; a table with p50/p95

@@ -11,6 +11,7 @@ import saliency_core
 from saliency_core.errors import SaliencyError
 from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine
+from workbench.jobs.admission import OverBudget
 from workbench.jobs.models import same_domain_partner, trained_on
 from workbench.ui import compare_view, display, page, plaintext, progress, session
 from workbench.ui.inputs import (
@@ -154,6 +155,10 @@ digest = compute.pixels_digest(current.pixels)
 visitor = session.visitor()
 runs: dict[str, dict] = {}  # model -> {method: (key, result)}
 failures: dict[tuple[str, str], str] = {}
+# Over the budget or the limit after its coarse levels ran: the coarse result, shown in its
+# cell with the question (or the refusal) that says so; never scored.
+coarse_maps: dict[tuple[str, str], tuple] = {}  # (model, method) -> (result, message)
+questions: set[tuple[str, str]] = set()  # over the budget: a question, not a failure
 stopped = False
 total = len(models) * len(chosen)
 done = 0
@@ -191,7 +196,8 @@ for mname, mloaded in models.items():
         try:
             with status_area, progress.Progress(
                     f"{METHODS[name].label} on {mname} ({done} of {total})", key,
-                    f"{P}.stop.{mname}.{name}") as bar:
+                    f"{P}.stop.{mname}.{name}",
+                    names=f"{METHODS[name].label} on {mname}") as bar:
                 result = compute.explain_image(
                     visitor, mloaded, computation, x, progress=bar,
                     on_level=lambda r, level, n=name, v=view: show_preview(
@@ -199,7 +205,12 @@ for mname, mloaded in models.items():
             runs[mname][name] = (key, result)
             finished.append(show_preview(name, view, result))
         except SaliencyError as exc:
-            failures[(mname, name)] = str(exc)
+            if isinstance(exc, OverBudget):
+                questions.add((mname, name))
+            if (coarse := progress.coarse_result(exc)) is not None:
+                coarse_maps[(mname, name)] = (coarse[0], str(exc))
+            else:
+                failures[(mname, name)] = str(exc)
 preview_area.empty()
 if stopped:
     with status_area:
@@ -210,6 +221,9 @@ for mname, mruns in runs.items():
     view = models[mname].unpreprocess(models[mname].preprocess(current.image))
     for name, (_, result) in mruns.items():
         maps[(mname, name)] = (view, display.aggregate(result.attribution, options))
+    for (cname, name), (result, _) in coarse_maps.items():
+        if cname == mname:
+            maps[(mname, name)] = (view, display.aggregate(result.attribution, options))
 shared = None
 if scale_mode == "shared" and maps:
     from saliency_core import render
@@ -232,14 +246,19 @@ for mname, mloaded in models.items():
         cols = st.columns(PER_ROW)
         for col, name in zip(cols, row):
             with col:
+                show = plaintext.warning if (mname, name) in questions else plaintext.error
                 if (mname, name) in failures:
-                    plaintext.error(f"{METHODS[name].label}: {failures[(mname, name)]}")
+                    show(f"{METHODS[name].label}: {failures[(mname, name)]}")
                     continue
-                if name not in mruns:
+                if name in mruns:
+                    result = mruns[name][1]
+                elif (mname, name) in coarse_maps:
+                    result, message = coarse_maps[(mname, name)]
+                    show(f"{METHODS[name].label}: {message}")
+                else:
                     st.caption(f"{METHODS[name].label}: stopped")
                     continue
                 view, _raw = maps[(mname, name)]
-                result = mruns[name][1]
                 rendered = display.render_map(result.attribution, view, options, scale=shared)
                 st.image(display.screen_png(rendered.overlay), width="stretch")
                 st.markdown(compare_view.colour_bar_html(rendered, options, shared is not None),

@@ -442,7 +442,10 @@ def _with_coarse(refusal: admission.OverBudget | admission.Refused, request: adm
     share = rest_s / max(1e-12, total.seconds)
     rest = costs.Estimate(rest_s, total.low * share, total.high * share)
     budget = costs.Budget.configured()
-    shown = (f"The map shown is a coarse one ({coarse[-1]:,} of {levels[-1]:,} {knob}). "
+    # What is on screen: a map on the image pages, highlighted tokens on the Text page.
+    what = "The map shown is a coarse one" if task == "image" else (
+        "The token scores shown are coarse ones")
+    shown = (f"{what} ({coarse[-1]:,} of {levels[-1]:,} {knob}). "
              f"The full {levels[-1]:,} {knob} ({request.passes:,} model passes of "
              f"{request.model} on {request.device}) need {rest.text()} more")
     if isinstance(refusal, admission.Refused):
