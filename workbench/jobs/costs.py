@@ -155,10 +155,13 @@ class Fit:
     rates: dict[float, float]  # input size -> seconds per point in a batch
     line: tuple[float, float] | None  # per_point(u) = a + b u across sizes, when two are known
     task: str
+    # Sizes seen only in lone passes: their rate is a lone pass's, which overstates a point
+    # inside a batch (one slow pass at a new length once made a 33-point run cost 33 of it).
+    lone: frozenset[float] = frozenset()
 
     def per_point(self, units: float) -> float:
         floor = 0.2 * min(self.rates.values())  # never near zero below the sizes seen
-        if units in self.rates:
+        if units in self.rates and not (units in self.lone and self.line is not None):
             return self.rates[units]
         if self.line is not None:
             a, b = self.line
@@ -228,18 +231,22 @@ class CostModel:
                       if (line := theil_sen(runs)) is not None]
         # A chunk's fixed part is never more than half the fastest chunk: a slow single pass
         # (cold, or on a loaded machine) must not pass for a fixed cost of every chunk.
-        ceiling = 0.5 * min(s for _, _, s in chunks)
+        ceiling = 0.8 * min(s for _, _, s in chunks)
         per_chunk = min(ceiling, max(0.0, statistics.median(intercepts))) if intercepts else 0.0
         # Each chunk's rate weighs as many points as it holds: a batch of 50 says more about a
         # pass inside a batch than a lone pass does.
         rates = {units: weighted_median([((s - per_chunk) / n, n) for n, s in runs])
                  for units, runs in by_size.items()}
+        lone = frozenset(u for u, runs in by_size.items() if max(n for n, _ in runs) == 1)
+        # The line across sizes is drawn through the sizes measured in batches where there
+        # are two; lone-pass sizes only where there are not.
+        batched = {u: r for u, r in rates.items() if u not in lone}
         line = None
         if len(rates) > 1:
-            line = theil_sen(rates.items())
+            line = theil_sen((batched if len(batched) > 1 else rates).items())
             if line is not None and line[1] < 0:
                 line = (statistics.median(rates.values()), 0.0)
-        return Fit(per_chunk, rates, line, task)
+        return Fit(per_chunk, rates, line, task, lone if len(batched) > 1 else frozenset())
 
     def _chunk_capacity(self, key: Hashable, device: str, units: float) -> int:
         most = MAX_CHUNK.get(device.split(":")[0], 64)
@@ -266,7 +273,8 @@ class CostModel:
         if fit is None:
             return None
         key = (model, device)
-        chunks = max(1, math.ceil(passes / self._chunk_capacity(key, device, units)))
+        # Each engine run (a level of a progressive run) pushes at least one chunk of its own.
+        chunks = max(1, runs, math.ceil(passes / self._chunk_capacity(key, device, units)))
         return (max(1, runs) * self._overhead(key, fit, units) + chunks * fit.per_chunk
                 + passes * fit.per_point(units))
 
