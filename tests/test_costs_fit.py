@@ -72,3 +72,15 @@ def test_a_partial_benchmark_run_keeps_the_other_models_rows():
     assert "- shapes-cnn: measured 2026-12-07 18:30 UTC" in again
     # An older table, of another shape (another estimator), is not mixed in.
     assert bench.kept_rows("| model | order | request |\n| a | b | c |") == ({}, {})
+
+
+def test_a_tiny_request_slowed_by_a_busy_moment_does_not_widen_a_long_ones_range():
+    costs = CostModel()
+    for n in (8, 16, 64, 64):
+        costs.observe_run("m", "cpu", 4096, timing((n, 0.004 + 0.001 * n)), None)
+    # Recorded on shapes-cnn: lone gradients estimated at 0.02 s took 0.57 s (the thread pool
+    # waking up on a loaded machine), and 0.04 s; IG 256 was right.
+    for raw, measured in ((0.02, 0.57), (0.02, 0.04), (3.24, 3.20), (0.04, 0.07)):
+        costs.observe_outcome("m", "cpu", raw, measured)
+    est = costs.estimate("m", "cpu", passes=2064, units=4096, runs=4)
+    assert est.high < 3 * est.seconds and est.low > est.seconds / 3, est

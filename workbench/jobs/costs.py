@@ -51,6 +51,10 @@ RECENT_OUTCOMES = 20
 OUTCOMES_FOR_SPREAD = 3
 OUTCOMES_FOR_CORRECTION = 8
 PRIOR_SPREAD = 2.0  # before that: between half and twice the estimate
+# A busy shared machine adds up to about this much to any request (a thread pool waking up, a
+# turn given to another process): how far off an estimate was is judged with it added to both
+# sides, so a 0.02 s request that took 0.6 s does not widen the range of a 30 s one 30 times.
+OUTCOME_SLACK_S = 0.5
 # The narrowest spread ever claimed: timings on a shared server vary by this much run to run.
 LEAST_SPREAD = 1.25
 # Text: a pass costs a fixed part plus a part per token; until two lengths have been seen the
@@ -215,7 +219,7 @@ class CostModel:
         if raw_estimate_s > 0 and measured_s > 0:
             with self._lock:
                 self._ratios.setdefault((model, device), deque(maxlen=RECENT_OUTCOMES)).append(
-                    measured_s / raw_estimate_s)
+                    (measured_s + OUTCOME_SLACK_S) / (raw_estimate_s + OUTCOME_SLACK_S))
 
     def fit(self, model: str, device: str) -> Fit | None:
         key = (model, device)
