@@ -84,3 +84,20 @@ def test_a_tiny_request_slowed_by_a_busy_moment_does_not_widen_a_long_ones_range
         costs.observe_outcome("m", "cpu", raw, measured)
     est = costs.estimate("m", "cpu", passes=2064, units=4096, runs=4)
     assert est.high < 3 * est.seconds and est.low > est.seconds / 3, est
+
+
+def test_a_size_measured_at_a_busy_moment_does_not_make_shorter_texts_dearer():
+    costs = CostModel()
+    # minilm-sentiment, 'expensive first': the calibration at 16 tokens ran while the machine
+    # was ten times slower; IG 32 on 50 tokens ran after it at the usual speed.
+    runs = [(16, [(1, 1.90332)], 1.92), (16, [(16, 3.067274)], 4.552),
+            (500, [(1, 1.678618)], 1.704), (500, [(4, 3.683532)], 5.243),
+            (500, [(4, 3.675676)], 5.237), (500, [(8, 6.364549), (8, 6.926149)], 14.331),
+            (500, [(1, 1.678186)], 1.692), (50, [(4, 0.589815)], 0.944),
+            (50, [(32, 2.565311)], 2.773), (50, [(1, 0.667278)], 0.669)]
+    for units, chunks, seconds in runs:
+        costs.observe_run("minilm", "cpu", units, timing(*chunks), seconds, "text")
+    fit = costs.fit("minilm", "cpu")
+    assert fit.per_point(5) <= fit.per_point(50) <= fit.per_point(500)
+    # IG 32 on 5 tokens then took 0.73 s; 16 tokens' busy rate made it 6.5 s.
+    assert costs.estimate("minilm", "cpu", passes=33, units=5, runs=2).seconds < 4.0

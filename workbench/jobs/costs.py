@@ -164,6 +164,14 @@ class Fit:
     lone: frozenset[float] = frozenset()
 
     def per_point(self, units: float) -> float:
+        value = self._per_point(units)
+        # A point on a smaller input never costs more than one on a larger input measured in
+        # a batch: a size measured at a busy moment (10 times slower) must not make the
+        # shorter texts cost more than the longer ones.
+        larger = [r for u, r in self.rates.items() if u > units and u not in self.lone]
+        return min(value, *larger) if larger else value
+
+    def _per_point(self, units: float) -> float:
         floor = 0.2 * min(self.rates.values())  # never near zero below the sizes seen
         if units in self.rates and not (units in self.lone and self.line is not None):
             return self.rates[units]
