@@ -12,8 +12,10 @@ costs). The parts are learned from the engine's own timings of real runs (the ch
 reports in ``metadata["timing"]``), fitted robustly: Theil-Sen slopes and medians over the
 recent chunks, so one slow run (a cold first pass, a turn paused for other sessions) moves
 the estimate little, and a pass timed alone is never taken for a pass inside a batch. The
-per-point cost is linear in ``u`` across the sizes seen, so inputs much longer or shorter than
-those learned from are scaled by the size model rather than by one ratio.
+per-point cost is linear in ``u`` across the sizes seen in batches, so inputs much longer or
+shorter than those learned from are scaled by the size model rather than by one ratio; a size
+seen only in lone passes takes its per-point cost from that line, and a point on a smaller
+input never costs more than one on a larger input (a size measured at a busy moment).
 
 Before a model has run here, a cheap calibration (workbench.jobs.compute) runs a few real
 requests at two batch sizes (and, for text, two lengths). Each finished request records how
@@ -241,8 +243,10 @@ class CostModel:
             by_size.setdefault(units, []).append((n, s))
         intercepts = [line[0] for runs in by_size.values()
                       if (line := theil_sen(runs)) is not None]
-        # A chunk's fixed part is never more than half the fastest chunk: a slow single pass
-        # (cold, or on a loaded machine) must not pass for a fixed cost of every chunk.
+        # A chunk's fixed part is never more than 80% of the fastest chunk: a slow single pass
+        # (cold) must not pass for a fixed cost of every chunk. Not less: on a busy machine
+        # every operation of a pass waits for its second thread's turn on a core, a cost per
+        # chunk that can be most of a short text's chunk (half put it on every point instead).
         ceiling = 0.8 * min(s for _, _, s in chunks)
         per_chunk = min(ceiling, max(0.0, statistics.median(intercepts))) if intercepts else 0.0
         # Each chunk's rate weighs as many points as it holds: a batch of 50 says more about a
