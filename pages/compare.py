@@ -9,6 +9,7 @@ import streamlit as st
 
 import saliency_core
 from saliency_core.errors import SaliencyError
+from saliency_core.methods import applicable_to, problem_with
 from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine
 from workbench.jobs.admission import OverBudget
@@ -20,11 +21,20 @@ from workbench.ui.inputs import (
     input_picker,
     restore_input,
 )
-from workbench.ui.widgets import ensure, method_params, select, url_method_params
+from workbench.ui.widgets import (
+    ensure,
+    method_params,
+    methods_multiselect,
+    select,
+    url_method_params,
+)
 
 P = "compare"
 METHODS = {spec.name: spec for spec in saliency_core.methods()}
-DEFAULT_METHODS = ["gradient", "integrated_gradients", "smoothgrad", "gradcam", "guided_backprop"]
+# Those the loaded model cannot run are left out: a vision transformer gets the two attention
+# methods instead of Guided Backprop.
+DEFAULT_METHODS = ["gradient", "integrated_gradients", "smoothgrad", "gradcam", "guided_backprop",
+                   "attention_rollout", "attention_relevance"]
 SCALES = {"per-map": "Per map (each map uses its own range)",
           "shared": "Shared (one range for all maps)"}
 PER_ROW = 5
@@ -103,9 +113,12 @@ with page.stop_on_error():
 
 with st.sidebar:
     st.header("Methods")
-    ensure(f"{P}.methods", DEFAULT_METHODS)
-    chosen = st.multiselect("Methods", list(METHODS), key=f"{P}.methods",
-                            format_func=lambda n: METHODS[n].label)
+    # Only what runs on the first model; the attention methods need a vision transformer.
+    chosen, not_here = methods_multiselect("Methods", METHODS, f"{P}.methods", DEFAULT_METHODS,
+                                           applicable_to(loaded.model), model_name)
+    if not_here:
+        st.caption(f"Not offered for {plaintext.plain(model_name)}, which cannot run them: "
+                   + ", ".join(METHODS[n].label for n in not_here) + ".")
     target = session.target_widget(P, loaded.labels)
     params_by_method = {}
     if chosen:
@@ -159,8 +172,11 @@ failures: dict[tuple[str, str], str] = {}
 # cell with the question (or the refusal) that says so; never scored.
 coarse_maps: dict[tuple[str, str], tuple] = {}  # (model, method) -> (result, message)
 questions: set[tuple[str, str]] = set()  # over the budget: a question, not a failure
+# The methods were offered for the first model; the second may not run them all.
+cannot_run = {mname: [n for n in chosen if problem_with(n, mloaded.model) is not None]
+              for mname, mloaded in models.items()}
 stopped = False
-total = len(models) * len(chosen)
+total = sum(len(chosen) - len(cannot_run[mname]) for mname in models)
 done = 0
 status_area = st.container()
 preview_area = st.empty()
@@ -184,6 +200,8 @@ for mname, mloaded in models.items():
     # same index only when it has the same classes, else its own prediction.
     mtarget = target if (mname == model_name or mloaded.labels == loaded.labels) else "predicted"
     for name in chosen:
+        if name in cannot_run[mname]:
+            continue
         done += 1
         params = dict(params_by_method[name])
         if mname != model_name and "layer" in params:
@@ -241,8 +259,12 @@ for mname, mloaded in models.items():
                      f"{plaintext.plain(mloaded.labels[r.target])}")
     else:
         st.subheader(plaintext.plain(mname))
-    for row_start in range(0, len(chosen), PER_ROW):
-        row = chosen[row_start:row_start + PER_ROW]
+    if cannot_run[mname]:
+        st.caption(compare_view.not_run_line(mname, {
+            METHODS[n].label: problem_with(n, mloaded.model) or "" for n in cannot_run[mname]}))
+    shown = [n for n in chosen if n not in cannot_run[mname]]
+    for row_start in range(0, len(shown), PER_ROW):
+        row = shown[row_start:row_start + PER_ROW]
         cols = st.columns(PER_ROW)
         for col, name in zip(cols, row):
             with col:
@@ -264,7 +286,9 @@ for mname, mloaded in models.items():
                 st.markdown(compare_view.colour_bar_html(rendered, options, shared is not None),
                             unsafe_allow_html=True)
                 st.caption(f"**{METHODS[name].label}** · {result.metadata.get('time_s', 0):.2f} s"
-                           f" · {compare_view.passes(int(result.metadata.get('passes', 0)))}")
+                           f" · {compare_view.passes(int(result.metadata.get('passes', 0)))}"
+                           + (" · nearly uniform: its colour marks no region"
+                              if display.flat_notice(rendered, options.sign) else ""))
 
 if score and runs.get(model_name):
     st.subheader("Scoreboard")

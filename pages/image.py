@@ -174,6 +174,8 @@ def show_result(result, note, options) -> None:
     rendered = display.render_map(result.attribution, model_view, options)
     if note:
         st.caption(note)
+    if (flat := display.flat_notice(rendered, options.sign, method)) is not None:
+        st.info(flat)
     # The pictures fill their columns up to the heatmap's size, so the three line up.
     st.html(f"<style>.st-key-{P}-panels [data-testid='stImage'] img"
             f"{{max-width:{display.DISPLAY_PX}px}}</style>")

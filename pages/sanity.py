@@ -14,17 +14,21 @@ import streamlit as st
 import saliency_core
 from saliency_core import evaluation, render
 from saliency_core.errors import SaliencyError
+from saliency_core.methods import applicable_to
 from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine
 from workbench.ui import page, plaintext, progress, session
 from workbench.ui import sanity as follow
 from workbench.ui.display import enlarge
 from workbench.ui.inputs import default_sample, input_picker, restore_input
-from workbench.ui.widgets import ensure, select
+from workbench.ui.widgets import ensure, methods_multiselect, select
 
 P = "sanity"
 METHODS = {spec.name: spec for spec in saliency_core.methods() if spec.name in evaluation.image_methods()}
-DEFAULT_METHODS = ["gradient", "integrated_gradients", "guided_backprop", "gradcam"]
+# Those the loaded model cannot run are left out: a CNN gets the first four, a vision transformer
+# Grad-CAM beside the two attention methods instead of Guided Backprop.
+DEFAULT_METHODS = ["gradient", "integrated_gradients", "guided_backprop", "gradcam",
+                   "attention_rollout", "attention_relevance"]
 FAST_PARAMS = {"integrated_gradients": {"steps": 16}, "smoothgrad": {"samples": 8}}
 MODES = ["cascading", "independent"]
 METRIC_LABELS = {
@@ -71,10 +75,20 @@ with st.sidebar:
     follow.follow_model(P, model_name, names)
     st.header("Input")
     current, upload_error = input_picker(P, store, default_sample(model_name))
+
+with page.stop_on_error():
+    loaded = page.load(model_name, device)
+
+with st.sidebar:
     st.header("Methods")
-    ensure(f"{P}.methods", DEFAULT_METHODS)
-    chosen = st.multiselect("Methods to test", list(METHODS), key=f"{P}.methods",
-                            format_func=lambda n: METHODS[n].label)
+    # Only what runs on this model: the attention methods need a vision transformer, the
+    # ReLU-rule ones a model without smooth activations.
+    chosen, not_here = methods_multiselect("Methods to test", METHODS, f"{P}.methods",
+                                           DEFAULT_METHODS, applicable_to(loaded.model),
+                                           model_name)
+    if not_here:
+        st.caption(f"Not offered for {plaintext.plain(model_name)}, which cannot run them: "
+                   + ", ".join(METHODS[n].label for n in not_here) + ".")
     ensure(f"{P}.fast", False)
     fast = st.checkbox("Faster settings", key=f"{P}.fast",
                        help="Integrated Gradients with 16 steps and SmoothGrad with 8 samples "
@@ -115,7 +129,6 @@ for notice in current.notices:
     plaintext.info(notice)
 
 with page.stop_on_error():
-    loaded = page.load(model_name, device)
     x = loaded.preprocess(current.image)
     other = page.load(partner, device) if partner != NO_PARTNER else None
 # Checked before Run: an unfit partner would otherwise be found out only after the long

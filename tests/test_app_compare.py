@@ -10,6 +10,7 @@ from support.browser import REPO_ROOT
 
 import saliency_core
 from saliency_core import evaluation
+from saliency_core.models import bundled
 from workbench.jobs import compute
 
 # Runs guided methods: the native rule settled first (tests/conftest.py).
@@ -217,3 +218,25 @@ def test_colour_bar_is_labelled_with_the_range_the_map_was_drawn_with():
     rendered = display.render_map(attribution, image, magnitude, scale=2.5)
     bar = compare_view.colour_bar_html(rendered, magnitude, shared=True)
     assert "<span>0</span><span>≥ 2.5</span>" in bar and "shared by all maps" in bar
+
+
+def test_methods_a_model_cannot_run_are_not_offered_and_a_second_model_gets_one_line(
+        engine_calls):
+    """The attention methods need a vision transformer: on a CNN they are not offered (a link
+    naming them says they went); beside shapes-vit, the CNN's row says in one line which it
+    cannot run instead of an error in each cell."""
+    at = run_page({"model": "shapes-cnn", "methods": "gradient,attention_rollout",
+                   "score": "false"})
+    assert "Attention rollout" not in at.multiselect(key="compare.methods").options
+    assert at.multiselect(key="compare.methods").value == ["gradient"]
+    assert any("cannot run them: Attention rollout" in c.value for c in at.caption)
+    if not bundled.is_present("shapes-vit"):
+        return
+    at = run_page({"model": "shapes-vit", "model2": "shapes-cnn", "input": "shapes:0",
+                   "methods": "gradcam,attention_rollout,attention_relevance",
+                   "score": "false"})
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    lines = [c.value for c in at.caption if c.value.startswith("Not run on")]
+    assert len(lines) == 1 and "Attention rollout, Attention relevance" in lines[0], lines
+    assert ("shapes-cnn", "attention_rollout") not in engine_calls
+    assert len(cell_captions(at)) == 4  # three maps of shapes-vit, Grad-CAM of shapes-cnn

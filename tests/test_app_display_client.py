@@ -145,3 +145,24 @@ def test_one_set_of_display_controls_with_readable_colormap_names(app_server, pa
     assert "RdBu" not in main.inner_text()
     assert "cmap=RdBu_r" in page.url  # links keep the stable names old links have
     assert_no_exception(page)
+
+
+def test_a_nearly_uniform_map_is_said_to_be_flat_and_a_peaked_one_is_not():
+    """A map whose values barely vary renders as one solid colour once the percentile scaling
+    has stretched it; the page says so instead of leaving a block of colour unexplained."""
+    options = display.DisplayOptions("inferno", 0.5, 99.0, "absolute", "max_abs")
+    image = np.zeros((16, 16, 3), dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    flat = display.render_map((0.015 + 1e-4 * rng.random((1, 16, 16))), image, options)
+    notice = display.flat_notice(flat, options.sign, "attention_rollout")
+    assert notice is not None and notice.startswith("This map is nearly uniform")
+    assert "Attention rollout" in notice
+    assert np.ptp(flat.heat.reshape(-1, 3), axis=0).max() < 40  # it really is one colour
+    peaked = np.full((1, 16, 16), 0.015)
+    peaked[0, 4:8, 4:8] = 0.03
+    assert display.flat_notice(display.render_map(peaked, image, options), "absolute") is None
+    zero = display.render_map(np.zeros((1, 16, 16)), image, options)
+    assert display.flat_notice(zero, "absolute").startswith("This map is blank")
+    sparse = np.zeros((1, 16, 16))
+    sparse[0, 3, 3] = 1.0  # under the 99th percentile everywhere but one pixel: not flat
+    assert display.flat_notice(display.render_map(sparse, image, options), "absolute") is None

@@ -288,3 +288,24 @@ def test_a_data_test_that_fails_keeps_the_parameter_test_result(calls):
     again = compute.sanity_checks(Visitor.anonymous(), loaded, "cpu", x, digest, ["gradient"],
                                   "cascading", 0, {}, None)
     assert calls.names == [] and again.cascade.seed == result.cascade.seed
+
+
+def test_only_methods_the_model_can_run_are_offered():
+    """The attention methods need a vision transformer: a CNN is not offered them (they would
+    fail with a message after the long cascade started); on shapes-vit they replace the
+    ReLU-rule methods, and the choice follows a model switch with one line saying what went."""
+    at = start(methods=("gradient", "guided_backprop"))
+    offered = at.multiselect(key="sanity.methods").options
+    assert "Guided Backprop" in offered and "Grad-CAM" in offered
+    assert not {"Attention rollout", "Attention relevance"} & set(offered), offered
+    if not bundled.is_present("shapes-vit"):
+        return
+    at.selectbox(key="sanity.model").set_value("shapes-vit").run()
+    assert not at.exception, [e.value for e in at.exception]
+    offered = at.multiselect(key="sanity.methods").options
+    assert {"Attention rollout", "Attention relevance", "Grad-CAM"} <= set(offered)
+    assert "Guided Backprop" not in offered
+    chosen = at.multiselect(key="sanity.methods").value
+    assert chosen[0] == "gradient" and "guided_backprop" not in chosen
+    assert {"attention_rollout", "attention_relevance"} <= set(chosen)
+    assert "Not offered for shapes-vit, which cannot run them: Guided Backprop." in texts(at)

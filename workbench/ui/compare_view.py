@@ -10,7 +10,7 @@ from plotly.colors import DEFAULT_PLOTLY_COLORS
 from plotly.subplots import make_subplots
 
 from saliency_core import render
-from workbench.ui import display
+from workbench.ui import display, plaintext
 
 # Colours sampled along the bar: enough that a CSS gradient between them matches the LUT.
 BAR_STOPS = 24
@@ -121,3 +121,19 @@ def curves_figure(rows: list[dict], target: str) -> go.Figure:
     fig.update_layout(height=340, margin={"l": 0, "r": 0, "t": 40, "b": 0},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.22})
     return fig
+
+
+def not_run_line(model_name: str, reasons: dict[str, str]) -> str:
+    """One line for the chosen methods a (second) model cannot run, instead of a failure in
+    each of their cells: ``reasons`` maps each method's label to why, and methods with the same
+    reason share it.
+
+    >>> not_run_line("cnn", {"Attention rollout": "no attention", "Relevance": "no attention"})
+    'Not run on cnn: Attention rollout, Relevance (no attention).'
+    """
+    grouped: dict[str, list[str]] = {}
+    for label, reason in reasons.items():
+        grouped.setdefault(reason, []).append(label)
+    parts = [", ".join(labels) + (f" ({reason.rstrip('.')})" if reason else "")
+             for reason, labels in grouped.items()]
+    return f"Not run on {plaintext.plain(model_name)}: " + "; ".join(parts) + "."

@@ -165,6 +165,41 @@ def render_map(attribution: np.ndarray, image: np.ndarray, options: DisplayOptio
     return RenderedMap(raw, scaled, heat, over, signed, clip_value)
 
 
+# A map whose central 98% of values lie within this fraction of their size is drawn as one
+# colour: the percentile scaling stretches nothing, so it looks like a solid block.
+FLAT_SPREAD = 0.1
+
+
+def flat_notice(rendered: RenderedMap, sign: str, method: str | None = None) -> str | None:
+    """Words for a nearly uniform map (None for any other), which would otherwise render as a
+    solid colour with nothing to say that it is flat rather than broken.
+
+    >>> flat = RenderedMap(np.full((4, 4), 0.015), np.ones((4, 4)), None, None, False, 0.015)
+    >>> flat_notice(flat, "absolute").startswith("This map is nearly uniform")
+    True
+    """
+    shown = render.kept_part(rendered.raw, sign)
+    lo, hi = np.percentile(shown, [1, 99])
+    size = max(abs(float(lo)), abs(float(hi)))
+    if not size > 0:
+        if np.any(shown):  # a few pixels only: drawn as they are, nothing flat about them
+            return None
+        what = {"positive": "no positive value", "negative": "no negative value"}.get(
+            sign, "no value other than zero")
+        return (f"This map is blank: it has {what} for this class, so it marks no region"
+                + (" (the other signs in the display options show what it has)."
+                   if sign in ("positive", "negative") else "."))
+    if hi - lo >= FLAT_SPREAD * size:
+        return None
+    why = ("Attention rollout multiplies the layers' attention: when the model attends about "
+           "evenly (often on an input it is unsure of), every patch gets the same share. "
+           "Attention relevance and Grad-CAM weigh what the class's gradient reaches."
+           if method == "attention_rollout" else
+           "The method found no place that matters more than the rest for this class.")
+    return (f"This map is nearly uniform: 98% of its values lie within {(hi - lo) / size:.1%} "
+            f"of each other, so its single colour marks no region. {why}")
+
+
 def enlarge(pixels: np.ndarray, min_side: int = DISPLAY_PX) -> np.ndarray:
     """Nearest-neighbour upscaling of small images so their pixels stay crisp on screen."""
     h, w = pixels.shape[:2]

@@ -41,6 +41,33 @@ def select(label: str, options: Sequence, key: str, default, widget=st.selectbox
     return widget(label, options, key=key, **kwargs)
 
 
+def methods_multiselect(label: str, methods: dict[str, MethodSpec], key: str,
+                        default: Sequence[str], usable: Sequence[str], model: str,
+                        **kwargs) -> tuple[list[str], list[str]]:
+    """A multiselect offering only the ``usable`` methods (those ``model`` can run).
+
+    ``default`` may name methods for every kind of model: those this one cannot run are left
+    out. Chosen methods the model cannot run (from a link, or kept from another model) are
+    dropped from the stored choice rather than shown as failures; after a switch of model the
+    defaults this one can run join what is left, so a switch from a CNN to a vision transformer
+    trades Guided Backprop for the attention methods, and nothing left means the defaults.
+    Returns (chosen, dropped), so the page can say in one line what went."""
+    offered = [name for name in methods if name in usable]
+    stored = list(st.session_state.get(key, default))
+    kept = [name for name in stored if name in offered]
+    dropped = [name for name in stored if name not in offered]
+    switched = st.session_state.get(f"{key}.model", model) != model
+    st.session_state[f"{key}.model"] = model
+    if dropped and (switched or not kept):
+        kept += [name for name in default if name in offered and name not in kept]
+    # Defaults that never ran anywhere need no word; a choice that went does.
+    dropped = [name for name in dropped if name not in default or key in st.session_state]
+    st.session_state[key] = kept
+    chosen = st.multiselect(label, offered, key=key,
+                            format_func=lambda n: methods[n].label, **kwargs)
+    return chosen, dropped
+
+
 def param_key(prefix: str, method: str, name: str) -> str:
     return f"{prefix}.m.{method}.{name}"
 
