@@ -275,9 +275,9 @@ def choose_model(q: str, infos: list):
         )
     if not present[model_name]:
         st.warning(
-            f"{model_name} is not downloaded on this server. Fetch it with "
-            f"`make fetch MODELS={model_name}` (or `python -m saliency_core fetch "
-            f"{model_name}`), then reload this page."
+            f"{model_name} is not downloaded on this server. Fetch it on the Models "
+            f"page (administrators) or with `make fetch MODELS={model_name}` (or "
+            f"`python -m saliency_core fetch {model_name}`), then reload this page."
         )
         session.publish(q, {"mode": NEXT, "model": model_name})
         st.stop()
