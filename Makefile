@@ -183,7 +183,7 @@ test-vit: $(DEV_STAMP) browser-deps
 	$(PY) -m pytest -m "not install and not full" tests/test_app_image_hf.py tests/test_browser_vit.py tests/test_methods_attention.py tests/test_engine_geometry.py $(PYTEST_ARGS)
 
 test-lm: $(DEV_STAMP)
-	$(PY) -m pytest -m "not install and not full" tests/test_app_nextword.py tests/test_app_compare_nextword.py tests/test_patterns_lm.py tests/test_browser_nextword.py tests/test_browser_nextword_hub.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not install and not full" tests/test_app_nextword.py tests/test_app_compare_nextword.py tests/test_patterns_lm.py tests/test_browser_nextword.py tests/test_browser_nextword_hub.py tests/test_browser_compare_nextword.py $(PYTEST_ARGS)
 
 # Requests/s and p95 latency of the engine service for 1 and 2 replicas, batching on and off;
 # BENCH_ARGS="--write" updates BENCHMARKS.md.

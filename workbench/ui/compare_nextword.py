@@ -16,7 +16,7 @@ import saliency_core
 from saliency_core import render
 from saliency_core.errors import SaliencyError
 from workbench.jobs import compute
-from workbench.ui import nextword, page, plaintext, progress, session
+from workbench.ui import compare_view, nextword, page, plaintext, progress, session
 from workbench.ui.widgets import ensure, method_params, url_method_params
 
 QC = "comparegen"
@@ -214,7 +214,7 @@ def _show(chosen: list[str], methods: dict, results: dict, failures: dict) -> No
                 )
                 meta = ga.metadata
                 st.caption(
-                    f"{meta.get('time_s', 0.0):.2f} s · {meta.get('passes', 0)} model "
-                    f"passes · token score: {meta.get('aggregation', '?')} over the "
-                    "embedding"
+                    f"{meta.get('time_s', 0.0):.2f} s · "
+                    f"{compare_view.passes(int(meta.get('passes', 0)))} · token score: "
+                    f"{meta.get('aggregation', '?')} over the embedding"
                 )
