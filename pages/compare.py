@@ -14,7 +14,15 @@ from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine
 from workbench.jobs.admission import OverBudget
 from workbench.jobs.models import same_domain_partner, trained_on
-from workbench.ui import compare_view, display, page, plaintext, progress, session
+from workbench.ui import (
+    compare_nextword,
+    compare_view,
+    display,
+    page,
+    plaintext,
+    progress,
+    session,
+)
 from workbench.ui.inputs import (
     default_sample,
     domain_notice,
@@ -41,10 +49,14 @@ PER_ROW = 5
 # Scoring perturbs the input dozens of times per method: automatic only for small inputs.
 AUTO_SCORE_PIXELS = 128 * 128
 
+if compare_nextword.wanted(P):
+    compare_nextword.run(P)  # the Next word mode draws the whole page and ends the run
+
 names = page.start(P, "image", "Compare methods",
                    "The same input explained by several methods, and optionally by two models. "
                    "Maps that disagree are a reason to look closer; the scoreboard measures "
                    "which ones the model's behaviour supports.")
+compare_nextword.mode_switch()
 store = ShareStore()
 
 if (reader := page.visit(P)) is not None:
