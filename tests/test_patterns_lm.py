@@ -128,3 +128,18 @@ def test_randomizing_the_model_destroys_the_attributions(lm):
     ids = lm.tokenizer("ivan went to the park . later ,", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert lm.tokenizer.decode(lm.model(ids).logits[0, -1].argmax()) == "ivan"
+
+
+def test_the_next_word_modes_default_view_points_at_the_copied_name(lm):
+    """What a new user sees first (the Text page's Next word mode: its first sample, its
+    default method and settings): the generated name's row is largest on the first name."""
+    import saliency_core as sc
+    from workbench.ui import nextword
+
+    spec = nextword.method_specs()[nextword.DEFAULT_METHOD]
+    params = {p.name: p.default_for("text") for p in spec.params if not p.advanced}
+    prompt = nextword.samples_for("patterns-lm")[0]
+    ga = sc.attribute_generation(lm, None, prompt, spec.name, max_new_tokens=1, **params)
+    words = ga.source_tokens[: ga.prompt_length]
+    assert ga.generated_tokens == ["alice"] and params["baseline"] == "unk"
+    assert words[int(ga.matrix[0, : ga.prompt_length].argmax())] == "alice"
