@@ -91,3 +91,21 @@ def test_mode_switch_keeps_the_image_comparison():
     at.session_state["compare.task"] = "Images"
     at.run()
     assert at.title[0].value == "Compare methods" and not at.exception
+
+
+def test_hostile_requests_get_clear_messages():
+    empty = run_app_page(PAGE, {"mode": "next", "prompt": "   "}, TIMEOUT)
+    assert "Type a prompt" in messages(empty) and not empty.get("plotly_chart")
+    odd = run_app_page(
+        PAGE,
+        {
+            "mode": "next",
+            "methods": "gradient,nope,gradient",
+            "prompt": "alice\x00 went",
+            "new_tokens": "1",
+        },
+        TIMEOUT,
+    )
+    assert not odd.exception and len(matrices(odd)) == 1
+    said = messages(odd)
+    assert "unknown methods (nope)" in said and "Control characters" in said

@@ -117,8 +117,11 @@ def method_specs() -> dict:
         params = []
         for p in spec.params:
             if p.name == "baseline":
+                # unk: the word is absent (the bundled model was trained with words dropped
+                # to <unk>); a tokenizer without one (GPT-2) uses its end-of-text token, as
+                # pad does.
                 p = dataclasses.replace(
-                    p, text_choices=GENERATION_BASELINES, text_default="pad"
+                    p, text_choices=GENERATION_BASELINES, text_default="unk"
                 )
             elif p.type == "method":
                 bases = tuple(b for b in GENERATION_METHODS if b != name)
