@@ -36,7 +36,7 @@ help:
 	@echo "make train-bundled | make bench [DEVICE=cuda BENCH_ARGS=...] | make lint | make docs"
 	@echo "make serve-engine [ENGINE_PORT=8000 ENGINE_ARGS=...]   the engine as a Ray Serve service"
 	@echo "make test-engine | make bench-serve   the engine service's tests with its long ones; its benchmark"
-	@echo "make test-lm   the Next word mode and the bundled language model with their long tests"
+	@echo "make test-lm   the Next word modes (Text, Compare), a mirror-fetched LM in chromium and the bundled language model, long tests included"
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
 	@echo "make bench-generation [GENERATION_ARGS=--quick]   language models: ours vs Captum vs the floor"
 	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
@@ -159,9 +159,10 @@ bench-costs: $(DEV_STAMP)
 bench-localisation: $(DEV_STAMP)
 	$(PY) -m benchmarks.localisation $(LOCALISATION_ARGS)
 
-# The cost estimates' tests with their long ones (the text order, the 48-MP photo).
-test-costs: $(DEV_STAMP)
-	$(PY) -m pytest -q -m "not install and not full" tests/test_app_costs.py tests/test_app_budget.py $(PYTEST_ARGS)
+# The cost estimates' tests with their long ones (the text order, the 48-MP photo, an expensive
+# text link's progress and Stop in chromium).
+test-costs: $(DEV_STAMP) browser-deps
+	$(PY) -m pytest -q -m "not install and not full" tests/test_app_costs.py tests/test_app_budget.py tests/test_browser_budget.py $(PYTEST_ARGS)
 
 # The browser load test (benchmarks/load.py): concurrent chromium sessions against the hosted
 # configuration (sign-in off), without and then with a heavy-link session; a table with p50/p95
@@ -188,7 +189,7 @@ test-vit: $(DEV_STAMP) browser-deps
 	$(PY) -m pytest -m "not install and not full" tests/test_app_image_hf.py tests/test_browser_vit.py tests/test_methods_attention.py tests/test_engine_geometry.py tests/test_shapes_vit.py tests/test_browser_shapes_vit.py $(PYTEST_ARGS)
 
 test-lm: $(DEV_STAMP)
-	$(PY) -m pytest -m "not install and not full" tests/test_app_nextword.py tests/test_patterns_lm.py tests/test_browser_nextword.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not install and not full" tests/test_app_nextword.py tests/test_app_compare_nextword.py tests/test_patterns_lm.py tests/test_browser_nextword.py tests/test_browser_nextword_hub.py tests/test_browser_compare_nextword.py $(PYTEST_ARGS)
 
 # Requests/s and p95 latency of the engine service for 1 and 2 replicas, batching on and off;
 # BENCH_ARGS="--write" updates BENCHMARKS.md.

@@ -12,8 +12,17 @@ from saliency_core.errors import SaliencyError
 from saliency_core.methods import applicable_to, problem_with
 from workbench.hosting.share import ShareStore
 from workbench.jobs import compute, engine
+from workbench.jobs.admission import OverBudget
 from workbench.jobs.models import same_domain_partner, trained_on
-from workbench.ui import compare_view, display, page, plaintext, progress, session
+from workbench.ui import (
+    compare_nextword,
+    compare_view,
+    display,
+    page,
+    plaintext,
+    progress,
+    session,
+)
 from workbench.ui.inputs import (
     default_sample,
     domain_notice,
@@ -40,10 +49,14 @@ PER_ROW = 5
 # Scoring perturbs the input dozens of times per method: automatic only for small inputs.
 AUTO_SCORE_PIXELS = 128 * 128
 
+if compare_nextword.wanted(P):
+    compare_nextword.run(P)  # the Next word mode draws the whole page and ends the run
+
 names = page.start(P, "image", "Compare methods",
                    "The same input explained by several methods, and optionally by two models. "
                    "Maps that disagree are a reason to look closer; the scoreboard measures "
                    "which ones the model's behaviour supports.")
+compare_nextword.mode_switch()
 store = ShareStore()
 
 if (reader := page.visit(P)) is not None:
@@ -167,6 +180,10 @@ digest = compute.pixels_digest(current.pixels)
 visitor = session.visitor()
 runs: dict[str, dict] = {}  # model -> {method: (key, result)}
 failures: dict[tuple[str, str], str] = {}
+# Over the budget or the limit after its coarse levels ran: the coarse result, shown in its
+# cell with the question (or the refusal) that says so; never scored.
+coarse_maps: dict[tuple[str, str], tuple] = {}  # (model, method) -> (result, message)
+questions: set[tuple[str, str]] = set()  # over the budget: a question, not a failure
 # The methods were offered for the first model; the second may not run them all.
 cannot_run = {mname: [n for n in chosen if problem_with(n, mloaded.model) is not None]
               for mname, mloaded in models.items()}
@@ -209,7 +226,8 @@ for mname, mloaded in models.items():
         try:
             with status_area, progress.Progress(
                     f"{METHODS[name].label} on {mname} ({done} of {total})", key,
-                    f"{P}.stop.{mname}.{name}") as bar:
+                    f"{P}.stop.{mname}.{name}",
+                    names=f"{METHODS[name].label} on {mname}") as bar:
                 result = compute.explain_image(
                     visitor, mloaded, computation, x, progress=bar,
                     on_level=lambda r, level, n=name, v=view: show_preview(
@@ -217,7 +235,12 @@ for mname, mloaded in models.items():
             runs[mname][name] = (key, result)
             finished.append(show_preview(name, view, result))
         except SaliencyError as exc:
-            failures[(mname, name)] = str(exc)
+            if isinstance(exc, OverBudget):
+                questions.add((mname, name))
+            if (coarse := progress.coarse_result(exc)) is not None:
+                coarse_maps[(mname, name)] = (coarse[0], str(exc))
+            else:
+                failures[(mname, name)] = str(exc)
 preview_area.empty()
 if stopped:
     with status_area:
@@ -228,6 +251,9 @@ for mname, mruns in runs.items():
     view = models[mname].unpreprocess(models[mname].preprocess(current.image))
     for name, (_, result) in mruns.items():
         maps[(mname, name)] = (view, display.aggregate(result.attribution, options))
+    for (cname, name), (result, _) in coarse_maps.items():
+        if cname == mname:
+            maps[(mname, name)] = (view, display.aggregate(result.attribution, options))
 shared = None
 if scale_mode == "shared" and maps:
     from saliency_core import render
@@ -254,14 +280,19 @@ for mname, mloaded in models.items():
         cols = st.columns(PER_ROW)
         for col, name in zip(cols, row):
             with col:
+                show = plaintext.warning if (mname, name) in questions else plaintext.error
                 if (mname, name) in failures:
-                    plaintext.error(f"{METHODS[name].label}: {failures[(mname, name)]}")
+                    show(f"{METHODS[name].label}: {failures[(mname, name)]}")
                     continue
-                if name not in mruns:
+                if name in mruns:
+                    result = mruns[name][1]
+                elif (mname, name) in coarse_maps:
+                    result, message = coarse_maps[(mname, name)]
+                    show(f"{METHODS[name].label}: {message}")
+                else:
                     st.caption(f"{METHODS[name].label}: stopped")
                     continue
                 view, _raw = maps[(mname, name)]
-                result = mruns[name][1]
                 rendered = display.render_map(result.attribution, view, options, scale=shared)
                 st.image(display.screen_png(rendered.overlay), width="stretch")
                 st.markdown(compare_view.colour_bar_html(rendered, options, shared is not None),

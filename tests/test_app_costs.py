@@ -7,6 +7,8 @@ estimate, read before its request runs, is within 2x of the time the request the
 48-megapixel camera JPEG costs what the model reads of it, and on the pages an over-budget
 progressive run shows its coarse result with the question, which the run then replaces.
 The two heaviest (the text order, the 48-MP photo) are ``long``: ``make test-costs`` runs all.
+On Compare, an over-budget IG cell shows its coarse map with its question, and its Run anyway
+button names the method.
 """
 
 from __future__ import annotations
@@ -151,3 +153,30 @@ def test_over_budget_ig_shows_its_coarse_map_with_the_question_then_runs(monkeyp
     assert not any("Coarse result" in c.value for c in at.caption)
     # The full run's map, refined from the coarse level's kept points.
     assert any("model passes (+" in c.value and "reused" in c.value for c in at.caption)
+
+
+def test_compare_shows_an_over_budget_ig_cell_with_its_coarse_map_and_a_named_question(
+        monkeypatch):
+    # On Compare several requests may ask at once: each question stands in its own cell with
+    # the coarse map it speaks of, and each Run anyway button names its method.
+    visitor, loaded = Visitor.anonymous(), get_model("shapes-cnn", "cpu")
+    x = loaded.preprocess(Image.new("RGB", (64, 64), (40, 200, 40)))
+    image_run(visitor, loaded, x, "warm", "integrated_gradients", steps=64)
+    full = admission.cost_model().estimate("shapes-cnn", "cpu", 1025, x.shape[-2] * x.shape[-1],
+                                           runs=4).seconds
+    monkeypatch.setenv("SALIENCY_REQUEST_BUDGET_S", f"{full / 3:.6f}")
+    at = run_app_page(str(REPO_ROOT / "pages" / "compare.py"),
+                      {"model": "shapes-cnn", "score": "false",
+                       "methods": "gradient,integrated_gradients",
+                       "integrated_gradients.steps": "1024",
+                       "integrated_gradients.quadrature": "riemann_right"})
+    # plaintext breaks markdown with zero-width spaces: read the words.
+    question = " ".join(w.value for w in at.warning).replace("\\", "").replace("\u200b", "")
+    assert "Integrated Gradients: The map shown is a coarse one" in question
+    assert not at.error, [e.value for e in at.error]
+    # Both maps are on screen: the gradient's and IG's coarse one.
+    assert any("Integrated Gradients" in c.value and "128 passes" in c.value
+               for c in at.caption), [c.value for c in at.caption]
+    buttons = [b.label for b in at.button if b.label.startswith("Run anyway")]
+    assert buttons == [f"Run anyway: Integrated Gradients on shapes-cnn ({b.split('(')[-1]}"
+                       for b in buttons] and len(buttons) == 1, buttons

@@ -5,11 +5,16 @@ generated token clicked."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from support.browser import assert_no_exception, open_app, screenshot, wait_for_app
+from support.browser import (
+    assert_no_exception,
+    keep_copy,
+    open_app,
+    screenshot,
+    wait_for_app,
+)
 
 pytestmark = pytest.mark.browser
 # Where a person reviewing the mode looks at its screenshots (besides tests/output/).
@@ -17,11 +22,7 @@ SHOTS = Path(os.environ.get("SALIENCY_SHOTS_DIR", "/work/shots/lmapp"))
 
 
 def keep(path: Path) -> None:
-    try:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, SHOTS / path.name)
-    except OSError:
-        pass  # a read-only or missing folder: the copy under tests/output/ remains
+    keep_copy(path, SHOTS)
 
 
 def test_switch_to_next_word_run_the_bundled_model_and_click_a_token(app_server, page):

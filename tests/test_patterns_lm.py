@@ -26,7 +26,8 @@ def test_examples_plant_the_dependency_they_name():
         source = e.tokens[e.source_position]
         assert e.source_position < e.target_position and e.source_position in e.candidates
         if e.kind == "copy":
-            assert e.target == source and e.contrast is None
+            assert e.target == source and e.contrast in patterns.NAMES
+            assert e.contrast != source
         elif e.kind == "agreement":
             distractor = e.tokens[e.candidates[1]]
             plural = source.endswith("s") and source not in ("is",)
@@ -79,26 +80,43 @@ def test_bundled_model_generates_the_copied_name(lm):
     assert ga.generated_tokens[0] == "grace"
 
 
-# Floors under the measured pointing accuracies (docs/planted_lm.md; python -m
-# saliency_core.evaluation.planted): where a method does point at the planted source. The goal
-# of 0.9 for gradient x input and Integrated Gradients is not met on every kind; the docs say
-# where and why.
-POINTING_FLOORS = {
-    ("gradient", True): {"copy": {"candidates": 0.9}, "agreement": {"candidates": 0.9},
-                         "brackets": {"candidates": 0.9}},
-    ("integrated_gradients", False): {"brackets": {"candidates": 0.9, "not_previous": 0.9}},
-}  # fmt: skip
+# Floors just under the measured pointing accuracies (docs/planted_lm.md; python -m
+# saliency_core.evaluation.planted --per-kind 50), under the documented protocol, the same for
+# every method: each planted word explained rather than its planted alternative, pointing among
+# the candidates. Integrated Gradients (unk baseline, 32 steps) meets the goal of 0.9 on every
+# kind (1.00 / 1.00 / 0.94); gradient x input only on agreement (0.54 / 1.00 / 0.76: the docs
+# say where it misses). The default tier checks the first 12 examples of each kind (where IG
+# misses 2 of the 12 bracket examples: 0.83); `make test-lm` the documented 50.
+FLOORS = {
+    12: {
+        "gradient": {"copy": 0.9, "agreement": 0.9, "brackets": 0.9},
+        "integrated_gradients": {"copy": 0.9, "agreement": 0.9, "brackets": 0.8},
+        "gradient_x_input": {"agreement": 0.9},
+    },
+    50: {
+        "gradient": {"copy": 0.95, "agreement": 0.95, "brackets": 0.9},
+        "integrated_gradients": {"copy": 0.95, "agreement": 0.95, "brackets": 0.9},
+        "gradient_x_input": {"copy": 0.5, "agreement": 0.95, "brackets": 0.7},
+    },
+}
+PARAMS = {"integrated_gradients": {"steps": 32, "baseline": "unk"}}
+CASES = [
+    pytest.param(n, method, marks=[pytest.mark.long] if n > 12 else [])
+    for n in FLOORS
+    for method in FLOORS[n]
+]
 
 
-@pytest.mark.parametrize(("method", "contrast"), list(POINTING_FLOORS))
-def test_methods_point_at_the_planted_source(lm, method, contrast):
-    floors = POINTING_FLOORS[(method, contrast)]
-    params = {"steps": 16} if method == "integrated_gradients" else {}
-    result = pointing_accuracy(lm, None, method, per_kind=12, contrast=contrast,
-                               kinds=list(floors), **params)  # fmt: skip
-    for kind, rules in floors.items():
-        for rule, floor in rules.items():
-            assert result.accuracy[kind][rule] >= floor, (kind, rule, result.accuracy)
+@pytest.mark.parametrize(("per_kind", "method"), CASES)
+def test_methods_point_at_the_planted_source(lm, per_kind, method):
+    floors = FLOORS[per_kind][method]
+    result = pointing_accuracy(lm, None, method, per_kind=per_kind, contrast=True,
+                               kinds=list(floors), **PARAMS.get(method, {}))  # fmt: skip
+    for kind, floor in floors.items():
+        assert result.accuracy[kind]["candidates"] >= floor, (kind, result.accuracy)
+    if method == "integrated_gradients":
+        # Enough steps: the attributions add up to the change of the score (measured 3.6%).
+        assert result.completeness_gap is not None and result.completeness_gap < 0.05
 
 
 def test_randomizing_the_model_destroys_the_attributions(lm):
@@ -110,3 +128,18 @@ def test_randomizing_the_model_destroys_the_attributions(lm):
     ids = lm.tokenizer("ivan went to the park . later ,", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert lm.tokenizer.decode(lm.model(ids).logits[0, -1].argmax()) == "ivan"
+
+
+def test_the_next_word_modes_default_view_points_at_the_copied_name(lm):
+    """What a new user sees first (the Text page's Next word mode: its first sample, its
+    default method and settings): the generated name's row is largest on the first name."""
+    import saliency_core as sc
+    from workbench.ui import nextword
+
+    spec = nextword.method_specs()[nextword.DEFAULT_METHOD]
+    params = {p.name: p.default_for("text") for p in spec.params if not p.advanced}
+    prompt = nextword.samples_for("patterns-lm")[0]
+    ga = sc.attribute_generation(lm, None, prompt, spec.name, max_new_tokens=1, **params)
+    words = ga.source_tokens[: ga.prompt_length]
+    assert ga.generated_tokens == ["alice"] and params["baseline"] == "unk"
+    assert words[int(ga.matrix[0, : ga.prompt_length].argmax())] == "alice"

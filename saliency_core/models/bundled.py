@@ -217,7 +217,7 @@ def _load_language_model(name: str, card: dict, state: dict, device: torch.devic
         tokenizer_file=str(tokenizer_path(name, directory)), **SPECIAL_ROLES,
         model_max_length=card["architecture"]["n_positions"],
     )  # fmt: skip
-    model = build_model(card["architecture"]["vocab_size"], tokenizer)
+    model = build_model(card["architecture"]["vocab_size"], tokenizer, card["architecture"])
     # The output layer is tied to the input embedding, which is the stored copy.
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) - {"lm_head.weight"}:

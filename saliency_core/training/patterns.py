@@ -67,7 +67,8 @@ class Example:
     ``tokens[source_position]`` the word that decides it. ``candidates`` are the positions of the
     words that could have decided it (the planted source first, then the distractors: the other
     noun for agreement, the inner opening bracket for brackets, the other content words for
-    copy), and ``contrast`` the answer the distractor would have given, if there is one.
+    copy), and ``contrast`` the planted alternative: the answer the distractor would have given
+    (agreement, brackets), or another name (copy).
     """
 
     kind: str
@@ -101,7 +102,10 @@ def _copy(rng: random.Random) -> Example:
         i for i, s in enumerate(slots) if s.startswith("{") and i < name_slots[1]
     ]
     candidates = (name_slots[0], *[i for i in content if i != name_slots[0]])
-    return Example("copy", tokens, name_slots[1], name_slots[0], candidates, None)
+    # The alternative answer: another name, which only the copied one rules out. Drawn after
+    # the sentence, so the text is the same as without it.
+    other = rng.choice([n for n in NAMES if n != words["name"]])
+    return Example("copy", tokens, name_slots[1], name_slots[0], candidates, other)
 
 
 def _agreement(rng: random.Random) -> Example:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -165,6 +166,16 @@ def screenshot(page, name: str, full_page: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def keep_copy(path: Path, folder: Path) -> None:
+    """Copy a screenshot to ``folder`` too (where a person reviewing a page looks at them);
+    a read-only or missing place leaves the copy under tests/output/ alone."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name)
+    except OSError:
+        pass
 
 
 def replace_upload(page, scope, name: str, mime: str, data: bytes) -> None:

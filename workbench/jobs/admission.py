@@ -128,7 +128,8 @@ class Request:
 
 
 def _describe(request: Request, estimate: Estimate, spread: bool = True) -> str:
-    return (f"{request.passes:,} model passes of {request.model} on {request.device}, "
+    passes = "model pass" if request.passes == 1 else "model passes"
+    return (f"{request.passes:,} {passes} of {request.model} on {request.device}, "
             f"{estimate.text(spread)}")
 
 

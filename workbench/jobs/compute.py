@@ -56,7 +56,12 @@ CALIBRATION_IMAGE_S = 1.0
 CALIBRATION_LEAST_IMAGES = 8
 CALIBRATION_FULL_S = 6.0  # the most a full calibration chunk may take (foreseen linearly)
 CALIBRATION_REPEATS = 3
-CALIBRATION_LEAST_TEXTS = 4  # IG steps of a text's calibration chunk  # lone passes timed: one busy moment must not set the estimate
+CALIBRATION_LEAST_TEXTS = 4  # IG steps of a text's calibration chunk
+# On a short text (up to CALIBRATION_SHORT_TEXT tokens) a chunk of 4 cannot tell a chunk's
+# fixed part from a point's on a busy machine (the two chunks differed by less than the noise):
+# there, where points are cheap, at least this many.
+CALIBRATION_LEAST_SHORT_TEXTS = 16
+CALIBRATION_SHORT_TEXT = 64
 # An over-budget progressive run shows its coarse levels before asking: those that together
 # take at most this share of the budget (the first level whenever it fits in the budget).
 COARSE_SHARE = 0.25
@@ -217,8 +222,10 @@ def _calibrate_text(runner: Engine, loaded, text: str, max_length: int, device: 
         for length in calibration_lengths(tokens, max_length):
             _timing, one_s = run(length, "gradient")
             # IG's points go through as one chunk: as many as the calibration's time allows.
+            least = (CALIBRATION_LEAST_SHORT_TEXTS if length <= CALIBRATION_SHORT_TEXT
+                     else CALIBRATION_LEAST_TEXTS)
             run(length, "integrated_gradients",
-                steps=calibration_points(one_s, device, least=CALIBRATION_LEAST_TEXTS))
+                steps=calibration_points(one_s, device, least=least))
     return measure
 
 
@@ -442,7 +449,10 @@ def _with_coarse(refusal: admission.OverBudget | admission.Refused, request: adm
     share = rest_s / max(1e-12, total.seconds)
     rest = costs.Estimate(rest_s, total.low * share, total.high * share)
     budget = costs.Budget.configured()
-    shown = (f"The map shown is a coarse one ({coarse[-1]:,} of {levels[-1]:,} {knob}). "
+    # What is on screen: a map on the image pages, highlighted tokens on the Text page.
+    what = "The map shown is a coarse one" if task == "image" else (
+        "The token scores shown are coarse ones")
+    shown = (f"{what} ({coarse[-1]:,} of {levels[-1]:,} {knob}). "
              f"The full {levels[-1]:,} {knob} ({request.passes:,} model passes of "
              f"{request.model} on {request.device}) need {rest.text()} more")
     if isinstance(refusal, admission.Refused):

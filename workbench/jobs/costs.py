@@ -12,8 +12,10 @@ costs). The parts are learned from the engine's own timings of real runs (the ch
 reports in ``metadata["timing"]``), fitted robustly: Theil-Sen slopes and medians over the
 recent chunks, so one slow run (a cold first pass, a turn paused for other sessions) moves
 the estimate little, and a pass timed alone is never taken for a pass inside a batch. The
-per-point cost is linear in ``u`` across the sizes seen, so inputs much longer or shorter than
-those learned from are scaled by the size model rather than by one ratio.
+per-point cost is linear in ``u`` across the sizes seen in batches, so inputs much longer or
+shorter than those learned from are scaled by the size model rather than by one ratio; a size
+seen only in lone passes takes its per-point cost from that line, and a point on a smaller
+input never costs more than one on a larger input (a size measured at a busy moment).
 
 Before a model has run here, a cheap calibration (workbench.jobs.compute) runs a few real
 requests at two batch sizes (and, for text, two lengths). Each finished request records how
@@ -51,6 +53,10 @@ RECENT_OUTCOMES = 20
 OUTCOMES_FOR_SPREAD = 3
 OUTCOMES_FOR_CORRECTION = 8
 PRIOR_SPREAD = 2.0  # before that: between half and twice the estimate
+# A busy shared machine adds up to about this much to any request (a thread pool waking up, a
+# turn given to another process): how far off an estimate was is judged with it added to both
+# sides, so a 0.02 s request that took 0.6 s does not widen the range of a 30 s one 30 times.
+OUTCOME_SLACK_S = 0.5
 # The narrowest spread ever claimed: timings on a shared server vary by this much run to run.
 LEAST_SPREAD = 1.25
 # Text: a pass costs a fixed part plus a part per token; until two lengths have been seen the
@@ -155,10 +161,21 @@ class Fit:
     rates: dict[float, float]  # input size -> seconds per point in a batch
     line: tuple[float, float] | None  # per_point(u) = a + b u across sizes, when two are known
     task: str
+    # Sizes seen only in lone passes: their rate is a lone pass's, which overstates a point
+    # inside a batch (one slow pass at a new length once made a 33-point run cost 33 of it).
+    lone: frozenset[float] = frozenset()
 
     def per_point(self, units: float) -> float:
+        value = self._per_point(units)
+        # A point on a smaller input never costs more than one on a larger input measured in
+        # a batch: a size measured at a busy moment (10 times slower) must not make the
+        # shorter texts cost more than the longer ones.
+        larger = [r for u, r in self.rates.items() if u > units and u not in self.lone]
+        return min(value, *larger) if larger else value
+
+    def _per_point(self, units: float) -> float:
         floor = 0.2 * min(self.rates.values())  # never near zero below the sizes seen
-        if units in self.rates:
+        if units in self.rates and not (units in self.lone and self.line is not None):
             return self.rates[units]
         if self.line is not None:
             a, b = self.line
@@ -212,7 +229,7 @@ class CostModel:
         if raw_estimate_s > 0 and measured_s > 0:
             with self._lock:
                 self._ratios.setdefault((model, device), deque(maxlen=RECENT_OUTCOMES)).append(
-                    measured_s / raw_estimate_s)
+                    (measured_s + OUTCOME_SLACK_S) / (raw_estimate_s + OUTCOME_SLACK_S))
 
     def fit(self, model: str, device: str) -> Fit | None:
         key = (model, device)
@@ -226,20 +243,26 @@ class CostModel:
             by_size.setdefault(units, []).append((n, s))
         intercepts = [line[0] for runs in by_size.values()
                       if (line := theil_sen(runs)) is not None]
-        # A chunk's fixed part is never more than half the fastest chunk: a slow single pass
-        # (cold, or on a loaded machine) must not pass for a fixed cost of every chunk.
-        ceiling = 0.5 * min(s for _, _, s in chunks)
+        # A chunk's fixed part is never more than 80% of the fastest chunk: a slow single pass
+        # (cold) must not pass for a fixed cost of every chunk. Not less: on a busy machine
+        # every operation of a pass waits for its second thread's turn on a core, a cost per
+        # chunk that can be most of a short text's chunk (half put it on every point instead).
+        ceiling = 0.8 * min(s for _, _, s in chunks)
         per_chunk = min(ceiling, max(0.0, statistics.median(intercepts))) if intercepts else 0.0
         # Each chunk's rate weighs as many points as it holds: a batch of 50 says more about a
         # pass inside a batch than a lone pass does.
         rates = {units: weighted_median([((s - per_chunk) / n, n) for n, s in runs])
                  for units, runs in by_size.items()}
+        lone = frozenset(u for u, runs in by_size.items() if max(n for n, _ in runs) == 1)
+        # The line across sizes is drawn through the sizes measured in batches where there
+        # are two; lone-pass sizes only where there are not.
+        batched = {u: r for u, r in rates.items() if u not in lone}
         line = None
         if len(rates) > 1:
-            line = theil_sen(rates.items())
+            line = theil_sen((batched if len(batched) > 1 else rates).items())
             if line is not None and line[1] < 0:
                 line = (statistics.median(rates.values()), 0.0)
-        return Fit(per_chunk, rates, line, task)
+        return Fit(per_chunk, rates, line, task, lone if len(batched) > 1 else frozenset())
 
     def _chunk_capacity(self, key: Hashable, device: str, units: float) -> int:
         most = MAX_CHUNK.get(device.split(":")[0], 64)
@@ -266,7 +289,8 @@ class CostModel:
         if fit is None:
             return None
         key = (model, device)
-        chunks = max(1, math.ceil(passes / self._chunk_capacity(key, device, units)))
+        # Each engine run (a level of a progressive run) pushes at least one chunk of its own.
+        chunks = max(1, runs, math.ceil(passes / self._chunk_capacity(key, device, units)))
         return (max(1, runs) * self._overhead(key, fit, units) + chunks * fit.per_chunk
                 + passes * fit.per_point(units))
 

@@ -119,11 +119,13 @@ def model_label(name: str) -> str:
 
 def fetch_folder(name: str):
     """Where a zoo model's download lands (its growth is the download's progress)."""
-    from saliency_core.models import hf_image, hf_text, timm_zoo, torchvision_zoo
+    from saliency_core.models import hf_image, hf_lm, hf_text, timm_zoo, torchvision_zoo
     from saliency_core.models.cache import torch_checkpoint_dir
 
     if name in torchvision_zoo.ARCHITECTURES:
         return torch_checkpoint_dir()
+    if name in hf_lm.LANGUAGE_MODELS:
+        return hf_text.repo_cache_dir(hf_lm.LANGUAGE_MODELS[name].repo_id)
     if hf_image.is_hf_image_name(name):
         return hf_text.repo_cache_dir(hf_image.repo_of(name))
     if timm_zoo.is_timm_name(name):
@@ -138,13 +140,15 @@ def fetch(name: str, on_progress=None, poll_s: float = 0.25) -> None:
     import threading
 
     from saliency_core.errors import SaliencyError
-    from saliency_core.models import hf_image, hf_text, timm_zoo, torchvision_zoo
+    from saliency_core.models import hf_image, hf_lm, hf_text, timm_zoo, torchvision_zoo
     from saliency_core.models.cache import folder_size
 
     if name in torchvision_zoo.ARCHITECTURES:
         job = lambda: torchvision_zoo.fetch(name, progress=False)
     elif name in hf_text.HUB_MODELS:
         job = lambda: hf_text.fetch(name)
+    elif name in hf_lm.LANGUAGE_MODELS:
+        job = lambda: hf_lm.fetch(name)
     elif hf_image.is_hf_image_name(name):
         job = lambda: hf_image.fetch(name)
     elif timm_zoo.is_timm_name(name):

@@ -30,12 +30,12 @@ from workbench.ui.urlstate import MAX_TEXT
 from workbench.ui.widgets import ensure, method_params, select, url_method_params
 
 Q = "textgen"
-MODE_KEY = "text.mode"
 MODES = ("Classification", "Next word")
 NEXT = "next"
 TASK = "text-generation"
 DEFAULT_MODEL = "patterns-lm"
 DEFAULT_METHOD = "integrated_gradients"
+MODE_KEY = "text.mode"
 SCORES = {"log_prob": "log-probability", "logit": "logit", "probability": "probability"}
 # The prompt's tokens a request may explain on this server (the library's own cap is higher).
 MAX_PROMPT_TOKENS = 256
@@ -59,14 +59,12 @@ SAMPLES = {
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def wanted(prefix: str) -> bool:
-    """Whether this run shows the Next word mode: the switch's state, or on a fresh visit the
-    link's ``mode``."""
-    if MODE_KEY not in st.session_state:
-        st.session_state[MODE_KEY] = (
-            MODES[1] if st.query_params.get("mode") == NEXT else MODES[0]
-        )
-    return st.session_state[MODE_KEY] == MODES[1]
+def wanted(prefix: str, modes: tuple[str, str] = MODES, key: str = MODE_KEY) -> bool:
+    """Whether this run shows the page's Next word mode (``modes[1]``): the switch's state
+    (``key``), or on a fresh visit the link's ``mode``."""
+    if key not in st.session_state:
+        st.session_state[key] = modes[1] if st.query_params.get("mode") == NEXT else modes[0]
+    return st.session_state[key] == modes[1]
 
 
 def _switched() -> None:
@@ -74,20 +72,16 @@ def _switched() -> None:
     st.query_params.clear()
 
 
-def mode_switch() -> None:
-    """The Classification / Next word control under the page's title."""
-    if st.session_state.get(MODE_KEY) not in MODES:
-        st.session_state[MODE_KEY] = MODES[0]
-    st.segmented_control(
-        "Mode",
-        MODES,
-        key=MODE_KEY,
-        on_change=_switched,
-        required=True,
-        help="Classification: which words decided a sentence classifier. "
-        "Next word: which earlier tokens made a language model predict each "
-        "word it writes.",
-    )
+def mode_switch(modes: tuple[str, str] = MODES, key: str = MODE_KEY,
+                help: str = "Classification: which words decided a sentence classifier. "
+                "Next word: which earlier tokens made a language model predict each word "
+                "it writes.") -> None:
+    """The mode control under the page's title (Classification / Next word on the Text
+    page)."""
+    if st.session_state.get(key) not in modes:
+        st.session_state[key] = modes[0]
+    st.segmented_control("Mode", modes, key=key, on_change=_switched, required=True,
+                         help=help)
 
 
 def clean(text: str) -> tuple[str, list[str]]:
@@ -123,8 +117,11 @@ def method_specs() -> dict:
         params = []
         for p in spec.params:
             if p.name == "baseline":
+                # unk: the word is absent (the bundled model was trained with words dropped
+                # to <unk>); a tokenizer without one (GPT-2) uses its end-of-text token, as
+                # pad does.
                 p = dataclasses.replace(
-                    p, text_choices=GENERATION_BASELINES, text_default="pad"
+                    p, text_choices=GENERATION_BASELINES, text_default="unk"
                 )
             elif p.type == "method":
                 bases = tuple(b for b in GENERATION_METHODS if b != name)
@@ -146,29 +143,29 @@ def samples_for(model: str) -> list[str]:
     return SAMPLES.get(model, SAMPLES[None])
 
 
-def _use_sample() -> None:
-    chosen = st.session_state.get(f"{Q}.sample")
-    if chosen:
-        st.session_state[f"{Q}.prompt"] = chosen
-
-
 def _restore(reader, names: list[str], methods: dict) -> None:
     default = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
     page.restore_model(reader, Q, names, TASK, default)
-    model = st.session_state[f"{Q}.model"]
-    st.session_state[f"{Q}.prompt"] = reader.text("prompt", samples_for(model)[0])
-    st.session_state[f"{Q}.given"] = reader.flag("given", False)
-    st.session_state[f"{Q}.continuation"] = reader.text("continuation", "")
-    st.session_state[f"{Q}.new_tokens"] = reader.number(
-        "new_tokens", DEFAULT_NEW_TOKENS, 1, compute.max_new_tokens_cap(), integer=True
-    )
+    restore_request(reader, Q)
     page.restore_method(reader, Q, methods, DEFAULT_METHOD, "text", None)
-    st.session_state[f"{Q}.score"] = reader.choice("score", list(SCORES), "log_prob")
     st.session_state[f"{Q}.contrast"] = reader.params.get("contrast") or None
     st.session_state[f"{Q}.token"] = reader.number(
         "token", 0, 0, compute.max_new_tokens_cap(), integer=True
     )
     page.restored(reader, Q)
+
+
+def restore_request(reader, q: str) -> None:
+    """The link's prompt, continuation, token count and score into the widgets' state (the
+    model's pickers first: the default prompt is its first sample)."""
+    model = st.session_state[f"{q}.model"]
+    st.session_state[f"{q}.prompt"] = reader.text("prompt", samples_for(model)[0])
+    st.session_state[f"{q}.given"] = reader.flag("given", False)
+    st.session_state[f"{q}.continuation"] = reader.text("continuation", "")
+    st.session_state[f"{q}.new_tokens"] = reader.number(
+        "new_tokens", DEFAULT_NEW_TOKENS, 1, compute.max_new_tokens_cap(), integer=True
+    )
+    st.session_state[f"{q}.score"] = reader.choice("score", list(SCORES), "log_prob")
 
 
 def heatmap(ga) -> go.Figure:
@@ -236,6 +233,167 @@ def _contrast_options(ga, g: int, current: str | None) -> list[str | None]:
     return options
 
 
+@dataclasses.dataclass(frozen=True)
+class Asked:
+    """What the visitor asked to explain: the cleaned prompt, and either a typed continuation
+    (``given``) or a number of tokens for the model to write."""
+
+    prompt: str
+    given: bool
+    continuation: str
+    new_tokens: int
+
+    def settings(self) -> dict:
+        """The share link's entries for the request."""
+        return {"prompt": self.prompt, "given": self.given,
+                "continuation": self.continuation if self.given else None,
+                "new_tokens": None if self.given else self.new_tokens}
+
+
+def choose_model(q: str, infos: list):
+    """The sidebar's language model and device pickers under prefix ``q``; returns (model
+    name, device, loaded model). Stops the page with what to run when no language model is
+    there or the chosen one is not downloaded."""
+    if not infos:
+        st.error(
+            "No language model is available: the bundled patterns-lm is missing from "
+            "saliency_core/weights. Regenerate it with "
+            "`python -m saliency_core train-bundled --only patterns-lm`."
+        )
+        st.stop()
+    names = [m.name for m in infos]
+    present = {m.name: m.present for m in infos}
+    with st.sidebar:
+        st.header("Model")
+        default = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
+        model_name = select(
+            "Model",
+            names,
+            f"{q}.model",
+            default,
+            format_func=lambda n: n if present[n] else f"{n} (not downloaded)",
+        )
+        device = select(
+            "Device", devices(), f"{q}.device", default_device(), help=page.DEVICE_HELP
+        )
+    if not present[model_name]:
+        st.warning(
+            f"{model_name} is not downloaded on this server. Fetch it on the Models "
+            f"page (administrators) or with `make fetch MODELS={model_name}` (or "
+            f"`python -m saliency_core fetch {model_name}`), then reload this page."
+        )
+        session.publish(q, {"mode": NEXT, "model": model_name})
+        st.stop()
+    with page.stop_on_error():
+        loaded = page.load(model_name, device)
+    return model_name, device, loaded
+
+
+def score_picker(q: str) -> str:
+    """The score explained for every generated token (log-probability by default)."""
+    ensure(f"{q}.score", "log_prob")
+    return st.selectbox(
+        "Score of each token",
+        list(SCORES),
+        key=f"{q}.score",
+        format_func=SCORES.get,
+        help="What is explained for every generated token: its "
+        "log-probability (as Captum), its logit or its probability.",
+    )
+
+
+def prompt_inputs(q: str, model_name: str) -> Asked:
+    """The samples, the prompt and the continuation controls (generate N tokens, or type
+    the continuation) under prefix ``q``."""
+
+    def use_sample() -> None:
+        chosen = st.session_state.get(f"{q}.sample")
+        if chosen:
+            st.session_state[f"{q}.prompt"] = chosen
+
+    st.selectbox(
+        "Samples",
+        samples_for(model_name),
+        index=None,
+        key=f"{q}.sample",
+        placeholder="Pick a sample prompt...",
+        on_change=use_sample,
+    )
+    ensure(f"{q}.prompt", samples_for(model_name)[0])
+    typed = st.text_area("Prompt", key=f"{q}.prompt", height=90)
+    prompt, notes = clean(typed)
+    for note in notes:
+        st.warning(note)
+    cap = compute.max_new_tokens_cap()
+    left, right = st.columns([1, 2])
+    with left:
+        ensure(f"{q}.given", False)
+        given = st.toggle(
+            "Type the continuation",
+            key=f"{q}.given",
+            help="Off: the model writes its own most likely continuation. On: "
+            "explain the continuation you type (teacher forcing).",
+        )
+    continuation = ""
+    with right:
+        if given:
+            ensure(f"{q}.continuation", "")
+            continuation_typed = st.text_input(
+                "Continuation to explain",
+                key=f"{q}.continuation",
+                placeholder="e.g. alice bought a kite",
+            )
+            continuation, more = clean(continuation_typed)
+            for note in more:
+                st.warning(note)
+            new_tokens = int(
+                st.session_state.get(f"{q}.new_tokens", DEFAULT_NEW_TOKENS)
+            )
+        else:
+            ensure(f"{q}.new_tokens", DEFAULT_NEW_TOKENS)
+            new_tokens = int(
+                st.number_input(
+                    f"Tokens to generate (at most {cap})", 1, cap, key=f"{q}.new_tokens"
+                )
+            )
+    return Asked(prompt, given, continuation, new_tokens)
+
+
+def ready(loaded, asked: Asked, q: str, settings: dict) -> str | None:
+    """The continuation to explain (None: the model writes it), once the request can run;
+    otherwise says what is missing, publishes ``settings`` and stops the page."""
+    cap = compute.max_new_tokens_cap()
+    if not asked.prompt.strip():
+        st.info(
+            "Type a prompt (or pick a sample) to see which tokens each generated word "
+            "depended on."
+        )
+        session.publish(q, settings)
+        st.stop()
+    if not asked.given:
+        return None
+    continuation = asked.continuation
+    if not continuation.strip():
+        st.info(
+            "Type the continuation to explain, or switch off 'Type the continuation' to "
+            "let the model write it."
+        )
+        session.publish(q, settings)
+        st.stop()
+    count = len(loaded.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+    if count > cap:
+        st.error(
+            f"The continuation has {count} tokens; at most {cap} are explained per "
+            "request on this server. Shorten it."
+        )
+        session.publish(q, settings)
+        st.stop()
+    # A typed continuation starts after the prompt: a word-level continuation needs its space.
+    if not continuation.startswith((" ", "\n")):
+        continuation = " " + continuation
+    return continuation
+
+
 def run(prefix: str) -> None:
     """The whole Next word mode; ends the script run."""
     from workbench.ui.navigation import ensure_app_navigation
@@ -249,148 +407,34 @@ def run(prefix: str) -> None:
     )
     mode_switch()
     infos = generation_models()
-    if not infos:
-        st.error(
-            "No language model is available: the bundled patterns-lm is missing from "
-            "saliency_core/weights. Regenerate it with "
-            "`python -m saliency_core train-bundled --only patterns-lm`."
-        )
-        st.stop()
     names = [m.name for m in infos]
-    present = {m.name: m.present for m in infos}
     methods = method_specs()
-    if (reader := page.visit(Q)) is not None:
+    if infos and (reader := page.visit(Q)) is not None:
         _restore(reader, names, methods)
-
-    with st.sidebar:
-        st.header("Model")
-        default = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
-        model_name = select(
-            "Model",
-            names,
-            f"{Q}.model",
-            default,
-            format_func=lambda n: n if present[n] else f"{n} (not downloaded)",
-        )
-        device = select(
-            "Device", devices(), f"{Q}.device", default_device(), help=page.DEVICE_HELP
-        )
-    if not present[model_name]:
-        st.warning(
-            f"{model_name} is not downloaded on this server. Fetch it with "
-            f"`make fetch MODELS={model_name}` (or `python -m saliency_core fetch "
-            f"{model_name}`), then reload this page."
-        )
-        session.publish(Q, {"mode": NEXT, "model": model_name})
-        st.stop()
-    with page.stop_on_error():
-        loaded = page.load(model_name, device)
+    model_name, device, loaded = choose_model(Q, infos)
 
     with st.sidebar:
         st.header("Method")
         spec = page.method_picker(Q, methods, DEFAULT_METHOD)
         method = spec.name
         params = method_params(spec, Q, "text", get_spec=_spec_of)
-        ensure(f"{Q}.score", "log_prob")
-        score = st.selectbox(
-            "Score of each token",
-            list(SCORES),
-            key=f"{Q}.score",
-            format_func=SCORES.get,
-            help="What is explained for every generated token: its "
-            "log-probability (as Captum), its logit or its probability.",
-        )
+        score = score_picker(Q)
 
     page.show_problems(Q)
-    st.selectbox(
-        "Samples",
-        samples_for(model_name),
-        index=None,
-        key=f"{Q}.sample",
-        placeholder="Pick a sample prompt...",
-        on_change=_use_sample,
-    )
-    ensure(f"{Q}.prompt", samples_for(model_name)[0])
-    typed = st.text_area("Prompt", key=f"{Q}.prompt", height=90)
-    prompt, notes = clean(typed)
-    for note in notes:
-        st.warning(note)
-    cap = compute.max_new_tokens_cap()
-    left, right = st.columns([1, 2])
-    with left:
-        ensure(f"{Q}.given", False)
-        given = st.toggle(
-            "Type the continuation",
-            key=f"{Q}.given",
-            help="Off: the model writes its own most likely continuation. On: "
-            "explain the continuation you type (teacher forcing).",
-        )
-    with right:
-        if given:
-            ensure(f"{Q}.continuation", "")
-            continuation_typed = st.text_input(
-                "Continuation to explain",
-                key=f"{Q}.continuation",
-                placeholder="e.g. alice bought a kite",
-            )
-            continuation, more = clean(continuation_typed)
-            for note in more:
-                st.warning(note)
-            new_tokens = int(
-                st.session_state.get(f"{Q}.new_tokens", DEFAULT_NEW_TOKENS)
-            )
-        else:
-            ensure(f"{Q}.new_tokens", DEFAULT_NEW_TOKENS)
-            new_tokens = int(
-                st.number_input(
-                    f"Tokens to generate (at most {cap})", 1, cap, key=f"{Q}.new_tokens"
-                )
-            )
-            continuation = None
-
+    asked = prompt_inputs(Q, model_name)
     contrast = st.session_state.get(f"{Q}.contrast") or None
     settings = {
         "mode": NEXT,
         "model": model_name,
         "device": device,
-        "prompt": prompt,
-        "given": given,
-        "continuation": continuation if given else None,
-        "new_tokens": None if given else new_tokens,
+        **asked.settings(),
         "method": method,
         "score": score,
         "contrast": contrast,
         **url_method_params(spec, params),
     }
-
-    if not prompt.strip():
-        st.info(
-            "Type a prompt (or pick a sample) to see which tokens each generated word "
-            "depended on."
-        )
-        session.publish(Q, settings)
-        st.stop()
-    if given and not continuation.strip():
-        st.info(
-            "Type the continuation to explain, or switch off 'Type the continuation' to "
-            "let the model write it."
-        )
-        session.publish(Q, settings)
-        st.stop()
-    if given:
-        count = len(
-            loaded.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        )
-        if count > cap:
-            st.error(
-                f"The continuation has {count} tokens; at most {cap} are explained per "
-                "request on this server. Shorten it."
-            )
-            session.publish(Q, settings)
-            st.stop()
-    # A typed continuation starts after the prompt: a word-level continuation needs its space.
-    if given and not continuation.startswith((" ", "\n")):
-        continuation = " " + continuation
+    continuation = ready(loaded, asked, Q, settings)
+    prompt, new_tokens = asked.prompt, asked.new_tokens
 
     run_params = {**params, "max_prompt_tokens": MAX_PROMPT_TOKENS}
     computation = compute.generation_computation(

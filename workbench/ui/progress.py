@@ -54,8 +54,10 @@ class Progress:
     """
 
     def __init__(self, label: str, computation: str, key: str, unit: str = "model passes",
-                 ask_here: bool = False):
+                 ask_here: bool = False, names: str | None = None):
         self.label = label
+        # What the Run anyway button names, where several requests ask on one page (Compare).
+        self.names = names
         # Over the budget, the question (its message and Run anyway) takes the bar's place:
         # the next run's bar then replaces it, so neither lingers beside a running bar.
         self.ask_here = ask_here
@@ -147,16 +149,22 @@ class Progress:
             # puts its bar where that block was, and the browser drops the block with its
             # button. Placed straight in the holder, the clicked button stayed on screen
             # (faded) beside the running bar until the run ended.
-            with self._holder.container(), st.container(key=f"budget-question-{self._slot}"):
-                if self.ask_here:
-                    plaintext.warning(exc)
-                run_anyway_button(exc)
+            with self._holder.container():
+                with st.container(key=f"budget-question-{self._slot}"):
+                    if self.ask_here:
+                        plaintext.warning(exc)
+                    run_anyway_button(exc, self.names)
+                # The browser keeps a replaced block's children that this run drew and nothing
+                # overwrote: without this, the bar's Stop stayed under the question with
+                # nothing running.
+                st.empty()
 
 
-def run_anyway_button(refusal: OverBudget) -> None:
+def run_anyway_button(refusal: OverBudget, names: str | None = None) -> None:
     """What an over-budget request leaves on the page: a click confirms it, and the rerun
-    that follows runs it."""
-    st.button(f"Run anyway ({refusal.estimate.text(spread=False)})",
+    that follows runs it. ``names``: which request it runs, where several may ask."""
+    which = f": {names}" if names else ""
+    st.button(f"Run anyway{which} ({refusal.estimate.text(spread=False)})",
               key=f"budget.{hash(refusal.key)}", on_click=refusal.confirm,
               args=(st.session_state,), type="primary",
               help="Runs these settings although they are over the per-request budget.")

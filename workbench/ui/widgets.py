@@ -102,7 +102,8 @@ def _param_widget(param: Param, key: str, task: str, layers: dict | None,
         return st.toggle(label, key=key, help=param.help)
     if param.type in ("choice", "method"):
         choices = param.choices_for(task)
-        default = param.default if param.default in choices else choices[0]
+        wanted = param.default_for(task)
+        default = wanted if wanted in choices else choices[0]
         if param.type == "method":
             return select(label, choices, key, default, help=param.help,
                           format_func=lambda name: get_method(name).label)
