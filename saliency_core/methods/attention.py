@@ -42,6 +42,11 @@ ATTENTION_ROLLOUT = MethodSpec(
     "attention (heads averaged, residual added, layers multiplied). Class-agnostic: the same "
     "map for every target.",
     params=ATTENTION_PARAMS, reference="Abnar & Zuidema 2020", params_type="AttentionParams",
+    # Why its map can be flat, for the pages' notice on a nearly uniform map.
+    extra={"flat_map": "Attention rollout multiplies the layers' attention: when the model "
+           "attends about evenly (often on an input it is unsure of), every patch gets the "
+           "same share. Attention relevance and Grad-CAM weigh what the class's gradient "
+           "reaches."},
 )  # fmt: skip
 ATTENTION_RELEVANCE = MethodSpec(
     name="attention_relevance", label="Attention relevance", family="cam",

@@ -13,6 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from saliency_core import render
+from saliency_core.methods import REGISTRY
 from workbench.jobs.progressive import LARGE_GAP
 from workbench.ui.urlstate import UrlReader
 from workbench.ui.widgets import ensure, select
@@ -191,11 +192,9 @@ def flat_notice(rendered: RenderedMap, sign: str, method: str | None = None) -> 
                    if sign in ("positive", "negative") else "."))
     if hi - lo >= FLAT_SPREAD * size:
         return None
-    why = ("Attention rollout multiplies the layers' attention: when the model attends about "
-           "evenly (often on an input it is unsure of), every patch gets the same share. "
-           "Attention relevance and Grad-CAM weigh what the class's gradient reaches."
-           if method == "attention_rollout" else
-           "The method found no place that matters more than the rest for this class.")
+    spec = REGISTRY[method].spec if method in REGISTRY else None
+    why = ((spec.extra.get("flat_map") if spec else None)
+           or "The method found no place that matters more than the rest for this class.")
     return (f"This map is nearly uniform: 98% of its values lie within {(hi - lo) / size:.1%} "
             f"of each other, so its single colour marks no region. {why}")
 
