@@ -43,7 +43,6 @@ help:
 	@echo "make test-vit   Hugging Face image classifiers of every family and the attention methods, long tests included"
 	@echo "make bench-localisation [LOCALISATION_ARGS=--n 32]   pointing game and mass in mask of each method on shapes-vit and shapes-cnn"
 	@echo "make test-dataset | make bench-dataset   the Dataset page's tests with its long ones; its benchmark"
-	@echo "make bench-costs [COSTS_ARGS=--quick]   the cost estimates against the measured time"
 	@echo "make bench-costs [COSTS_ARGS=--quick] | make test-costs   the cost estimates against the measured time; their tests with the long ones"
 	@echo "make hostile (the full hostile-input tests) | make fuzz (Hypothesis, 10k examples) | make audit"
 	@echo "make install-check   a fresh venv installs the wheel and the checkout, then saliency explain"
