@@ -64,3 +64,15 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+@torch.no_grad()
+def predict(model, images: np.ndarray, chunk: int = 500) -> np.ndarray:
+    """The class each shapes model predicts for uint8 images, in chunks; a Hugging Face
+    model (shapes-vit) hands its scores back in ``.logits``."""
+    model.eval()
+    outputs = []
+    for i in range(0, len(images), chunk):
+        out = model(images_to_tensor(images[i : i + chunk]))
+        outputs.append(getattr(out, "logits", out).argmax(1))
+    return torch.cat(outputs).numpy() if outputs else np.empty(0, dtype=np.int64)

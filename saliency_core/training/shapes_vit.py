@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from saliency_core.training.shapes_cnn import images_to_tensor
+from saliency_core.training.shapes_cnn import images_to_tensor, predict
 
 NAME = "shapes-vit"
 PATCH = 8
@@ -155,13 +155,3 @@ def fit(
             running = 0.0
     model.eval()
     return history
-
-
-@torch.no_grad()
-def predict(model, images: np.ndarray, chunk: int = 500) -> np.ndarray:
-    model.eval()
-    outputs = [
-        model(pixel_values=images_to_tensor(images[i : i + chunk])).logits.argmax(1)
-        for i in range(0, len(images), chunk)
-    ]
-    return torch.cat(outputs).numpy() if outputs else np.empty(0, dtype=np.int64)

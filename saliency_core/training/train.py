@@ -29,6 +29,7 @@ from saliency_core.training.shapes_cnn import (
     STD,
     ShapesCNN,
     images_to_tensor,
+    predict,
 )
 
 Log = Callable[[str], None]
@@ -182,26 +183,19 @@ def train_shapes(name: str, quick: bool, log: Log) -> tuple[dict, dict]:
         "name": name,
         "task": "image",
         "labels": list(shapes.CLASS_NAMES),
-        "architecture": {
-            "class": "saliency_core.training.shapes_cnn.ShapesCNN",
-            "widths": list(DEFAULT_WIDTHS),
-            "default_layer": DEFAULT_LAYER,
-            "normalization": {"mean": MEAN, "std": STD},
-            "input": "RGB [1, 3, 64, 64], pixels in [0, 1] then (x - mean) / std",
-            "parameters": sum(p.numel() for p in model.parameters()),
-        },
-        "data": {
-            "generator": "saliency_core.training.shapes.generate",
-            "image_size": shapes.IMAGE_SIZE,
-            "classes": list(shapes.CLASS_NAMES),
-            "train": {
-                "n": budget.train_n,
-                "seed": seeds["train"],
-                "spurious": spurious,
+        "architecture": _shapes_architecture(
+            model,
+            **{
+                "class": "saliency_core.training.shapes_cnn.ShapesCNN",
+                "widths": list(DEFAULT_WIDTHS),
+                "default_layer": DEFAULT_LAYER,
             },
-            "test": {"n": budget.test_n, "seed": seeds["test"]},
-            "labels_shuffled_with_seed": seeds.get("shuffle"),
-        },
+        ),
+        "data": _shapes_data(
+            train={"n": budget.train_n, "seed": seeds["train"], "spurious": spurious},
+            test={"n": budget.test_n, "seed": seeds["test"]},
+            labels_shuffled_with_seed=seeds.get("shuffle"),
+        ),
         "training": {
             **asdict(budget),
             "init_seed": seeds["init"],
@@ -234,29 +228,26 @@ def train_shapes_vit(quick: bool, out_dir: Path, log: Log) -> tuple[dict, dict]:
     )
     test = shapes.generate(budget.test_n, VIT_SEEDS["test"])
     metrics = {
-        "train_accuracy": _rate(shapes_vit.predict(model, train.images) == train.labels),
-        "test_accuracy": _rate(shapes_vit.predict(model, test.images) == test.labels),
+        "train_accuracy": _rate(predict(model, train.images) == train.labels),
+        "test_accuracy": _rate(predict(model, test.images) == test.labels),
     }
     card = {
         "name": shapes_vit.NAME,
         "task": "image",
         "labels": list(shapes.CLASS_NAMES),
-        "architecture": {
-            "class": "transformers.ViTForImageClassification",
-            "config": config,
-            "attn_implementation": "eager",
-            "default_layer": shapes_vit.DEFAULT_LAYER,
-            "normalization": {"mean": MEAN, "std": STD},
-            "input": "RGB [1, 3, 64, 64], pixels in [0, 1] then (x - mean) / std",
-            "parameters": sum(p.numel() for p in model.parameters()),
-        },
-        "data": {
-            "generator": "saliency_core.training.shapes.generate",
-            "image_size": shapes.IMAGE_SIZE,
-            "classes": list(shapes.CLASS_NAMES),
-            "train": {"n": budget.train_n, "seed": VIT_SEEDS["train"], "spurious": False},
-            "test": {"n": budget.test_n, "seed": VIT_SEEDS["test"]},
-        },
+        "architecture": _shapes_architecture(
+            model,
+            **{
+                "class": "transformers.ViTForImageClassification",
+                "config": config,
+                "attn_implementation": "eager",
+                "default_layer": shapes_vit.DEFAULT_LAYER,
+            },
+        ),
+        "data": _shapes_data(
+            train={"n": budget.train_n, "seed": VIT_SEEDS["train"], "spurious": False},
+            test={"n": budget.test_n, "seed": VIT_SEEDS["test"]},
+        ),
         "training": {
             **asdict(budget),
             "init_seed": VIT_SEEDS["init"],
@@ -275,6 +266,28 @@ def train_shapes_vit(quick: bool, out_dir: Path, log: Log) -> tuple[dict, dict]:
         "created_by": f"python -m saliency_core train-bundled --only {shapes_vit.NAME}",
     }
     return model.state_dict(), card
+
+
+def _shapes_architecture(model: torch.nn.Module, **own) -> dict:
+    """A shapes model card's architecture: its own entries, then the input every shapes model
+    reads (the loader rebuilds the preprocessing from these)."""
+    return {
+        **own,
+        "normalization": {"mean": MEAN, "std": STD},
+        "input": "RGB [1, 3, 64, 64], pixels in [0, 1] then (x - mean) / std",
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _shapes_data(**splits) -> dict:
+    """A shapes model card's data: the generator every shapes model learns from, then its
+    splits."""
+    return {
+        "generator": "saliency_core.training.shapes.generate",
+        "image_size": shapes.IMAGE_SIZE,
+        "classes": list(shapes.CLASS_NAMES),
+        **splits,
+    }
 
 
 def _shapes_teacher(out_dir: Path) -> tuple[torch.nn.Module, str]:
@@ -327,16 +340,6 @@ def fit(
             f"  epoch {epoch + 1}/{budget.epochs}: mean loss {total / steps_per_epoch:.3f}"
         )
     model.eval()
-
-
-@torch.no_grad()
-def predict(model, images: np.ndarray, chunk: int = 500) -> np.ndarray:
-    model.eval()
-    outputs = [
-        model(images_to_tensor(images[i : i + chunk])).argmax(1)
-        for i in range(0, len(images), chunk)
-    ]
-    return torch.cat(outputs).numpy() if outputs else np.empty(0, dtype=np.int64)
 
 
 def accuracy(model, images: np.ndarray, labels) -> float:
