@@ -128,15 +128,19 @@ def test_a_48_megapixel_jpeg_costs_what_the_model_reads():
     assert result.attribution.shape[-2:] == tuple(x.shape[-2:])
 
 
-def test_over_budget_ig_shows_its_coarse_map_with_the_question_then_runs(monkeypatch):
-    # Learn the model's costs first (a cheap request), so the budget can sit between the coarse
-    # level's cost and the full run's.
+def budget_between_coarse_and_full_ig(monkeypatch, colour: tuple[int, int, int]) -> None:
+    """Learn shapes-cnn's costs with a cheap request on a plain image of ``colour``, then set
+    the budget at a third of IG 1024's estimate: above its coarse level, below the full run."""
     visitor, loaded = Visitor.anonymous(), get_model("shapes-cnn", "cpu")
-    x = loaded.preprocess(Image.new("RGB", (64, 64), (200, 40, 40)))
+    x = loaded.preprocess(Image.new("RGB", (64, 64), colour))
     image_run(visitor, loaded, x, "warm", "integrated_gradients", steps=64)
     full = admission.cost_model().estimate("shapes-cnn", "cpu", 1025, x.shape[-2] * x.shape[-1],
                                            runs=4).seconds
     monkeypatch.setenv("SALIENCY_REQUEST_BUDGET_S", f"{full / 3:.6f}")
+
+
+def test_over_budget_ig_shows_its_coarse_map_with_the_question_then_runs(monkeypatch):
+    budget_between_coarse_and_full_ig(monkeypatch, (200, 40, 40))
     at = run_app_page(str(REPO_ROOT / "pages" / "image.py"),
                       {"model": "shapes-cnn", "method": "integrated_gradients",
                        "p.steps": "1024", "p.quadrature": "riemann_right"})
@@ -159,12 +163,7 @@ def test_compare_shows_an_over_budget_ig_cell_with_its_coarse_map_and_a_named_qu
         monkeypatch):
     # On Compare several requests may ask at once: each question stands in its own cell with
     # the coarse map it speaks of, and each Run anyway button names its method.
-    visitor, loaded = Visitor.anonymous(), get_model("shapes-cnn", "cpu")
-    x = loaded.preprocess(Image.new("RGB", (64, 64), (40, 200, 40)))
-    image_run(visitor, loaded, x, "warm", "integrated_gradients", steps=64)
-    full = admission.cost_model().estimate("shapes-cnn", "cpu", 1025, x.shape[-2] * x.shape[-1],
-                                           runs=4).seconds
-    monkeypatch.setenv("SALIENCY_REQUEST_BUDGET_S", f"{full / 3:.6f}")
+    budget_between_coarse_and_full_ig(monkeypatch, (40, 200, 40))
     at = run_app_page(str(REPO_ROOT / "pages" / "compare.py"),
                       {"model": "shapes-cnn", "score": "false",
                        "methods": "gradient,integrated_gradients",
