@@ -83,6 +83,8 @@ def _torchvision(builder: str, **kwargs) -> Callable:
 VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
        "intermediate_size": 64, "patch_size": 16}  # fmt: skip
 HF_SIZE = {"image_size": (H, W)}
+# Swin and Swinv2 take the same small shape.
+SWIN = {"embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2], "window_size": 4}
 FAMILIES = [
     Family("hf-vit", "Hugging Face", _hf("ViTConfig", **VIT, **HF_SIZE)),
     Family(
@@ -103,26 +105,12 @@ FAMILIES = [
     Family(
         "hf-swin",
         "Hugging Face",
-        _hf(
-            "SwinConfig",
-            embed_dim=16,
-            depths=[1, 1],
-            num_heads=[2, 2],
-            window_size=4,
-            **HF_SIZE,
-        ),
+        _hf("SwinConfig", **SWIN, **HF_SIZE),
     ),
     Family(
         "hf-swinv2",
         "Hugging Face",
-        _hf(
-            "Swinv2Config",
-            embed_dim=16,
-            depths=[1, 1],
-            num_heads=[2, 2],
-            window_size=4,
-            **HF_SIZE,
-        ),
+        _hf("Swinv2Config", **SWIN, **HF_SIZE),
     ),
     Family(
         "hf-convnext",
