@@ -26,7 +26,7 @@ DEV_STAMP := $(VENV)/.dev-stamp
 ENGINE_PORT ?= 8000
 ENGINE_ARGS ?=
 
-.PHONY: help run serve test test-fast bench bench-batching bench-generation load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm test-costs test-vit bench-localisation
+.PHONY: help run serve test test-fast bench bench-batching bench-generation bench-generation-inseq load train-bundled fetch lint typecheck docs venv dev-venv browser-deps serve-engine test-engine bench-serve hostile fuzz audit install-check coverage test-dataset bench-dataset bench-costs test-lm test-costs test-vit bench-localisation
 
 help:
 	@echo "make run     start the workbench on http://localhost:$(PORT) (offline, bundled models)"
@@ -39,6 +39,7 @@ help:
 	@echo "make test-lm   the Next word modes (Text, Compare), a mirror-fetched LM in chromium and the bundled language model, long tests included"
 	@echo "make bench-batching | make load   the scheduler's batching gain; the browser load test"
 	@echo "make bench-generation [GENERATION_ARGS=--quick]   language models: ours vs Captum vs the floor"
+	@echo "make bench-generation-inseq [GENERATION_ARGS=--quick]   the same with inseq beside them (installed into .bench-inseq/)"
 	@echo "make coverage   which method runs on which model family -> docs/coverage.md (+ its long test)"
 	@echo "make test-vit   Hugging Face image classifiers of every family and the attention methods, long tests included"
 	@echo "make bench-localisation [LOCALISATION_ARGS=--n 32]   pointing game and mass in mask of each method on shapes-vit and shapes-cnn"
@@ -139,6 +140,13 @@ bench-batching: $(DEV_STAMP)
 # floor (benchmarks/generation.py); GENERATION_ARGS="--quick" for the small CPU setting.
 bench-generation: $(DEV_STAMP)
 	$(PY) -m benchmarks.generation --device $(DEVICE) $(GENERATION_ARGS)
+# inseq is no dependency of the project: it goes into a folder of its own, on the path of this
+# benchmark only.
+.bench-inseq/.stamp: benchmarks/requirements-inseq.txt $(DEV_STAMP)
+	$(PY) -m pip install --quiet --no-deps --target .bench-inseq -r benchmarks/requirements-inseq.txt
+	touch $@
+bench-generation-inseq: .bench-inseq/.stamp
+	PYTHONPATH=.bench-inseq $(PY) -m benchmarks.generation --device $(DEVICE) $(GENERATION_ARGS)
 # Which method runs on which model family (tiny random-weight models, offline): rewrites
 # docs/coverage.md, then the long test that builds every family.
 coverage: $(DEV_STAMP)

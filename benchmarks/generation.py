@@ -13,8 +13,10 @@ passes on the kept graph, with nothing else. Captum repeats the forward for ever
     python -m benchmarks.generation --quick      # a 2-layer, 256-wide model, G = 16 (CPU)
     python -m benchmarks.generation --device cuda
 
-inseq is not measured: it pins CUDA 11 builds of its dependencies, which would need a
-separate environment beside this project's pinned torch.
+inseq is measured when it can be imported. It is not a dependency of the project: ``make
+bench-generation-inseq`` installs it and its own dependencies into ``.bench-inseq/`` (pinned in
+``benchmarks/requirements-inseq.txt``, beside the project's packages, no other torch) and runs
+this benchmark with it on the path.
 """
 
 from __future__ import annotations
@@ -117,6 +119,31 @@ def captum(model, tokenizer, prompt: str, target_ids: list[int], steps: int | No
                           baselines=torch.full_like(ids, tokenizer.eos_token_id)).token_attr
 
 
+def inseq_attribution(model, tokenizer, prompt: str, continuation: str, steps: int | None):
+    """inseq's attribution of the same continuation: like Captum it attributes one generated
+    token at a time (a forward and a backward per token and point). Returns [G, S + G], the
+    per-dimension scores summed over the embedding (the matrix ours gives)."""
+    import inseq
+
+    method = "input_x_gradient" if steps is None else "integrated_gradients"
+    wrapped = inseq.load_model(model, method, tokenizer=tokenizer)
+    extra = {} if steps is None else {"n_steps": steps, "internal_batch_size": steps}
+    # inseq has no log-probability score (its cross-entropy fails on this input): it explains
+    # the logit, at the same cost; the agreement is checked against ours' logit target.
+    out = wrapped.attribute(input_texts=prompt, generated_texts=prompt + continuation,
+                            show_progress=False, step_scores=[], attributed_fn="logit",
+                            **extra)
+    return out.sequence_attributions[0].target_attributions.sum(-1).T
+
+
+def has_inseq() -> bool:
+    try:
+        import inseq  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def run(setup: Setup, device: torch.device, reps: int) -> list[dict]:
     model, tokenizer = build(setup, device)
     rows = []
@@ -132,6 +159,9 @@ def run(setup: Setup, device: torch.device, reps: int) -> list[dict]:
                 "floor": partial(floor, model, tokenizer, prompt, continuation, steps),
                 "captum": partial(captum, model, tokenizer, prompt, target_ids, steps),
             }
+            if has_inseq():
+                contenders["inseq"] = partial(inseq_attribution, model, tokenizer, prompt,
+                                              continuation, steps)
             result = interleaved(contenders, device, reps)
             ga = result["ours"]["output"]
             ref = result["captum"]["output"]
@@ -139,8 +169,20 @@ def run(setup: Setup, device: torch.device, reps: int) -> list[dict]:
             if ga is not None and ref is not None:
                 mine = torch.as_tensor(ga.matrix[:, :ga.prompt_length])
                 agree = float((mine - ref.cpu()).abs().max() / ref.abs().max().clamp_min(1e-12))
+            # inseq's IG starts from its own baseline (zeros), so only gradient x input is
+            # compared number for number.
+            agree_inseq = None
+            theirs = result.get("inseq", {}).get("output")
+            if ga is not None and theirs is not None and steps is None:
+                plen = ga.prompt_length
+                logit = attribute_generation(model, tokenizer, prompt, method,
+                                             continuation=continuation, target="logit")
+                mine = torch.as_tensor(logit.matrix[:, :plen])
+                theirs = theirs[:, :plen].cpu()
+                agree_inseq = float((mine - theirs).abs().max()
+                                    / theirs.abs().max().clamp_min(1e-12))
             row = {"method": method if steps is None else f"{method}({steps})", "G": generated,
-                   "agreement": agree}
+                   "agreement": agree, "agreement_inseq": agree_inseq}
             for name in contenders:
                 row[f"{name}_s"] = median(result[name]["times"])
                 row[f"{name}_mb"] = median([p / 2**20 for p in result[name]["peaks"] if p is not None])
@@ -156,20 +198,30 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 def table(rows: list[dict], header: bool = True) -> str:
+    with_inseq = any("inseq_s" in r for r in rows)
     lines = []
     if header:
+        extra = " inseq s | ours / inseq | max rel. diff vs inseq |" if with_inseq else ""
         lines += [("| method | G | ours s | floor s | Captum s | ours / floor | ours / Captum | "
-                   "peak MB ours / floor / Captum | max rel. diff vs Captum |"),
-                  "|---|---|---|---|---|---|---|---|---|"]
+                   "peak MB ours / floor / Captum | max rel. diff vs Captum |" + extra),
+                  "|---" * (9 + 3 * with_inseq) + "|"]
     for r in rows:
         ratio_floor = r["ours_s"] / r["floor_s"] if r["ours_s"] and r["floor_s"] else None
         ratio_captum = r["ours_s"] / r["captum_s"] if r["ours_s"] and r["captum_s"] else None
         peaks = " / ".join(_fmt(r[f"{n}_mb"], 0) for n in ("ours", "floor", "captum"))
-        agreement = "n/a" if r["agreement"] is None else f"{r['agreement']:.1e}"
-        lines.append(f"| {r['method']} | {r['G']} | {_fmt(r['ours_s'])} | {_fmt(r['floor_s'])} | "
-                     f"{_fmt(r['captum_s'])} | {_fmt(ratio_floor)} | {_fmt(ratio_captum)} | {peaks} | "
-                     f"{agreement} |")
+        line = (f"| {r['method']} | {r['G']} | {_fmt(r['ours_s'])} | {_fmt(r['floor_s'])} | "
+                f"{_fmt(r['captum_s'])} | {_fmt(ratio_floor)} | {_fmt(ratio_captum)} | {peaks} | "
+                f"{_sci(r['agreement'])} |")
+        if with_inseq:
+            theirs = r.get("inseq_s")
+            ratio = r["ours_s"] / theirs if r["ours_s"] and theirs else None
+            line += f" {_fmt(theirs)} | {_fmt(ratio)} | {_sci(r.get('agreement_inseq'))} |"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _sci(value) -> str:
+    return "n/a" if value is None else f"{value:.1e}"
 
 
 def main(argv: list[str] | None = None) -> int:
