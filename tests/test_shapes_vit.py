@@ -16,17 +16,20 @@ pytestmark = pytest.mark.skipif(
     reason="bundled shapes-vit missing; python -m saliency_core train-bundled --only shapes-vit",
 )
 
-# Measured on these 32 held-out images (seed 7100; docs/shapes_vit.md gives the figures on 500):
-# pointing game 0.562 (Grad-CAM), 0.750 (rollout), 0.812 (relevance); mass in mask 2.16, 1.86
-# and 2.72 times the masks' share of the image (14%).
+# Measured on these 200 held-out images (seed 7100; docs/shapes_vit.md gives the figures on
+# 500): pointing game 0.56 (Grad-CAM), 0.90 (rollout), 0.875 (relevance); mass in mask 2.83,
+# 2.24 and 3.45 times the masks' share of the image (14%). Rollout and relevance are held to
+# the goal of 0.8; Grad-CAM misses it on this transformer (see the docs), its floor only
+# guards against a regression.
+GOAL = 0.8
 # method -> (pointing game floor, floor of the mass in mask over the masks' area).
 FLOORS = {
-    "gradcam": (0.5, 2.0),
-    "attention_rollout": (0.7, 1.7),
-    "attention_relevance": (0.75, 2.5),
+    "gradcam": (0.5, 2.5),
+    "attention_rollout": (GOAL, 2.0),
+    "attention_relevance": (GOAL, 3.0),
 }
-# The card's test accuracy is 0.656 on 2,000 images (the goal of 0.9 is not reached yet).
-ACCURACY_FLOOR = 0.6
+# The card's test accuracy is 0.8845 on 2,000 images; 0.91 on these 200.
+ACCURACY_FLOOR = 0.85
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +46,12 @@ def test_listed_and_loaded_offline_as_a_hugging_face_vit(shapes_vit, held_out):
     x, data = held_out
     with torch.no_grad():
         predicted = shapes_vit.model(pixel_values=x).logits.argmax(1).numpy()
-    assert (predicted == data.labels).mean() >= ACCURACY_FLOOR - 0.1
+    assert (predicted == data.labels).mean() >= ACCURACY_FLOOR
 
 
 @pytest.fixture(scope="module")
 def held_out():
-    data = generate(32, 7100)
+    data = generate(200, 7100)
     return images_to_tensor(data.images), data
 
 

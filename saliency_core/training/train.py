@@ -88,7 +88,7 @@ class VitBudget:
     temperature: float = 2.0
 
 
-VIT_FULL = VitBudget(train_n=20000, test_n=2000, steps=6000)
+VIT_FULL = VitBudget(train_n=20000, test_n=2000, steps=12000)
 VIT_QUICK = VitBudget(train_n=48, test_n=24, steps=3, batch_size=16)
 VIT_SEEDS = {"train": 4, "test": 1004, "init": 21, "probe": 2004}
 VIT_PROBE_N = 500
@@ -220,6 +220,7 @@ def train_shapes_vit(quick: bool, out_dir: Path, log: Log) -> tuple[dict, dict]:
     torch.manual_seed(VIT_SEEDS["init"])
     model = shapes_vit.build(config, list(shapes.CLASS_NAMES))
     shapes_vit.sine_cosine_positions(model)
+    shapes_vit.mimetic_attention(model, VIT_SEEDS["init"])
     settings = asdict(budget)
     del settings["train_n"], settings["test_n"]
     history = shapes_vit.fit(
@@ -254,6 +255,7 @@ def train_shapes_vit(quick: bool, out_dir: Path, log: Log) -> tuple[dict, dict]:
             "optimizer": "AdamW, linear warm-up then cosine decay, gradients clipped at 1",
             "augmentation": "random right-angle turns and mirroring (the 8 views of a square)",
             "position_embeddings": "start at the 2-D sine-cosine code, then trained",
+            "attention": "mimetic start: query-key product near 0.7 I, value-output near -0.4 I",
             "teacher": (f"shapes-cnn ({teacher_from}), its outputs softened by the temperature"
                         if teacher is not None else None),
             "probe": {"n": len(probe.labels), "seed": VIT_SEEDS["probe"],
