@@ -88,7 +88,7 @@ class VitBudget:
     temperature: float = 2.0
 
 
-VIT_FULL = VitBudget(train_n=20000, test_n=2000, steps=12000)
+VIT_FULL = VitBudget(train_n=20000, test_n=2000, steps=18000)
 VIT_QUICK = VitBudget(train_n=48, test_n=24, steps=3, batch_size=16)
 VIT_SEEDS = {"train": 4, "test": 1004, "init": 21, "probe": 2004}
 VIT_PROBE_N = 500
