@@ -32,7 +32,8 @@ def register(subparsers) -> None:
 
     train = subparsers.add_parser(
         "train-bundled",
-        help="retrain the bundled models (a few minutes on 2 CPU cores)",
+        help="retrain the bundled models (shapes-vit alone takes about 20 minutes on 2 idle CPU "
+        "cores; --only NAME for one)",
         description="Regenerate the bundled models' weights and model cards.",
     )
     train.add_argument(
