@@ -136,6 +136,14 @@ def inseq_attribution(model, tokenizer, prompt: str, continuation: str, steps: i
     return out.sequence_attributions[0].target_attributions.sum(-1).T
 
 
+def relative_gap(mine, theirs: torch.Tensor) -> float:
+    """The largest difference between our prompt columns and a contender's, relative to the
+    contender's largest entry."""
+    theirs = theirs.cpu()
+    return float((torch.as_tensor(mine) - theirs).abs().max()
+                 / theirs.abs().max().clamp_min(1e-12))
+
+
 def has_inseq() -> bool:
     try:
         import inseq  # noqa: F401
@@ -167,8 +175,7 @@ def run(setup: Setup, device: torch.device, reps: int) -> list[dict]:
             ref = result["captum"]["output"]
             agree = None
             if ga is not None and ref is not None:
-                mine = torch.as_tensor(ga.matrix[:, :ga.prompt_length])
-                agree = float((mine - ref.cpu()).abs().max() / ref.abs().max().clamp_min(1e-12))
+                agree = relative_gap(ga.matrix[:, :ga.prompt_length], ref)
             # inseq's IG starts from its own baseline (zeros), so only gradient x input is
             # compared number for number.
             agree_inseq = None
@@ -177,10 +184,7 @@ def run(setup: Setup, device: torch.device, reps: int) -> list[dict]:
                 plen = ga.prompt_length
                 logit = attribute_generation(model, tokenizer, prompt, method,
                                              continuation=continuation, target="logit")
-                mine = torch.as_tensor(logit.matrix[:, :plen])
-                theirs = theirs[:, :plen].cpu()
-                agree_inseq = float((mine - theirs).abs().max()
-                                    / theirs.abs().max().clamp_min(1e-12))
+                agree_inseq = relative_gap(logit.matrix[:, :plen], theirs[:, :plen])
             row = {"method": method if steps is None else f"{method}({steps})", "G": generated,
                    "agreement": agree, "agreement_inseq": agree_inseq}
             for name in contenders:
